@@ -1,0 +1,52 @@
+# Compile options for ripen's own targets: warnings are errors here, never for
+# the Debian headers we include (those are SYSTEM include directories).
+function(ripen_target_defaults target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow
+                                           -Wnon-virtual-dtor -Wno-missing-field-initializers)
+  if(RIPEN_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+  if(RIPEN_SANITIZE)
+    target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-omit-frame-pointer
+                                             -fno-sanitize-recover=undefined)
+    target_link_options(${target} PRIVATE -fsanitize=address,undefined)
+  endif()
+endfunction()
+
+# A component library: public headers in include/, sources in src/.
+function(ripen_add_library name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;PUBLIC_DEPS;PRIVATE_DEPS" ${ARGN})
+  add_library(${name} STATIC ${ARG_SOURCES})
+  target_include_directories(${name} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include
+                                     PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
+  target_link_libraries(${name} PUBLIC ${ARG_PUBLIC_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
+  ripen_target_defaults(${name})
+endfunction()
+
+function(ripen_add_executable name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS})
+  ripen_target_defaults(${name})
+endfunction()
+
+# Test programs are named by suffix: *_test.cc are unit tests that never touch a
+# server (label `unit`); *_itest.cc need the real Redis and RabbitMQ that the
+# test command starts (label `integration`).
+function(ripen_add_tests)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  foreach(src ${ARG_SOURCES})
+    get_filename_component(name ${src} NAME_WE)
+    add_executable(${name} ${src})
+    target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gtest_main GTest::gmock)
+    ripen_target_defaults(${name})
+    if(name MATCHES "_itest$")
+      set(label integration)
+    else()
+      set(label unit)
+    endif()
+    add_test(NAME ${name} COMMAND ${name})
+    set_tests_properties(${name} PROPERTIES LABELS ${label} TIMEOUT 300
+      ENVIRONMENT "RIPEN_BUILD_DIR=${CMAKE_BINARY_DIR}")
+  endforeach()
+endfunction()

@@ -1,0 +1,111 @@
+// A RAII connection to RabbitMQ over rabbitmq-c, on one channel. rabbitmq-c
+// connections are not thread-safe: one Amqp belongs to one thread. Errors carry
+// the broker's own reply text (e.g. "PRECONDITION_FAILED - inequivalent arg ...").
+// After any connection or channel error the connection is torn down and the next
+// call reconnects, paced by a backoff.
+#pragma once
+
+#include <amqp.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "ripen/clock.h"
+#include "ripen/result.h"
+
+namespace ripen {
+
+struct AmqpUrl {
+  std::string host = "127.0.0.1";
+  int port = 5672;
+  std::string user = "guest";
+  std::string password = "guest";
+  std::string vhost = "/";
+  std::string redacted() const;
+};
+
+// amqp://user:pass@host:port/vhost (vhost percent-encoded: "/" is %2f)
+Result<AmqpUrl> parse_amqp_url(std::string_view url);
+
+using AmqpValue = std::variant<std::string, int64_t, bool>;
+using AmqpTable = std::vector<std::pair<std::string, AmqpValue>>;
+
+struct AmqpMessageProps {
+  std::string message_id;
+  std::string content_type = "application/json";
+  bool persistent = true;
+  std::optional<uint8_t> priority;
+  std::string correlation_id;
+  std::string reply_to;
+  AmqpTable headers;
+};
+
+class Amqp {
+ public:
+  explicit Amqp(AmqpUrl url, std::chrono::milliseconds timeout = std::chrono::seconds(5),
+                Clock& clock = SystemClock::instance());
+  ~Amqp();
+  Amqp(const Amqp&) = delete;
+  Amqp& operator=(const Amqp&) = delete;
+
+  static constexpr amqp_channel_t kChannel = 1;
+
+  Status connect();
+  bool connected() const { return conn_ != nullptr; }
+  void close();
+  // Ensures a connection, reconnecting if the backoff allows.
+  Status ensure_connected();
+  amqp_connection_state_t raw() { return conn_; }
+
+  Status declare_exchange(const std::string& name, const std::string& type, const AmqpTable& args = {});
+  Status declare_queue(const std::string& name, const AmqpTable& args = {});
+  Status bind_queue(const std::string& queue, const std::string& exchange, const std::string& routing_key);
+  Status delete_queue(const std::string& name);
+  Result<uint32_t> queue_message_count(const std::string& name);  // passive declare
+  Status confirm_select();
+  Status qos(uint16_t prefetch);
+  Result<std::string> consume(const std::string& queue, const std::string& consumer_tag = "");
+  Status cancel(const std::string& consumer_tag);
+
+  Status publish(const std::string& exchange, const std::string& routing_key, std::string_view body,
+                 const AmqpMessageProps& props, bool mandatory);
+  Status ack(uint64_t delivery_tag, bool multiple = false);
+  Status nack(uint64_t delivery_tag, bool requeue, bool multiple = false);
+
+  // Turns an RPC reply into a Status, tearing the connection down on failure.
+  Status check(amqp_rpc_reply_t reply, std::string_view what);
+  // Reports a library error code (negative int), tearing down the connection.
+  Error fail(int status, std::string_view what);
+
+  const AmqpUrl& url() const { return url_; }
+
+ private:
+  AmqpUrl url_;
+  std::chrono::milliseconds timeout_;
+  Clock& clock_;
+  amqp_connection_state_t conn_ = nullptr;
+  Clock::time_point next_connect_{};
+  std::chrono::milliseconds reconnect_backoff_{0};
+};
+
+// Builds an amqp_table_t whose storage lives as long as this object.
+class AmqpTableBuilder {
+ public:
+  explicit AmqpTableBuilder(const AmqpTable& table);
+  amqp_table_t table() { return {static_cast<int>(entries_.size()), entries_.data()}; }
+
+ private:
+  std::vector<std::string> strings_;
+  std::vector<amqp_table_entry_t> entries_;
+};
+
+// Reads a header value from a received table as a string ("" when absent).
+std::string amqp_header_string(const amqp_table_t& table, std::string_view key);
+std::string to_string(amqp_bytes_t bytes);
+
+}  // namespace ripen

@@ -1,0 +1,67 @@
+// ripen's configuration: defaults, then a TOML file (--config or RIPEN_CONFIG),
+// then RIPEN_* environment variables, then each binary's flags. Everything is
+// checked at start: an unknown key or a bad value is a ConfigError naming the key.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ripen/backoff.h"
+
+namespace ripen {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct DispatcherConfig {
+  int batch = 500;                // tasks per claim
+  int confirm_window = 1000;      // unconfirmed publishes in flight
+  int64_t inflight_lease_ms = 30'000;  // a claimed task not confirmed by then is published again
+  int64_t shard_lease_ms = 10'000;     // a dead dispatcher's shards are free after this
+  int64_t max_poll_ms = 1000;     // longest sleep without looking at the wheel
+  bool auto_declare = true;       // declare a queue the first time a task names it
+  std::vector<std::string> queues = {"default"};  // declared at start
+};
+
+struct WorkerConfig {
+  std::vector<std::string> queues = {"default"};
+  int concurrency = 4;
+  std::map<std::string, std::string> exec;  // task type -> command run by the exec handler
+  int64_t exec_timeout_ms = 60'000;
+  int64_t shutdown_grace_ms = 30'000;
+};
+
+struct Config {
+  std::string redis_url = "redis://127.0.0.1:6379/0";
+  std::string amqp_url = "amqp://guest:guest@127.0.0.1:5672/%2f";
+  std::string ns = "ripen";  // "namespace" in files and RIPEN_NAMESPACE
+  int shards = 16;
+  int64_t max_envelope_bytes = 256 * 1024;
+  int default_max_attempts = 3;
+  BackoffPolicy retry_backoff;
+  int64_t record_retention_ms = 7LL * 24 * 3600 * 1000;  // finished task records kept this long
+  std::string log_level = "info";
+  std::string log_format = "text";  // text | json
+  DispatcherConfig dispatcher;
+  WorkerConfig worker;
+};
+
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+EnvLookup process_env();
+
+// Reads the TOML file at `path` (if given) over the defaults, then the environment.
+// Throws ConfigError with the file, key and reason.
+Config load_config(const std::optional<std::string>& path, const EnvLookup& env = process_env());
+void apply_toml(Config& config, const std::string& toml_text, const std::string& source_name);
+void apply_env(Config& config, const EnvLookup& env);
+// Checks cross-field rules and URL syntax. Throws ConfigError.
+void validate_config(const Config& config);
+
+}  // namespace ripen

@@ -1,0 +1,20 @@
+// Human durations and times as the CLI and config files take them.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "ripen/result.h"
+
+namespace ripen {
+
+// "250ms", "30s", "5m", "2h", "1d", and sums like "1h30m". A bare number is
+// refused: "30" could mean seconds or milliseconds, and guessing wrong fires a
+// task at the wrong time.
+Result<int64_t> parse_duration_ms(std::string_view text);
+
+// RFC 3339 / ISO 8601 UTC or with offset: "2026-11-22T10:00:00Z",
+// "2026-11-22T10:00:00.250+01:00". Returns epoch milliseconds.
+Result<int64_t> parse_timestamp_ms(std::string_view text);
+
+}  // namespace ripen

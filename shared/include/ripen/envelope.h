@@ -1,0 +1,51 @@
+// The task envelope: one versioned JSON document, the same whether a task comes
+// from the C++ producer, the CLI or the AMQP ingress, and the body of the message a
+// worker receives. Schema: shared/envelope.schema.json.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "ripen/result.h"
+
+namespace ripen {
+
+inline constexpr int kEnvelopeVersion = 1;
+inline constexpr size_t kDefaultMaxEnvelopeBytes = 256 * 1024;
+
+struct Envelope {
+  int v = kEnvelopeVersion;
+  std::string id;               // empty until the producer assigns one
+  std::string queue;            // required: [A-Za-z0-9._-]{1,128}
+  std::string type;             // required: [A-Za-z0-9._:-]{1,128}; picks the handler
+  nlohmann::json payload;       // any JSON; null when absent
+  std::optional<int64_t> due_ms;    // absolute due time, epoch ms (Redis clock)
+  std::optional<int64_t> delay_ms;  // or: relative to the enqueue, by Redis clock
+  std::string idempotency_key;  // same key while the task is pending -> same task
+  std::string downstream;       // the service the handler calls, for its circuit breaker
+  int max_attempts = 0;         // 0 = the configured default
+  int attempt = 0;              // attempts already made before this delivery
+  int64_t timeout_ms = 0;       // 0 = the handler's default
+  int priority = 0;             // 0..9
+  int64_t created_ms = 0;       // set by the producer
+  std::map<std::string, std::string> headers;
+};
+
+// Parse and validate. Every failure names the offending field, e.g.
+// "field 'queue': must be 1-128 characters of [A-Za-z0-9._-]".
+Result<Envelope> decode_envelope(std::string_view text, size_t max_bytes = kDefaultMaxEnvelopeBytes);
+Result<Envelope> envelope_from_json(const nlohmann::json& doc);
+
+// Checks the rules that hold for any envelope, built in code or parsed.
+Status validate_envelope(const Envelope& env, size_t max_bytes = kDefaultMaxEnvelopeBytes);
+
+nlohmann::json envelope_to_json(const Envelope& env);
+std::string encode_envelope(const Envelope& env);
+
+}  // namespace ripen

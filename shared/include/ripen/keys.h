@@ -1,0 +1,63 @@
+// Every Redis key and AMQP name ripen uses is built here, and nowhere else.
+//
+// Redis: the keys of one timer-wheel shard share the hash tag `{sN}`, so each Lua
+// script touches a single slot and runs unchanged on Redis Cluster:
+//   <ns>:{sN}:due         ZSET  member = task id, score = due time (epoch ms, Redis TIME)
+//   <ns>:{sN}:inflight    ZSET  member = task id, score = lease deadline (epoch ms, Redis TIME)
+//   <ns>:{sN}:t:<id>      HASH  the task record (envelope + state + stamps)
+//   <ns>:{sN}:idem:<key>  STRING task id holding this idempotency key (until the task ends)
+//   <ns>:{sN}:lease       STRING "<owner>|<token>" of the dispatcher holding the shard, PX
+//   <ns>:{sN}:fence       STRING fencing counter, bumped on each new lease
+// A task lives in shard `shard_of(id)`; ids with an idempotency key are generated
+// so that `shard_of(id) == shard_of(key)` and both keys share the slot.
+//
+// AMQP (all under the same namespace):
+//   <ns>.tasks            direct exchange, routing key = queue name
+//   <ns>.q.<queue>        durable queue per task queue, dead-letters to <ns>.dlx
+//   <ns>.dlx              direct exchange for dead letters, routing key = queue name
+//   <ns>.dlq.<queue>      dead-letter queue per task queue
+//   <ns>.dlq._unroutable  dead letters whose queue did not exist at publish time
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace ripen {
+
+// Stable 64-bit FNV-1a. Shard assignment must never change between releases or
+// hosts, so this is spelled out rather than taken from std::hash.
+uint64_t stable_hash(std::string_view data) noexcept;
+
+class Keys {
+ public:
+  Keys(std::string ns, int shards);
+
+  const std::string& ns() const noexcept { return ns_; }
+  int shards() const noexcept { return shards_; }
+  int shard_of(std::string_view id_or_key) const noexcept;
+
+  // Redis
+  std::string shard_prefix(int shard) const;  // "<ns>:{sN}:", the prefix scripts build keys from
+  std::string due(int shard) const;
+  std::string inflight(int shard) const;
+  std::string lease(int shard) const;
+  std::string fence(int shard) const;
+  std::string task(std::string_view id) const;
+  std::string idempotency(std::string_view key) const;
+  std::string wake_channel() const;  // PUBLISHed with the shard number when a shard's head moves earlier
+  std::string dispatchers() const;   // ZSET of live dispatchers, score = heartbeat deadline
+
+  // AMQP
+  std::string task_exchange() const;
+  std::string queue(std::string_view queue_name) const;
+  std::string dead_exchange() const;
+  std::string dead_queue(std::string_view queue_name) const;
+  static constexpr std::string_view kUnroutable = "_unroutable";
+
+ private:
+  std::string ns_;
+  int shards_;
+};
+
+}  // namespace ripen

@@ -1,0 +1,140 @@
+// A RAII client over hiredis. Every call has a timeout; failures come back as
+// Result errors carrying the server's own message, never as a null reply. A broken
+// connection is re-opened on a later call, no sooner than its backoff allows, so a
+// caller's loop simply retries and the client paces the reconnects.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "ripen/clock.h"
+#include "ripen/result.h"
+
+struct redisContext;
+struct redisReply;
+
+namespace ripen {
+
+struct RedisUrl {
+  std::string host = "127.0.0.1";
+  int port = 6379;
+  std::string password;
+  int db = 0;
+  // The URL with any password replaced by "***", safe for logs.
+  std::string redacted() const;
+};
+
+// redis://[[user]:password@]host[:port][/db]
+Result<RedisUrl> parse_redis_url(std::string_view url);
+
+// An owned reply. Arrays own their elements through the root.
+class RedisReply {
+ public:
+  RedisReply() = default;
+  explicit RedisReply(redisReply* r);
+  RedisReply(RedisReply&&) noexcept = default;
+  RedisReply& operator=(RedisReply&&) noexcept = default;
+
+  bool is_nil() const;
+  bool is_string() const;  // bulk or status string
+  bool is_integer() const;
+  bool is_array() const;
+  std::string str() const;
+  int64_t integer() const;
+  size_t size() const;  // array length
+  // A non-owning view of an array element.
+  class View;
+  View at(size_t i) const;
+  View view() const;
+
+ private:
+  struct Free {
+    void operator()(redisReply* r) const;
+  };
+  std::unique_ptr<redisReply, Free> reply_;
+};
+
+class RedisReply::View {
+ public:
+  explicit View(const redisReply* r) : r_(r) {}
+  bool is_nil() const;
+  bool is_string() const;
+  bool is_integer() const;
+  bool is_array() const;
+  std::string str() const;
+  std::string_view sv() const;
+  int64_t integer() const;  // also parses a numeric string
+  size_t size() const;
+  View at(size_t i) const;
+
+ private:
+  const redisReply* r_;
+};
+
+// A Lua script, loaded once per connection with SCRIPT LOAD and called by SHA.
+struct LuaScript {
+  std::string name;
+  std::string source;
+};
+
+class Redis {
+ public:
+  Redis(RedisUrl url, std::chrono::milliseconds timeout = std::chrono::seconds(5),
+        Clock& clock = SystemClock::instance());
+  ~Redis();
+  Redis(const Redis&) = delete;
+  Redis& operator=(const Redis&) = delete;
+
+  // Opens the connection now (AUTH and SELECT included).
+  Status connect();
+  bool connected() const;
+
+  Result<RedisReply> command(const std::vector<std::string>& args);
+  // EVALSHA, loading the script first if this connection has not seen it (or the
+  // server forgot it: NOSCRIPT after a restart or SCRIPT FLUSH).
+  Result<RedisReply> eval(const LuaScript& script, const std::vector<std::string>& keys,
+                          const std::vector<std::string>& args);
+
+  // Pipelining: queue commands, then read their replies in order.
+  void append(const std::vector<std::string>& args);
+  void append_eval(const LuaScript& script, const std::vector<std::string>& keys,
+                   const std::vector<std::string>& args);
+  // Sends what was appended and reads one reply per appended command.
+  Result<std::vector<Result<RedisReply>>> flush();
+
+  // Redis TIME in epoch milliseconds.
+  Result<int64_t> time_ms();
+
+  // For subscribers: the socket, and reading a reply that has arrived.
+  int fd() const;
+  Result<RedisReply> read_reply();
+  // A reply already read off the socket and buffered, if any (never blocks).
+  Result<std::optional<RedisReply>> buffered_reply();
+  // Sets the socket timeout used by blocking reads.
+  void set_timeout(std::chrono::milliseconds timeout);
+
+  const RedisUrl& url() const { return url_; }
+
+ private:
+  Status ensure_connected();
+  Status load_script(const LuaScript& script);
+  void mark_broken(const std::string& why);
+  Error io_error(std::string_view what);
+
+  RedisUrl url_;
+  std::chrono::milliseconds timeout_;
+  Clock& clock_;
+  redisContext* ctx_ = nullptr;
+  std::unordered_map<std::string, std::string> shas_;  // script name -> sha, for this connection
+  std::vector<std::vector<std::string>> pending_;      // appended commands not yet flushed
+  Clock::time_point next_connect_{};
+  std::chrono::milliseconds reconnect_backoff_{0};
+};
+
+}  // namespace ripen

@@ -1,0 +1,305 @@
+#include "ripen/amqp.h"
+
+#include <amqp_framing.h>
+#include <amqp_tcp_socket.h>
+#include <sys/time.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+namespace ripen {
+namespace {
+
+constexpr auto kMaxReconnectBackoff = std::chrono::milliseconds(2000);
+constexpr auto kMinReconnectBackoff = std::chrono::milliseconds(50);
+// rabbitmq-c sends and checks heartbeats only while the thread is inside the
+// library; every loop here calls in at least every few hundred ms.
+constexpr int kHeartbeatSeconds = 30;
+
+amqp_bytes_t bytes_of(std::string_view s) { return {s.size(), const_cast<char*>(s.data())}; }
+
+std::string server_text(const amqp_rpc_reply_t& r) {
+  switch (r.reply.id) {
+    case AMQP_CONNECTION_CLOSE_METHOD: {
+      auto* m = static_cast<amqp_connection_close_t*>(r.reply.decoded);
+      return "connection closed by broker: " + std::to_string(m->reply_code) + " " + to_string(m->reply_text);
+    }
+    case AMQP_CHANNEL_CLOSE_METHOD: {
+      auto* m = static_cast<amqp_channel_close_t*>(r.reply.decoded);
+      return "channel closed by broker: " + std::to_string(m->reply_code) + " " + to_string(m->reply_text);
+    }
+    default:
+      return "unexpected broker method " + std::to_string(r.reply.id);
+  }
+}
+
+}  // namespace
+
+std::string to_string(amqp_bytes_t bytes) {
+  if (bytes.len == 0 || bytes.bytes == nullptr) return {};
+  return {static_cast<const char*>(bytes.bytes), bytes.len};
+}
+
+std::string AmqpUrl::redacted() const {
+  return "amqp://" + user + ":***@" + host + ":" + std::to_string(port) + "/" + vhost;
+}
+
+Result<AmqpUrl> parse_amqp_url(std::string_view url) {
+  if (url.substr(0, 7) != "amqp://") {
+    return make_error(Errc::invalid, "AMQP URL must start with amqp:// (amqps is not supported yet)");
+  }
+  std::string copy(url);
+  amqp_connection_info info{};
+  if (amqp_parse_url(copy.data(), &info) != AMQP_STATUS_OK) {
+    return make_error(Errc::invalid, "AMQP URL is malformed; expected amqp://user:pass@host:port/vhost");
+  }
+  AmqpUrl out;
+  out.host = info.host;
+  out.port = info.port;
+  out.user = info.user;
+  out.password = info.password;
+  out.vhost = info.vhost;
+  if (out.host.empty()) return make_error(Errc::invalid, "AMQP URL: host is empty");
+  return out;
+}
+
+AmqpTableBuilder::AmqpTableBuilder(const AmqpTable& table) {
+  strings_.reserve(table.size() * 2);  // pointers into strings_ must stay put
+  entries_.reserve(table.size());
+  for (const auto& [key, value] : table) {
+    amqp_table_entry_t e{};
+    strings_.push_back(key);
+    e.key = bytes_of(strings_.back());
+    if (const auto* s = std::get_if<std::string>(&value)) {
+      strings_.push_back(*s);
+      e.value.kind = AMQP_FIELD_KIND_UTF8;
+      e.value.value.bytes = bytes_of(strings_.back());
+    } else if (const auto* i = std::get_if<int64_t>(&value)) {
+      e.value.kind = AMQP_FIELD_KIND_I64;
+      e.value.value.i64 = *i;
+    } else {
+      e.value.kind = AMQP_FIELD_KIND_BOOLEAN;
+      e.value.value.boolean = std::get<bool>(value) ? 1 : 0;
+    }
+    entries_.push_back(e);
+  }
+}
+
+std::string amqp_header_string(const amqp_table_t& table, std::string_view key) {
+  for (int i = 0; i < table.num_entries; ++i) {
+    const auto& e = table.entries[i];
+    if (to_string(e.key) != key) continue;
+    switch (e.value.kind) {
+      case AMQP_FIELD_KIND_UTF8:
+      case AMQP_FIELD_KIND_BYTES:
+        return to_string(e.value.value.bytes);
+      case AMQP_FIELD_KIND_I64:
+        return std::to_string(e.value.value.i64);
+      case AMQP_FIELD_KIND_I32:
+        return std::to_string(e.value.value.i32);
+      case AMQP_FIELD_KIND_BOOLEAN:
+        return e.value.value.boolean ? "true" : "false";
+      default:
+        return {};
+    }
+  }
+  return {};
+}
+
+Amqp::Amqp(AmqpUrl url, std::chrono::milliseconds timeout, Clock& clock)
+    : url_(std::move(url)), timeout_(timeout), clock_(clock) {}
+
+Amqp::~Amqp() { close(); }
+
+void Amqp::close() {
+  if (conn_ == nullptr) return;
+  // A polite close when the socket still works; either way the state is freed.
+  amqp_connection_close(conn_, AMQP_REPLY_SUCCESS);
+  amqp_destroy_connection(conn_);
+  conn_ = nullptr;
+}
+
+Error Amqp::fail(int status, std::string_view what) {
+  std::string msg = "amqp " + url_.redacted() + ": " + std::string(what) + ": " + amqp_error_string2(status);
+  if (conn_ != nullptr) {
+    amqp_destroy_connection(conn_);
+    conn_ = nullptr;
+  }
+  reconnect_backoff_ = std::clamp(reconnect_backoff_ * 2, kMinReconnectBackoff, kMaxReconnectBackoff);
+  next_connect_ = clock_.now() + reconnect_backoff_;
+  const Errc code = status == AMQP_STATUS_TIMEOUT ? Errc::timeout : Errc::unavailable;
+  return make_error(code, msg);
+}
+
+Status Amqp::check(amqp_rpc_reply_t reply, std::string_view what) {
+  switch (reply.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+      return {};
+    case AMQP_RESPONSE_NONE:
+      return fail(AMQP_STATUS_CONNECTION_CLOSED, std::string(what) + ": no reply (missing RPC reply type)");
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+      return fail(reply.library_error, what);
+    case AMQP_RESPONSE_SERVER_EXCEPTION: {
+      std::string msg = "amqp " + url_.redacted() + ": " + std::string(what) + ": " + server_text(reply);
+      if (reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD && conn_ != nullptr) {
+        amqp_connection_close_ok_t ok{};
+        amqp_send_method(conn_, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+      } else if (reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD && conn_ != nullptr) {
+        amqp_channel_close_ok_t ok{};
+        amqp_send_method(conn_, kChannel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+      }
+      // The channel is gone either way; start over with a fresh connection.
+      if (conn_ != nullptr) {
+        amqp_destroy_connection(conn_);
+        conn_ = nullptr;
+      }
+      next_connect_ = clock_.now() + kMinReconnectBackoff;
+      return make_error(Errc::server, msg);
+    }
+  }
+  return make_error(Errc::internal, "amqp: unknown reply type");
+}
+
+Status Amqp::connect() {
+  close();
+  conn_ = amqp_new_connection();
+  amqp_socket_t* socket = amqp_tcp_socket_new(conn_);
+  if (socket == nullptr) return fail(AMQP_STATUS_NO_MEMORY, "creating socket");
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(timeout_.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((timeout_.count() % 1000) * 1000);
+  if (int st = amqp_socket_open_noblock(socket, url_.host.c_str(), url_.port, &tv); st != AMQP_STATUS_OK) {
+    return fail(st, "cannot connect");
+  }
+  amqp_set_handshake_timeout(conn_, &tv);
+  amqp_set_rpc_timeout(conn_, &tv);
+  auto login = amqp_login(conn_, url_.vhost.c_str(), 0, 131072, kHeartbeatSeconds, AMQP_SASL_METHOD_PLAIN,
+                          url_.user.c_str(), url_.password.c_str());
+  if (auto st = check(login, "login as '" + url_.user + "' to vhost '" + url_.vhost + "'"); !st) return st;
+  amqp_channel_open(conn_, kChannel);
+  if (auto st = check(amqp_get_rpc_reply(conn_), "opening channel"); !st) return st;
+  reconnect_backoff_ = std::chrono::milliseconds(0);
+  return {};
+}
+
+Status Amqp::ensure_connected() {
+  if (connected()) return {};
+  if (clock_.now() < next_connect_) {
+    return make_error(Errc::unavailable, "amqp " + url_.redacted() + ": not connected (waiting to reconnect)");
+  }
+  return connect();
+}
+
+Status Amqp::declare_exchange(const std::string& name, const std::string& type, const AmqpTable& args) {
+  if (auto st = ensure_connected(); !st) return st;
+  AmqpTableBuilder table(args);
+  amqp_exchange_declare(conn_, kChannel, bytes_of(name), bytes_of(type), 0, /*durable=*/1, 0, 0, table.table());
+  return check(amqp_get_rpc_reply(conn_), "declaring exchange '" + name + "'");
+}
+
+Status Amqp::declare_queue(const std::string& name, const AmqpTable& args) {
+  if (auto st = ensure_connected(); !st) return st;
+  AmqpTableBuilder table(args);
+  amqp_queue_declare(conn_, kChannel, bytes_of(name), 0, /*durable=*/1, 0, 0, table.table());
+  return check(amqp_get_rpc_reply(conn_), "declaring queue '" + name + "'");
+}
+
+Status Amqp::bind_queue(const std::string& queue, const std::string& exchange, const std::string& routing_key) {
+  if (auto st = ensure_connected(); !st) return st;
+  amqp_queue_bind(conn_, kChannel, bytes_of(queue), bytes_of(exchange), bytes_of(routing_key), amqp_empty_table);
+  return check(amqp_get_rpc_reply(conn_), "binding queue '" + queue + "' to '" + exchange + "'");
+}
+
+Status Amqp::delete_queue(const std::string& name) {
+  if (auto st = ensure_connected(); !st) return st;
+  amqp_queue_delete(conn_, kChannel, bytes_of(name), 0, 0);
+  return check(amqp_get_rpc_reply(conn_), "deleting queue '" + name + "'");
+}
+
+Result<uint32_t> Amqp::queue_message_count(const std::string& name) {
+  if (auto st = ensure_connected(); !st) return st.error();
+  auto* ok = amqp_queue_declare(conn_, kChannel, bytes_of(name), /*passive=*/1, 0, 0, 0, amqp_empty_table);
+  if (auto st = check(amqp_get_rpc_reply(conn_), "inspecting queue '" + name + "'"); !st) return st.error();
+  return ok->message_count;
+}
+
+Status Amqp::confirm_select() {
+  if (auto st = ensure_connected(); !st) return st;
+  amqp_confirm_select(conn_, kChannel);
+  return check(amqp_get_rpc_reply(conn_), "enabling publisher confirms");
+}
+
+Status Amqp::qos(uint16_t prefetch) {
+  if (auto st = ensure_connected(); !st) return st;
+  amqp_basic_qos(conn_, kChannel, 0, prefetch, 0);
+  return check(amqp_get_rpc_reply(conn_), "setting prefetch");
+}
+
+Result<std::string> Amqp::consume(const std::string& queue, const std::string& consumer_tag) {
+  if (auto st = ensure_connected(); !st) return st.error();
+  auto* ok = amqp_basic_consume(conn_, kChannel, bytes_of(queue), bytes_of(consumer_tag), 0, /*no_ack=*/0, 0,
+                                amqp_empty_table);
+  if (auto st = check(amqp_get_rpc_reply(conn_), "consuming from '" + queue + "'"); !st) return st.error();
+  return to_string(ok->consumer_tag);
+}
+
+Status Amqp::cancel(const std::string& consumer_tag) {
+  if (!connected()) return {};
+  amqp_basic_cancel(conn_, kChannel, bytes_of(consumer_tag));
+  return check(amqp_get_rpc_reply(conn_), "cancelling consumer");
+}
+
+Status Amqp::publish(const std::string& exchange, const std::string& routing_key, std::string_view body,
+                     const AmqpMessageProps& props, bool mandatory) {
+  if (auto st = ensure_connected(); !st) return st;
+  amqp_basic_properties_t p{};
+  p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+  p.content_type = bytes_of(props.content_type);
+  p.delivery_mode = props.persistent ? 2 : 1;
+  if (!props.message_id.empty()) {
+    p._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+    p.message_id = bytes_of(props.message_id);
+  }
+  if (!props.correlation_id.empty()) {
+    p._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+    p.correlation_id = bytes_of(props.correlation_id);
+  }
+  if (!props.reply_to.empty()) {
+    p._flags |= AMQP_BASIC_REPLY_TO_FLAG;
+    p.reply_to = bytes_of(props.reply_to);
+  }
+  if (props.priority) {
+    p._flags |= AMQP_BASIC_PRIORITY_FLAG;
+    p.priority = *props.priority;
+  }
+  AmqpTableBuilder headers(props.headers);
+  if (!props.headers.empty()) {
+    p._flags |= AMQP_BASIC_HEADERS_FLAG;
+    p.headers = headers.table();
+  }
+  int st = amqp_basic_publish(conn_, kChannel, bytes_of(exchange), bytes_of(routing_key), mandatory ? 1 : 0, 0, &p,
+                              bytes_of(body));
+  if (st != AMQP_STATUS_OK) return fail(st, "publishing to '" + exchange + "'");
+  return {};
+}
+
+Status Amqp::ack(uint64_t delivery_tag, bool multiple) {
+  if (!connected()) return make_error(Errc::unavailable, "amqp: not connected; the delivery will be redelivered");
+  if (int st = amqp_basic_ack(conn_, kChannel, delivery_tag, multiple ? 1 : 0); st != AMQP_STATUS_OK) {
+    return fail(st, "acking");
+  }
+  return {};
+}
+
+Status Amqp::nack(uint64_t delivery_tag, bool requeue, bool multiple) {
+  if (!connected()) return make_error(Errc::unavailable, "amqp: not connected; the delivery will be redelivered");
+  if (int st = amqp_basic_nack(conn_, kChannel, delivery_tag, multiple ? 1 : 0, requeue ? 1 : 0);
+      st != AMQP_STATUS_OK) {
+    return fail(st, "nacking");
+  }
+  return {};
+}
+
+}  // namespace ripen

@@ -1,0 +1,22 @@
+#include "ripen/backoff.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace ripen {
+
+int64_t backoff_ceiling_ms(const BackoffPolicy& policy, int attempt) {
+  if (attempt < 1) attempt = 1;
+  // Doubling past 2^62 overflows; the cap is reached long before in practice.
+  const int shift = std::min(attempt - 1, 40);
+  const double ceiling = static_cast<double>(policy.base_ms) * std::ldexp(1.0, shift);
+  return static_cast<int64_t>(std::min(ceiling, static_cast<double>(policy.cap_ms)));
+}
+
+int64_t backoff_ms(const BackoffPolicy& policy, int attempt, const std::function<double()>& random) {
+  const int64_t ceiling = backoff_ceiling_ms(policy, attempt);
+  const double r = std::clamp(random(), 0.0, 1.0);
+  return std::min(ceiling, static_cast<int64_t>(r * static_cast<double>(ceiling + 1)));
+}
+
+}  // namespace ripen

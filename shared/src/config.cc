@@ -1,0 +1,238 @@
+#include "ripen/config.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "ripen/amqp.h"
+#include "ripen/duration.h"
+#include "ripen/redis.h"
+
+namespace ripen {
+namespace {
+
+// Walks one TOML table, handing each known key to its reader and refusing the
+// rest: a misspelt key silently ignored is a setting that never took effect.
+class TableReader {
+ public:
+  TableReader(const toml::table& table, std::string path, std::string source)
+      : table_(table), path_(std::move(path)), source_(std::move(source)) {}
+
+  ~TableReader() noexcept(false) {
+    if (std::uncaught_exceptions() > 0) return;
+    for (const auto& [key, node] : table_) {
+      if (seen_.count(std::string(key.str())) == 0) {
+        throw ConfigError(where(std::string(key.str()), node) + ": unknown key");
+      }
+    }
+  }
+
+  template <class T>
+  void read(const std::string& key, T& out, int64_t lo = 0, int64_t hi = INT64_MAX) {
+    seen_.insert(key);
+    const toml::node* node = table_.get(key);
+    if (node == nullptr) return;
+    if constexpr (std::is_same_v<T, std::string>) {
+      auto v = node->value<std::string>();
+      if (!v) throw ConfigError(where(key, *node) + ": must be a string");
+      out = *v;
+    } else if constexpr (std::is_same_v<T, bool>) {
+      auto v = node->value<bool>();
+      if (!v || !node->is_boolean()) throw ConfigError(where(key, *node) + ": must be true or false");
+      out = *v;
+    } else {
+      if (!node->is_integer()) throw ConfigError(where(key, *node) + ": must be an integer");
+      const int64_t v = *node->value<int64_t>();
+      if (v < lo || v > hi) {
+        throw ConfigError(where(key, *node) + ": must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+      }
+      out = static_cast<T>(v);
+    }
+  }
+
+  // Durations may be written as strings ("30s") or integer milliseconds.
+  void read_duration(const std::string& key, int64_t& out, int64_t lo = 0) {
+    seen_.insert(key);
+    const toml::node* node = table_.get(key);
+    if (node == nullptr) return;
+    int64_t v = 0;
+    if (node->is_integer()) {
+      v = *node->value<int64_t>();
+    } else if (auto s = node->value<std::string>()) {
+      auto d = parse_duration_ms(*s);
+      if (!d) throw ConfigError(where(key, *node) + ": " + d.error().message);
+      v = *d;
+    } else {
+      throw ConfigError(where(key, *node) + ": must be a duration like \"30s\" or integer milliseconds");
+    }
+    if (v < lo) throw ConfigError(where(key, *node) + ": must be at least " + std::to_string(lo) + " ms");
+    out = v;
+  }
+
+  void read_strings(const std::string& key, std::vector<std::string>& out) {
+    seen_.insert(key);
+    const toml::node* node = table_.get(key);
+    if (node == nullptr) return;
+    const toml::array* arr = node->as_array();
+    if (arr == nullptr) throw ConfigError(where(key, *node) + ": must be an array of strings");
+    out.clear();
+    for (const auto& item : *arr) {
+      auto v = item.value<std::string>();
+      if (!v) throw ConfigError(where(key, item) + ": must be an array of strings");
+      out.push_back(*v);
+    }
+  }
+
+  const toml::table* sub(const std::string& key) {
+    seen_.insert(key);
+    const toml::node* node = table_.get(key);
+    if (node == nullptr) return nullptr;
+    if (!node->is_table()) throw ConfigError(where(key, *node) + ": must be a table ([" + key + "])");
+    return node->as_table();
+  }
+
+  std::string child(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
+
+  std::string where(const std::string& key, const toml::node& node) const {
+    std::ostringstream out;
+    out << source_;
+    if (node.source().begin.line > 0) out << ":" << node.source().begin.line;
+    out << ": key '" << child(key) << "'";
+    return out.str();
+  }
+
+ private:
+  const toml::table& table_;
+  std::string path_;
+  std::string source_;
+  std::set<std::string> seen_;
+};
+
+int64_t env_int(const std::string& name, const std::string& value, int64_t lo, int64_t hi) {
+  char* end = nullptr;
+  errno = 0;
+  const long long v = std::strtoll(value.c_str(), &end, 10);
+  if (value.empty() || *end != '\0' || errno != 0 || v < lo || v > hi) {
+    throw ConfigError("environment " + name + "='" + value + "': must be an integer between " + std::to_string(lo) +
+                      " and " + std::to_string(hi));
+  }
+  return v;
+}
+
+}  // namespace
+
+EnvLookup process_env() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* v = std::getenv(name.c_str());
+    if (v == nullptr) return std::nullopt;
+    return std::string(v);
+  };
+}
+
+void apply_toml(Config& c, const std::string& text, const std::string& source) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream out;
+    out << source << ":" << e.source().begin.line << ": " << e.description();
+    throw ConfigError(out.str());
+  }
+  TableReader top(root, "", source);
+  top.read("redis_url", c.redis_url);
+  top.read("amqp_url", c.amqp_url);
+  top.read("namespace", c.ns);
+  top.read("shards", c.shards, 1, 1024);
+  top.read("max_envelope_bytes", c.max_envelope_bytes, 1024, 64LL * 1024 * 1024);
+  top.read("default_max_attempts", c.default_max_attempts, 1, 1000);
+  top.read_duration("record_retention", c.record_retention_ms, 1000);
+  if (const auto* t = top.sub("retry")) {
+    TableReader r(*t, "retry", source);
+    r.read_duration("base", c.retry_backoff.base_ms, 1);
+    r.read_duration("cap", c.retry_backoff.cap_ms, 1);
+  }
+  if (const auto* t = top.sub("log")) {
+    TableReader r(*t, "log", source);
+    r.read("level", c.log_level);
+    r.read("format", c.log_format);
+  }
+  if (const auto* t = top.sub("dispatcher")) {
+    TableReader r(*t, "dispatcher", source);
+    auto& d = c.dispatcher;
+    r.read("batch", d.batch, 1, 10000);
+    r.read("confirm_window", d.confirm_window, 1, 65535);
+    r.read_duration("inflight_lease", d.inflight_lease_ms, 100);
+    r.read_duration("shard_lease", d.shard_lease_ms, 300);
+    r.read_duration("max_poll", d.max_poll_ms, 1);
+    r.read("auto_declare", d.auto_declare);
+    r.read_strings("queues", d.queues);
+  }
+  if (const auto* t = top.sub("worker")) {
+    TableReader r(*t, "worker", source);
+    auto& w = c.worker;
+    r.read_strings("queues", w.queues);
+    r.read("concurrency", w.concurrency, 1, 1024);
+    r.read_duration("exec_timeout", w.exec_timeout_ms, 1);
+    r.read_duration("shutdown_grace", w.shutdown_grace_ms, 0);
+    if (const auto* e = r.sub("exec")) {
+      for (const auto& [type, node] : *e) {
+        auto v = node.value<std::string>();
+        if (!v || v->empty()) {
+          throw ConfigError(source + ": key 'worker.exec." + std::string(type.str()) + "': must be a command string");
+        }
+        w.exec[std::string(type.str())] = *v;
+      }
+    }
+  }
+}
+
+void apply_env(Config& c, const EnvLookup& env) {
+  if (auto v = env("RIPEN_REDIS_URL")) c.redis_url = *v;
+  if (auto v = env("RIPEN_AMQP_URL")) c.amqp_url = *v;
+  if (auto v = env("RIPEN_NAMESPACE")) c.ns = *v;
+  if (auto v = env("RIPEN_SHARDS")) c.shards = static_cast<int>(env_int("RIPEN_SHARDS", *v, 1, 1024));
+  if (auto v = env("RIPEN_LOG_LEVEL")) c.log_level = *v;
+  if (auto v = env("RIPEN_LOG_FORMAT")) c.log_format = *v;
+}
+
+Config load_config(const std::optional<std::string>& path, const EnvLookup& env) {
+  Config c;
+  std::optional<std::string> file = path;
+  if (!file) file = env("RIPEN_CONFIG");
+  if (file && !file->empty()) {
+    std::ifstream in(*file);
+    if (!in) throw ConfigError("config file '" + *file + "': cannot be read");
+    std::stringstream buf;
+    buf << in.rdbuf();
+    apply_toml(c, buf.str(), *file);
+  }
+  apply_env(c, env);
+  validate_config(c);
+  return c;
+}
+
+void validate_config(const Config& c) {
+  if (auto r = parse_redis_url(c.redis_url); !r) throw ConfigError("redis_url: " + r.error().message);
+  if (auto r = parse_amqp_url(c.amqp_url); !r) throw ConfigError("amqp_url: " + r.error().message);
+  if (c.ns.empty() || c.ns.find_first_of(" {}:") != std::string::npos) {
+    throw ConfigError("namespace '" + c.ns + "': must be non-empty without spaces, braces or colons");
+  }
+  if (c.shards < 1 || c.shards > 1024) throw ConfigError("shards: must be between 1 and 1024");
+  static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+  if (levels.count(c.log_level) == 0) {
+    throw ConfigError("log.level '" + c.log_level + "': must be one of trace, debug, info, warn, error, critical, off");
+  }
+  if (c.log_format != "text" && c.log_format != "json") {
+    throw ConfigError("log.format '" + c.log_format + "': must be text or json");
+  }
+  if (c.retry_backoff.cap_ms < c.retry_backoff.base_ms) throw ConfigError("retry.cap: must be at least retry.base");
+  if (c.dispatcher.inflight_lease_ms <= c.dispatcher.max_poll_ms) {
+    throw ConfigError("dispatcher.inflight_lease: must be longer than dispatcher.max_poll");
+  }
+  if (c.worker.concurrency < 1) throw ConfigError("worker.concurrency: must be at least 1");
+}
+
+}  // namespace ripen

@@ -1,0 +1,46 @@
+#include "ripen/keys.h"
+
+#include <stdexcept>
+
+namespace ripen {
+
+uint64_t stable_hash(std::string_view data) noexcept {
+  uint64_t h = 14695981039346656037ULL;
+  for (unsigned char c : data) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+Keys::Keys(std::string ns, int shards) : ns_(std::move(ns)), shards_(shards) {
+  if (shards_ < 1 || shards_ > 1024) throw std::invalid_argument("shards must be between 1 and 1024");
+  if (ns_.empty()) throw std::invalid_argument("namespace must not be empty");
+}
+
+int Keys::shard_of(std::string_view id_or_key) const noexcept {
+  return static_cast<int>(stable_hash(id_or_key) % static_cast<uint64_t>(shards_));
+}
+
+std::string Keys::shard_prefix(int shard) const { return ns_ + ":{s" + std::to_string(shard) + "}:"; }
+std::string Keys::due(int shard) const { return shard_prefix(shard) + "due"; }
+std::string Keys::inflight(int shard) const { return shard_prefix(shard) + "inflight"; }
+std::string Keys::lease(int shard) const { return shard_prefix(shard) + "lease"; }
+std::string Keys::fence(int shard) const { return shard_prefix(shard) + "fence"; }
+std::string Keys::task(std::string_view id) const {
+  return shard_prefix(shard_of(id)) + "t:" + std::string(id);
+}
+std::string Keys::idempotency(std::string_view key) const {
+  return shard_prefix(shard_of(key)) + "idem:" + std::string(key);
+}
+std::string Keys::wake_channel() const { return ns_ + ":wake"; }
+std::string Keys::dispatchers() const { return ns_ + ":dispatchers"; }
+
+std::string Keys::task_exchange() const { return ns_ + ".tasks"; }
+std::string Keys::queue(std::string_view queue_name) const { return ns_ + ".q." + std::string(queue_name); }
+std::string Keys::dead_exchange() const { return ns_ + ".dlx"; }
+std::string Keys::dead_queue(std::string_view queue_name) const {
+  return ns_ + ".dlq." + std::string(queue_name);
+}
+
+}  // namespace ripen
