@@ -1,0 +1,587 @@
+#include "ripen/dispatcher.h"
+
+#include <amqp.h>  // before amqp_framing.h, which needs its types
+#include <amqp_framing.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <deque>
+#include <random>
+#include <unordered_map>
+
+#include <spdlog/spdlog.h>
+
+#include "ripen/amqp.h"
+#include "ripen/failure_log.h"
+#include "ripen/keys.h"
+#include "ripen/redis.h"
+#include "ripen/scripts.h"
+#include "ripen/topology.h"
+
+namespace ripen {
+
+ShardPlan plan_shards(int shards, int live, int rank, const std::set<int>& held) {
+  ShardPlan plan;
+  live = std::max(live, 1);
+  rank = std::clamp(rank, 0, live - 1);
+  plan.target = (shards + live - 1) / live;
+  auto preferred = [&](int s) { return s % live == rank; };
+  // Give back shards that belong to another dispatcher's share while holding more
+  // than ours: that is how a newcomer gets work without anyone waiting for a lease
+  // to expire.
+  int count = static_cast<int>(held.size());
+  for (int s : held) {
+    if (count <= plan.target) break;
+    if (!preferred(s)) {
+      plan.release.push_back(s);
+      --count;
+    }
+  }
+  for (int s = 0; s < shards; ++s) {
+    if (preferred(s) && held.count(s) == 0) plan.acquire.push_back(s);
+  }
+  for (int s = 0; s < shards; ++s) {
+    if (!preferred(s) && held.count(s) == 0) plan.acquire.push_back(s);
+  }
+  return plan;
+}
+
+namespace {
+
+std::string default_owner() {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  std::mt19937 rng{std::random_device{}()};
+  return std::string(host) + ":" + std::to_string(getpid()) + ":" + std::to_string(rng() % 100000);
+}
+
+RedisUrl redis_url(const Config& c) {
+  auto u = parse_redis_url(c.redis_url);
+  if (!u) throw ConfigError("redis_url: " + u.error().message);
+  return *u;
+}
+
+AmqpUrl amqp_url(const Config& c) {
+  auto u = parse_amqp_url(c.amqp_url);
+  if (!u) throw ConfigError("amqp_url: " + u.error().message);
+  return *u;
+}
+
+// One outstanding publish, waiting for the broker's confirm.
+struct Pending {
+  uint64_t tag = 0;
+  int shard = -1;  // -1: a dead-letter copy, nothing to settle in Redis
+  std::string id;
+};
+
+struct Settle {
+  std::string id;
+  char outcome;  // 'd' confirmed, 'x' returned (dead), 'r' back to the wheel
+  std::string reason;
+};
+
+}  // namespace
+
+class Dispatcher::Impl {
+ public:
+  Impl(const Config& config, std::string owner, Clock& clock)
+      : config_(config),
+        clock_(clock),
+        owner_(owner.empty() ? default_owner() : std::move(owner)),
+        keys_(config.ns, config.shards),
+        redis_(redis_url(config), std::chrono::seconds(5), clock),
+        sub_(redis_url(config), std::chrono::seconds(5), clock),
+        amqp_(amqp_url(config), std::chrono::seconds(5), clock),
+        stop_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
+        next_due_(static_cast<size_t>(config.shards), Clock::time_point::max()) {}
+
+  ~Impl() { close(stop_fd_); }
+
+  void stop() {
+    stopping_.store(true);
+    uint64_t one = 1;
+    [[maybe_unused]] auto n = write(stop_fd_, &one, sizeof one);
+  }
+
+  DispatcherStats stats() const {
+    std::lock_guard lock(stats_mu_);
+    DispatcherStats s = stats_;
+    for (const auto& [shard, lease] : owned_) s.shards.push_back(shard);
+    return s;
+  }
+
+  const std::string& owner() const { return owner_; }
+
+  void run() {
+    spdlog::info("dispatcher {} starting: {} shards, namespace '{}', redis {}, amqp {}", owner_, config_.shards,
+                 config_.ns, redis_.url().redacted(), amqp_.url().redacted());
+    auto last_report = clock_.now();
+    while (!stopping_.load()) {
+      const auto now = clock_.now();
+      if (now >= next_maintenance_) maintain_shards();
+      ensure_subscribed();
+      if (!ensure_amqp()) {
+        wait(std::chrono::milliseconds(200));
+        continue;
+      }
+      const bool claimed = claim_round();
+      flush_settles();
+      if (now - last_report >= std::chrono::seconds(10)) {
+        report();
+        last_report = now;
+      }
+      if (claimed && window_space() > 0) {
+        // More may be ripe; only drain what the broker already said.
+        pump_amqp(std::chrono::milliseconds(0));
+        continue;
+      }
+      wait(sleep_budget());
+    }
+    shutdown();
+  }
+
+ private:
+  // ---- shards ----------------------------------------------------------------
+
+  void maintain_shards() {
+    next_maintenance_ = clock_.now() + std::chrono::milliseconds(config_.dispatcher.shard_lease_ms / 3);
+    const std::string ttl = std::to_string(config_.dispatcher.shard_lease_ms);
+    auto live = redis_.eval(scripts::heartbeat(), {keys_.dispatchers()}, {owner_, ttl});
+    if (!live) {
+      redis_log_.fail("redis: dispatcher heartbeat failed: " + live.error().message);
+      return;
+    }
+    redis_log_.ok("redis");
+    int rank = 0;
+    const int count = static_cast<int>(live->size());
+    for (int i = 0; i < count; ++i) {
+      if (live->at(static_cast<size_t>(i)).sv() == owner_) rank = i;
+    }
+    // Renew what we hold; a lease we lost (we stalled past its expiry) is gone.
+    std::set<int> held;
+    for (auto it = owned_.begin(); it != owned_.end();) {
+      auto r = redis_.eval(scripts::shard_lease(), {keys_.lease(it->first), keys_.fence(it->first)}, {owner_, ttl});
+      if (r && r->is_string() && r->str() == it->second) {
+        held.insert(it->first);
+        ++it;
+      } else if (r) {
+        spdlog::warn("shard {}: lease lost to another dispatcher", it->first);
+        std::lock_guard lock(stats_mu_);
+        it = owned_.erase(it);
+      } else {
+        return;  // redis trouble: keep what we have; the claim script fences us if needed
+      }
+    }
+    ShardPlan plan = plan_shards(config_.shards, count, rank, held);
+    for (int s : plan.release) {
+      auto it = owned_.find(s);
+      (void)redis_.eval(scripts::shard_release(), {keys_.lease(s)}, {it->second});
+      std::lock_guard lock(stats_mu_);
+      owned_.erase(it);
+      spdlog::info("shard {}: given back for rebalancing ({} dispatchers live)", s, count);
+    }
+    for (int s : plan.acquire) {
+      if (static_cast<int>(owned_.size()) >= plan.target) break;
+      auto r = redis_.eval(scripts::shard_lease(), {keys_.lease(s), keys_.fence(s)}, {owner_, ttl});
+      if (r && r->is_string()) {
+        std::lock_guard lock(stats_mu_);
+        owned_[s] = r->str();
+        next_due_[static_cast<size_t>(s)] = Clock::time_point::min();  // look at it now
+        spdlog::info("shard {}: acquired (lease {})", s, r->str());
+      }
+    }
+  }
+
+  void release_shards() {
+    for (const auto& [s, lease] : owned_) (void)redis_.eval(scripts::shard_release(), {keys_.lease(s)}, {lease});
+    std::lock_guard lock(stats_mu_);
+    owned_.clear();
+  }
+
+  // ---- claim and publish -------------------------------------------------------
+
+  int window_space() const { return config_.dispatcher.confirm_window - static_cast<int>(pending_.size()); }
+
+  // Claims from every owned shard that may have ripe tasks; returns whether any
+  // task was claimed.
+  bool claim_round() {
+    bool any = false;
+    const auto now = clock_.now();
+    std::vector<int> shards;
+    for (const auto& [s, lease] : owned_) shards.push_back(s);
+    for (int s : shards) {
+      if (window_space() <= 0) break;
+      if (next_due_[static_cast<size_t>(s)] > now) continue;
+      any |= claim_shard(s);
+      if (!amqp_.connected()) break;
+    }
+    return any;
+  }
+
+  bool claim_shard(int shard) {
+    auto it = owned_.find(shard);
+    if (it == owned_.end()) return false;
+    const int batch = std::min(config_.dispatcher.batch, window_space());
+    auto r = redis_.eval(scripts::claim(), {keys_.due(shard), keys_.inflight(shard), keys_.lease(shard)},
+                         {it->second, std::to_string(batch), std::to_string(config_.dispatcher.inflight_lease_ms),
+                          keys_.shard_prefix(shard)});
+    if (!r) {
+      redis_log_.fail("redis: claim on shard " + std::to_string(shard) + " failed: " + r.error().message);
+      next_due_[static_cast<size_t>(shard)] = clock_.now() + std::chrono::milliseconds(200);
+      return false;
+    }
+    redis_log_.ok("redis");
+    const int64_t redis_now = r->at(0).integer();
+    if (redis_now < 0) {
+      // Fenced: another dispatcher holds this shard now.
+      spdlog::warn("shard {}: fenced off by a newer lease; giving it up", shard);
+      std::lock_guard lock(stats_mu_);
+      owned_.erase(it);
+      return false;
+    }
+    const int64_t next_due = r->at(1).integer();
+    const int64_t recovered = r->at(2).integer();
+    const size_t items = (r->size() - 3) / 4;
+    {
+      std::lock_guard lock(stats_mu_);
+      stats_.claimed += items;
+      stats_.recovered += static_cast<uint64_t>(recovered);
+      for (size_t i = 0; i < items; ++i) stats_.lateness.record(redis_now - r->at(3 + i * 4 + 3).integer());
+    }
+    if (recovered > 0) spdlog::warn("shard {}: {} in-flight tasks outlived their lease; publishing again", shard, recovered);
+    // When the next task ripens, as a local deadline. If the batch was full there
+    // may be more ripe right now.
+    auto& wake = next_due_[static_cast<size_t>(shard)];
+    if (static_cast<int>(items) >= batch && batch > 0) {
+      wake = Clock::time_point::min();
+    } else if (next_due < 0) {
+      wake = Clock::time_point::max();
+    } else {
+      wake = clock_.now() + std::chrono::milliseconds(std::max<int64_t>(next_due - redis_now, 0));
+    }
+    for (size_t i = 0; i < items; ++i) {
+      const size_t base = 3 + i * 4;
+      std::string id = r->at(base).str();
+      if (!amqp_.connected() || !publish(shard, id, r->at(base + 1).str(), r->at(base + 2).sv(),
+                                         r->at(base + 3).integer())) {
+        // The connection broke mid-batch: this and the rest go back to the wheel.
+        settles_[shard].push_back({std::move(id), 'r', ""});
+        std::lock_guard lock(stats_mu_);
+        ++stats_.released;
+      }
+    }
+    return items > 0;
+  }
+
+  bool ensure_queue(const std::string& queue) {
+    if (declared_.count(queue) != 0 || !config_.dispatcher.auto_declare) return true;
+    if (auto st = declare_queue(amqp_, keys_, queue); !st) {
+      spdlog::error("declaring queue '{}': {}", queue, st.error().message);
+      release_pending();
+      return false;
+    }
+    declared_.insert(queue);
+    return true;
+  }
+
+  bool publish(int shard, const std::string& id, const std::string& queue, std::string_view body, int64_t due_ms) {
+    if (!ensure_queue(queue)) return false;
+    AmqpMessageProps props;
+    props.message_id = id;
+    props.headers = {{"ripen-due-ms", due_ms}};
+    if (auto st = amqp_.publish(keys_.task_exchange(), queue, body, props, /*mandatory=*/true); !st) {
+      amqp_log_.fail(st.error().message);
+      release_pending();
+      return false;
+    }
+    pending_.push_back({++next_tag_, shard, id});
+    return true;
+  }
+
+  // ---- confirms ------------------------------------------------------------------
+
+  // Reads whatever the broker has sent, waiting up to `timeout` for the first frame.
+  void pump_amqp(std::chrono::milliseconds timeout) {
+    if (!amqp_.connected()) return;
+    timeval tv{};
+    bool first = true;
+    while (amqp_.connected()) {
+      amqp_frame_t frame;
+      tv.tv_sec = first ? static_cast<time_t>(timeout.count() / 1000) : 0;
+      tv.tv_usec = first ? static_cast<suseconds_t>((timeout.count() % 1000) * 1000) : 0;
+      first = false;
+      int st = amqp_simple_wait_frame_noblock(amqp_.raw(), &frame, &tv);
+      if (st == AMQP_STATUS_TIMEOUT) return;
+      if (st != AMQP_STATUS_OK) {
+        amqp_log_.fail(amqp_.fail(st, "reading confirms").message);
+        release_pending();
+        return;
+      }
+      if (frame.frame_type != AMQP_FRAME_METHOD) continue;
+      switch (frame.payload.method.id) {
+        case AMQP_BASIC_ACK_METHOD: {
+          auto* m = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
+          confirm(m->delivery_tag, m->multiple != 0, true);
+          break;
+        }
+        case AMQP_BASIC_NACK_METHOD: {
+          auto* m = static_cast<amqp_basic_nack_t*>(frame.payload.method.decoded);
+          confirm(m->delivery_tag, m->multiple != 0, false);
+          break;
+        }
+        case AMQP_BASIC_RETURN_METHOD: {
+          auto* m = static_cast<amqp_basic_return_t*>(frame.payload.method.decoded);
+          on_return(to_string(m->reply_text), to_string(m->routing_key));
+          break;
+        }
+        case AMQP_CHANNEL_CLOSE_METHOD:
+        case AMQP_CONNECTION_CLOSE_METHOD: {
+          amqp_rpc_reply_t reply{};
+          reply.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION;
+          reply.reply = frame.payload.method;
+          amqp_log_.fail(amqp_.check(reply, "publishing").error().message);
+          release_pending();
+          return;
+        }
+        default:
+          break;
+      }
+    }
+  }
+
+  void on_return(const std::string& reply_text, const std::string& routing_key) {
+    amqp_message_t msg;
+    auto r = amqp_read_message(amqp_.raw(), Amqp::kChannel, &msg, 0);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+      amqp_log_.fail(amqp_.check(r, "reading a returned message").error().message);
+      release_pending();
+      return;
+    }
+    std::string id = (msg.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? to_string(msg.properties.message_id) : "";
+    std::string body = to_string(msg.body);
+    amqp_destroy_message(&msg);
+    std::string reason = "unroutable: no queue bound for '" + routing_key + "' on exchange '" +
+                         keys_.task_exchange() + "' (" + reply_text + ")";
+    spdlog::error("task {} returned by the broker: {}; dead-lettering it", id, reason);
+    returned_[id] = reason;
+    // A copy goes to the dead-letter queue for unroutable tasks, with the reason,
+    // so an operator can see and replay it. Its confirm settles nothing.
+    AmqpMessageProps props;
+    props.message_id = id;
+    props.headers = {{"x-ripen-reason", reason}, {"x-ripen-queue", routing_key}};
+    if (auto st = amqp_.publish(keys_.dead_exchange(), std::string(Keys::kUnroutable), body, props, false); !st) {
+      release_pending();
+      return;
+    }
+    pending_.push_back({++next_tag_, -1, id});
+  }
+
+  void confirm(uint64_t tag, bool multiple, bool acked) {
+    while (!pending_.empty() && (multiple ? pending_.front().tag <= tag : pending_.front().tag == tag)) {
+      settle_one(pending_.front(), acked);
+      pending_.pop_front();
+      if (!multiple) return;
+    }
+    if (!multiple) {
+      // Confirms for single tags can arrive out of order.
+      auto it = std::find_if(pending_.begin(), pending_.end(), [&](const Pending& p) { return p.tag == tag; });
+      if (it != pending_.end()) {
+        settle_one(*it, acked);
+        pending_.erase(it);
+      }
+    }
+  }
+
+  void settle_one(const Pending& p, bool acked) {
+    if (p.shard < 0) return;
+    std::lock_guard lock(stats_mu_);
+    if (!acked) {
+      settles_[p.shard].push_back({p.id, 'r', ""});
+      ++stats_.released;
+      return;
+    }
+    if (auto it = returned_.find(p.id); it != returned_.end()) {
+      settles_[p.shard].push_back({p.id, 'x', it->second});
+      returned_.erase(it);
+      ++stats_.returned;
+      return;
+    }
+    settles_[p.shard].push_back({p.id, 'd', ""});
+    ++stats_.confirmed;
+  }
+
+  // The connection is gone, so no confirm will come for what is outstanding:
+  // put it all back in the wheel to be published again (at-least-once).
+  void release_pending() {
+    std::lock_guard lock(stats_mu_);
+    for (const auto& p : pending_) {
+      if (p.shard < 0) continue;
+      settles_[p.shard].push_back({p.id, 'r', ""});
+      ++stats_.released;
+    }
+    pending_.clear();
+    returned_.clear();
+    declared_.clear();
+    next_tag_ = 0;
+  }
+
+  void flush_settles() {
+    if (settles_.empty()) return;
+    std::vector<int> shards;
+    for (auto& [shard, list] : settles_) {
+      std::vector<std::string> args = {keys_.shard_prefix(shard), std::to_string(config_.record_retention_ms)};
+      args.reserve(2 + list.size() * 3);
+      for (auto& s : list) {
+        args.push_back(s.id);
+        args.push_back(std::string(1, s.outcome));
+        args.push_back(s.reason);
+      }
+      redis_.append_eval(scripts::settle(), {keys_.due(shard), keys_.inflight(shard)}, args);
+      shards.push_back(shard);
+    }
+    auto replies = redis_.flush();
+    if (!replies) {
+      // Kept for the next round; if we die first, the in-flight leases expire and
+      // the tasks are published again.
+      redis_log_.fail("redis: settling confirms failed: " + replies.error().message);
+      return;
+    }
+    for (size_t i = 0; i < shards.size(); ++i) {
+      if ((*replies)[i]) {
+        settles_.erase(shards[i]);
+      } else {
+        spdlog::error("settle on shard {}: {}", shards[i], (*replies)[i].error().message);
+      }
+    }
+  }
+
+  // ---- connections ------------------------------------------------------------------
+
+  bool ensure_amqp() {
+    if (amqp_.connected()) return true;
+    if (auto st = amqp_.ensure_connected(); !st) {
+      amqp_log_.fail(st.error().message);
+      return false;
+    }
+    Status st = amqp_.confirm_select();
+    if (st) st = declare_exchanges(amqp_, keys_);
+    for (const auto& q : config_.dispatcher.queues) {
+      if (!st) break;
+      st = declare_queue(amqp_, keys_, q);
+      if (st) declared_.insert(q);
+    }
+    if (!st) {
+      amqp_log_.fail(st.error().message);
+      amqp_.close();
+      return false;
+    }
+    amqp_log_.ok("amqp");
+    next_tag_ = 0;
+    return true;
+  }
+
+  void ensure_subscribed() {
+    if (sub_.connected()) return;
+    auto r = sub_.command({"SUBSCRIBE", keys_.wake_channel()});
+    if (!r) return;  // the claim path logs Redis trouble; we fall back to polling
+    // Anything may have been enqueued while we were not listening.
+    std::fill(next_due_.begin(), next_due_.end(), Clock::time_point::min());
+  }
+
+  // How long to sleep: until the earliest known due time, bounded by max_poll and
+  // the next lease maintenance.
+  std::chrono::milliseconds sleep_budget() const {
+    auto until = std::min(next_maintenance_, clock_.now() + std::chrono::milliseconds(config_.dispatcher.max_poll_ms));
+    for (const auto& [s, lease] : owned_) until = std::min(until, next_due_[static_cast<size_t>(s)]);
+    auto d = std::chrono::ceil<std::chrono::milliseconds>(until - clock_.now());
+    // Outstanding confirms are read as they come, so the wait can stay long.
+    return std::max(d, std::chrono::milliseconds(0));
+  }
+
+  // Sleeps up to `timeout`, waking for broker frames, wake-ups or stop.
+  void wait(std::chrono::milliseconds timeout) {
+    if (amqp_.connected() && (amqp_frames_enqueued(amqp_.raw()) || amqp_data_in_buffer(amqp_.raw()))) {
+      pump_amqp(std::chrono::milliseconds(0));
+      return;
+    }
+    pollfd fds[3] = {{stop_fd_, POLLIN, 0}, {sub_.fd(), POLLIN, 0}, {-1, POLLIN, 0}};
+    if (amqp_.connected()) fds[2].fd = amqp_get_sockfd(amqp_.raw());
+    if (poll(fds, 3, static_cast<int>(timeout.count())) <= 0) return;
+    if ((fds[2].revents & (POLLIN | POLLHUP | POLLERR)) != 0) pump_amqp(std::chrono::milliseconds(0));
+    if ((fds[1].revents & (POLLIN | POLLHUP | POLLERR)) != 0) read_wakeups();
+  }
+
+  void read_wakeups() {
+    auto first = sub_.read_reply();
+    if (!first) return;
+    auto handle = [&](const RedisReply& msg) {
+      // ["message", channel, shard]
+      if (msg.size() == 3 && msg.at(0).sv() == "message") {
+        const auto s = static_cast<size_t>(msg.at(2).integer());
+        if (s < next_due_.size()) next_due_[s] = Clock::time_point::min();
+      }
+    };
+    handle(*first);
+    while (true) {
+      auto more = sub_.buffered_reply();
+      if (!more || !*more) break;
+      handle(**more);
+    }
+  }
+
+  // ---- shutdown and reporting ------------------------------------------------------
+
+  void shutdown() {
+    spdlog::info("dispatcher {} stopping: waiting for {} outstanding confirms", owner_, pending_.size());
+    const auto deadline = clock_.now() + std::chrono::seconds(5);
+    while (!pending_.empty() && amqp_.connected() && clock_.now() < deadline) pump_amqp(std::chrono::milliseconds(100));
+    release_pending();
+    for (int i = 0; i < 3 && !settles_.empty(); ++i) flush_settles();
+    release_shards();
+    report();
+    spdlog::info("dispatcher {} stopped", owner_);
+  }
+
+  void report() {
+    std::lock_guard lock(stats_mu_);
+    if (stats_.lateness.count() == 0 && stats_.released == 0) return;
+    spdlog::info("dispatched: claimed={} confirmed={} returned={} released={} recovered={} shards={} lateness {}",
+                 stats_.claimed, stats_.confirmed, stats_.returned, stats_.released, stats_.recovered, owned_.size(),
+                 stats_.lateness.summary());
+  }
+
+  Config config_;
+  Clock& clock_;
+  std::string owner_;
+  Keys keys_;
+  Redis redis_;
+  Redis sub_;
+  Amqp amqp_;
+  int stop_fd_;
+  std::atomic<bool> stopping_{false};
+
+  std::map<int, std::string> owned_;           // shard -> lease value "owner|token"
+  std::vector<Clock::time_point> next_due_;    // per shard: when to claim next
+  Clock::time_point next_maintenance_{};
+  std::deque<Pending> pending_;                // publishes awaiting confirms, by tag
+  uint64_t next_tag_ = 0;
+  std::unordered_map<std::string, std::string> returned_;  // id -> reason, until its confirm arrives
+  std::map<int, std::vector<Settle>> settles_;  // outcomes not yet written to Redis
+  std::set<std::string> declared_;
+
+  mutable std::mutex stats_mu_;
+  DispatcherStats stats_;
+  FailureLog redis_log_{clock_}, amqp_log_{clock_};
+};
+
+Dispatcher::Dispatcher(const Config& config, std::string owner, Clock& clock)
+    : impl_(std::make_unique<Impl>(config, std::move(owner), clock)) {}
+Dispatcher::~Dispatcher() = default;
+void Dispatcher::run() { impl_->run(); }
+void Dispatcher::stop() { impl_->stop(); }
+DispatcherStats Dispatcher::stats() const { return impl_->stats(); }
+const std::string& Dispatcher::owner() const { return impl_->owner(); }
+
+}  // namespace ripen

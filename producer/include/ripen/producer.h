@@ -1,0 +1,70 @@
+// ripen::Producer: schedules tasks into the Redis timer wheel.
+//
+// Contract:
+// - enqueue() validates the envelope (every error names its field) and either
+//   stores the task and its place in the wheel atomically, or writes nothing.
+// - A task with an idempotency key that an unfinished task already holds is not
+//   added again: the existing task's id comes back with created == false.
+// - Due times are resolved against Redis TIME: a delay is "from when Redis stored
+//   it", so the producer's own clock cannot make a task early or late.
+// - A dropped connection is retried within the call; the task id is chosen
+//   before the first try, so a retry of a write that did land is recognised and
+//   never schedules the task twice.
+// - One Producer is one Redis connection: not thread-safe; use one per thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ripen/clock.h"
+#include "ripen/config.h"
+#include "ripen/envelope.h"
+#include "ripen/keys.h"
+#include "ripen/redis.h"
+#include "ripen/result.h"
+#include "ripen/strong.h"
+#include "ripen/task_record.h"
+
+namespace ripen {
+
+struct Enqueued {
+  TaskId id;
+  bool created = true;  // false: an unfinished task already held the idempotency key
+  int64_t due_ms = 0;   // epoch ms by Redis TIME
+};
+
+class Producer {
+ public:
+  // Throws ConfigError for a malformed Redis URL; connects on first use.
+  explicit Producer(const Config& config, Clock& clock = SystemClock::instance());
+
+  // Schedules `task` at task.due_ms, or task.delay_ms after now; with neither, now.
+  Result<Enqueued> enqueue(Envelope task);
+  Result<Enqueued> enqueue_in(Envelope task, std::chrono::milliseconds delay);
+  Result<Enqueued> enqueue_at(Envelope task, int64_t due_epoch_ms);
+
+  // Schedules many tasks in one pipelined round trip. One result per task, in
+  // order; an invalid task fails alone and does not stop the others.
+  std::vector<Result<Enqueued>> enqueue_batch(std::vector<Envelope> tasks);
+
+  Result<TaskRecord> get(const TaskId& id);
+
+  const Keys& keys() const { return keys_; }
+  Redis& redis() { return redis_; }
+
+ private:
+  struct Prepared;
+  Result<Prepared> prepare(Envelope task);
+  void append(const Prepared& p);
+  Result<Enqueued> interpret(const Prepared& p, const Result<RedisReply>& reply, bool retried);
+
+  Config config_;
+  Clock& clock_;
+  Keys keys_;
+  Redis redis_;
+};
+
+}  // namespace ripen

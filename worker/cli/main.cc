@@ -1,0 +1,75 @@
+// ripen-worker: runs tasks from ripen queues with the built-in handlers:
+//   log           prints the task
+//   exec          --exec TYPE='command args' runs the command per task of TYPE
+#include <csignal>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "ripen/config.h"
+#include "ripen/log.h"
+#include "ripen/worker.h"
+
+namespace {
+ripen::Worker* g_worker = nullptr;
+void on_signal(int) {
+  if (g_worker != nullptr) g_worker->stop();
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ripen-worker: consumes ripen queues and runs each task's handler"};
+  std::string config_file, redis_url, amqp_url, ns, log_level, name;
+  std::vector<std::string> queues, execs;
+  int concurrency = 0;
+  app.add_option("--config", config_file, "TOML config file (default: $RIPEN_CONFIG)");
+  app.add_option("--redis-url", redis_url, "redis://[:password@]host:port/db (default: $RIPEN_REDIS_URL)");
+  app.add_option("--amqp-url", amqp_url, "amqp://user:pass@host:port/vhost (default: $RIPEN_AMQP_URL)");
+  app.add_option("--namespace", ns, "key and queue namespace (default: ripen)");
+  app.add_option("--queue", queues, "queue to consume (repeatable; default: worker.queues or 'default')");
+  app.add_option("--concurrency", concurrency, "handlers running at once (= prefetch)")->check(CLI::Range(1, 1024));
+  app.add_option("--exec", execs, "TYPE='command args': serve tasks of TYPE by running the command (repeatable)");
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  app.add_option("--name", name, "this worker's name in task records (default: host:pid)");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    ripen::Config config = ripen::load_config(config_file.empty() ? std::nullopt : std::optional(config_file));
+    if (!redis_url.empty()) config.redis_url = redis_url;
+    if (!amqp_url.empty()) config.amqp_url = amqp_url;
+    if (!ns.empty()) config.ns = ns;
+    if (!queues.empty()) config.worker.queues = queues;
+    if (concurrency != 0) config.worker.concurrency = concurrency;
+    if (!log_level.empty()) config.log_level = log_level;
+    for (const auto& e : execs) {
+      const auto eq = e.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == e.size()) {
+        throw ripen::ConfigError("--exec '" + e + "': expected TYPE='command args'");
+      }
+      config.worker.exec[e.substr(0, eq)] = e.substr(eq + 1);
+    }
+    if (config.worker.exec.count("log") != 0) throw ripen::ConfigError("--exec: 'log' is a built-in handler type");
+    ripen::validate_config(config);
+    ripen::setup_logging("ripen-worker", config.log_level, config.log_format);
+
+    ripen::Worker worker(config, name);
+    worker.handle("log", ripen::make_log_handler());
+    for (const auto& [type, command] : config.worker.exec) {
+      worker.handle(type, ripen::make_exec_handler(command, config.worker.exec_timeout_ms));
+    }
+    g_worker = &worker;
+    std::signal(SIGTERM, on_signal);
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGPIPE, SIG_IGN);
+    worker.run();
+    g_worker = nullptr;
+    return 0;
+  } catch (const ripen::ConfigError& e) {
+    std::cerr << "ripen-worker: config: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "ripen-worker: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,93 @@
+// ripen::Worker: consumes task queues and runs a handler per task type.
+//
+// Handler contract: return -> success, the delivery is acked and the task ends
+// `succeeded`. Throw -> failure: the task goes back into the timer wheel with
+// exponential, jittered backoff (written before the delivery is acked, so a crash
+// in between duplicates a retry and never loses one) until max_attempts, then it
+// is dead-lettered. Throw ripen::Permanent -> dead-lettered at once.
+// Delivery is at-least-once: a task whose record already says it ended is acked
+// and skipped, but a handler can still see a task twice if a worker dies after
+// the side effect and before recording success, so side effects should be keyed
+// by TaskContext::idempotency_key.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "ripen/clock.h"
+#include "ripen/config.h"
+#include "ripen/envelope.h"
+#include "ripen/metrics.h"
+
+namespace ripen {
+
+// Thrown by a handler for a failure that retrying cannot fix.
+class Permanent : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct TaskContext {
+  const Envelope& task;
+  std::string id;
+  std::string idempotency_key;  // the task's key, or its id when it has none
+  int attempt = 1;              // 1 for the first run
+  int64_t due_ms = 0;           // epoch ms, Redis TIME
+  int64_t timeout_ms = 0;       // the time limit for this run
+  Clock::time_point deadline;   // now + timeout_ms, on the worker's clock
+  const std::atomic<bool>* stopping = nullptr;  // set when the worker shuts down
+};
+
+using Handler = std::function<void(const TaskContext&)>;
+
+struct WorkerStats {
+  uint64_t received = 0;
+  uint64_t succeeded = 0;
+  uint64_t retried = 0;
+  uint64_t dead = 0;
+  uint64_t duplicates = 0;  // deliveries of tasks that had already ended
+  Histogram lateness;       // handler start - due time, ms, by Redis TIME
+};
+
+class Worker {
+ public:
+  // Throws ConfigError for bad URLs.
+  explicit Worker(const Config& config, std::string name = "", Clock& clock = SystemClock::instance());
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Registers the handler for a task type. Call before run().
+  void handle(const std::string& type, Handler handler);
+
+  // Consumes config.worker.queues until stop(). Connection failures are retried
+  // with backoff. On stop: consumers are cancelled, running handlers get
+  // worker.shutdown_grace to finish, deliveries not started are handed back.
+  void run();
+  // Thread-safe and async-signal-safe.
+  void stop();
+
+  WorkerStats stats() const;
+  const std::string& name() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Built-in handlers.
+// `log`: logs the task at info level.
+Handler make_log_handler();
+// `exec`: runs `command` with /bin/sh -c, the payload JSON on stdin, and
+// RIPEN_TASK_ID, RIPEN_IDEMPOTENCY_KEY, RIPEN_ATTEMPT, RIPEN_TASK_TYPE, RIPEN_QUEUE
+// in its environment. Exit 0 is success; any other exit, a signal, or running past
+// the task's timeout (default `default_timeout_ms`; the whole process group is
+// killed) is a failure whose message ends with the command's stderr tail.
+Handler make_exec_handler(const std::string& command, int64_t default_timeout_ms);
+
+}  // namespace ripen
