@@ -26,7 +26,9 @@ ShardPlan plan_shards(int shards, int live, int rank, const std::set<int>& held)
   ShardPlan plan;
   live = std::max(live, 1);
   rank = std::clamp(rank, 0, live - 1);
-  plan.target = (shards + live - 1) / live;
+  // Our share is exactly the shards we prefer; the shares of all ranks add up to
+  // `shards`, so a settled fleet is as even as it can be (16 over 3: 6, 5, 5).
+  plan.target = shards / live + (rank < shards % live ? 1 : 0);
   auto preferred = [&](int s) { return s % live == rank; };
   // Give back shards that belong to another dispatcher's share while holding more
   // than ours: that is how a newcomer gets work without anyone waiting for a lease

@@ -42,8 +42,9 @@ struct DispatcherStats {
 
 // Which shards a dispatcher should hold, given the live dispatchers. Pure, for
 // unit tests. Dispatcher `rank` of `live` prefers shards s with s % live == rank and
-// holds at most ceil(shards / live); extra shards are given back, preferring to
-// keep its own.
+// holds at most as many shards as that share has; extra shards are given back,
+// keeping its own. A preferred shard still held by a peer is waited for; a free
+// shard of someone else's share is taken meanwhile and given back later.
 struct ShardPlan {
   int target = 0;
   std::vector<int> release;  // held shards to give back
