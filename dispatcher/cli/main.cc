@@ -2,8 +2,8 @@
 #include <csignal>
 #include <iostream>
 
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include "ripen/config.h"
 #include "ripen/dispatcher.h"

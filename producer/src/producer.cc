@@ -44,8 +44,7 @@ Result<Producer::Prepared> Producer::prepare(Envelope task) {
     task.id = task.idempotency_key.empty()
                   ? new_ulid(clock_.epoch_ms())
                   : new_task_id_in_shard(keys_, keys_.shard_of(task.idempotency_key), clock_.epoch_ms());
-  } else if (!task.idempotency_key.empty() &&
-             keys_.shard_of(task.id) != keys_.shard_of(task.idempotency_key)) {
+  } else if (!task.idempotency_key.empty() && keys_.shard_of(task.id) != keys_.shard_of(task.idempotency_key)) {
     return make_error(Errc::invalid,
                       "field 'id': a caller-chosen id cannot be combined with an idempotency_key here; "
                       "leave 'id' out and ripen picks one that fits the key");

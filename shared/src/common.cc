@@ -7,13 +7,20 @@ namespace ripen {
 
 const char* to_string(Errc code) noexcept {
   switch (code) {
-    case Errc::invalid: return "invalid";
-    case Errc::not_found: return "not found";
-    case Errc::conflict: return "conflict";
-    case Errc::unavailable: return "unavailable";
-    case Errc::server: return "server error";
-    case Errc::timeout: return "timeout";
-    case Errc::internal: return "internal error";
+    case Errc::invalid:
+      return "invalid";
+    case Errc::not_found:
+      return "not found";
+    case Errc::conflict:
+      return "conflict";
+    case Errc::unavailable:
+      return "unavailable";
+    case Errc::server:
+      return "server error";
+    case Errc::timeout:
+      return "timeout";
+    case Errc::internal:
+      return "internal error";
   }
   return "error";
 }

@@ -29,7 +29,7 @@ constexpr std::string_view kQueueChars = "._-";
 constexpr std::string_view kTypeChars = "._:-";
 
 constexpr std::array<std::string_view, 15> kKnownFields = {
-    "v",          "id",         "queue",    "type",       "payload",  "due_ms",     "delay_ms", "idempotency_key",
+    "v",          "id",           "queue",   "type",       "payload",  "due_ms",     "delay_ms", "idempotency_key",
     "downstream", "max_attempts", "attempt", "timeout_ms", "priority", "created_ms", "headers"};
 
 // Reads an integer field in [lo, hi]. JSON floats, strings and out-of-range values

@@ -46,8 +46,7 @@ std::string new_task_id_in_shard(const Keys& keys, int shard, int64_t epoch_ms) 
 bool is_valid_task_id(const std::string& id) {
   if (id.empty() || id.size() > 64) return false;
   for (char c : id) {
-    const bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
-                    c == '_';
+    const bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' || c == '_';
     if (!ok) return false;
   }
   return true;

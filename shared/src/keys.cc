@@ -27,9 +27,7 @@ std::string Keys::due(int shard) const { return shard_prefix(shard) + "due"; }
 std::string Keys::inflight(int shard) const { return shard_prefix(shard) + "inflight"; }
 std::string Keys::lease(int shard) const { return shard_prefix(shard) + "lease"; }
 std::string Keys::fence(int shard) const { return shard_prefix(shard) + "fence"; }
-std::string Keys::task(std::string_view id) const {
-  return shard_prefix(shard_of(id)) + "t:" + std::string(id);
-}
+std::string Keys::task(std::string_view id) const { return shard_prefix(shard_of(id)) + "t:" + std::string(id); }
 std::string Keys::idempotency(std::string_view key) const {
   return shard_prefix(shard_of(key)) + "idem:" + std::string(key);
 }
@@ -39,8 +37,6 @@ std::string Keys::dispatchers() const { return ns_ + ":dispatchers"; }
 std::string Keys::task_exchange() const { return ns_ + ".tasks"; }
 std::string Keys::queue(std::string_view queue_name) const { return ns_ + ".q." + std::string(queue_name); }
 std::string Keys::dead_exchange() const { return ns_ + ".dlx"; }
-std::string Keys::dead_queue(std::string_view queue_name) const {
-  return ns_ + ".dlq." + std::string(queue_name);
-}
+std::string Keys::dead_queue(std::string_view queue_name) const { return ns_ + ".dlq." + std::string(queue_name); }
 
 }  // namespace ripen

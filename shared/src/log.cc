@@ -10,9 +10,9 @@ void setup_logging(const std::string& process, const std::string& level, const s
   if (format == "json") {
     // Messages are escaped by the callers that may carry quotes (task errors are
     // logged through nlohmann::json::dump), so the line stays valid JSON.
-    logger->set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","process":")" + process +
-                            R"(","pid":%P,"msg":"%v"})",
-                        spdlog::pattern_time_type::utc);
+    logger->set_pattern(
+        R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","process":")" + process + R"(","pid":%P,"msg":"%v"})",
+        spdlog::pattern_time_type::utc);
   } else {
     logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ " + process + "[%P] %v");
   }

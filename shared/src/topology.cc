@@ -13,8 +13,8 @@ Status declare_exchanges(Amqp& amqp, const Keys& keys) {
 Status declare_queue(Amqp& amqp, const Keys& keys, const std::string& queue) {
   const std::string q = keys.queue(queue);
   const std::string dlq = keys.dead_queue(queue);
-  if (auto st = amqp.declare_queue(q, {{"x-dead-letter-exchange", keys.dead_exchange()},
-                                       {"x-dead-letter-routing-key", queue}});
+  if (auto st = amqp.declare_queue(
+          q, {{"x-dead-letter-exchange", keys.dead_exchange()}, {"x-dead-letter-routing-key", queue}});
       !st) {
     return st;
   }

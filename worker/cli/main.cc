@@ -4,8 +4,8 @@
 #include <csignal>
 #include <iostream>
 
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include "ripen/config.h"
 #include "ripen/log.h"

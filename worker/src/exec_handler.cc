@@ -19,7 +19,7 @@ extern char** environ;
 namespace ripen {
 namespace {
 
-constexpr size_t kStderrTail = 2048;   // bytes of stderr kept for the error message
+constexpr size_t kStderrTail = 2048;    // bytes of stderr kept for the error message
 constexpr size_t kStdoutLogged = 4096;  // bytes of stdout logged at debug level
 
 void keep_tail(std::string& buf, const char* data, size_t n, size_t limit) {
@@ -114,7 +114,8 @@ Handler make_exec_handler(const std::string& command, int64_t default_timeout_ms
     // Feed stdin and drain stdout/stderr together: a command that writes a lot
     // before reading its input would otherwise deadlock against us.
     while (p.out[0] >= 0 || p.err[0] >= 0) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) {
         timed_out = true;
         break;
@@ -155,7 +156,8 @@ Handler make_exec_handler(const std::string& command, int64_t default_timeout_ms
       if (std::chrono::steady_clock::now() >= deadline) {
         kill(-pid, SIGKILL);
         waitpid(pid, &status, 0);
-        throw std::runtime_error("exec: timed out after " + std::to_string(timeout_ms) + " ms; killed the process group");
+        throw std::runtime_error("exec: timed out after " + std::to_string(timeout_ms) +
+                                 " ms; killed the process group");
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }

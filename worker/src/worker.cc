@@ -37,7 +37,7 @@ std::string default_name() {
 struct Job {
   uint64_t generation = 0;  // connection generation; tags are only valid on their own
   uint64_t tag = 0;
-  std::string queue;        // the task queue name (not the AMQP name)
+  std::string queue;  // the task queue name (not the AMQP name)
   std::string body;
   std::string message_id;
 };
@@ -191,10 +191,9 @@ class Worker::Impl {
           (void)amqp_.fail(AMQP_STATUS_CONNECTION_CLOSED, "reading frames");
           return false;
         }
-        if (frame.frame_type == AMQP_FRAME_METHOD &&
-            (frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
-             frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD ||
-             frame.payload.method.id == AMQP_BASIC_CANCEL_METHOD)) {
+        if (frame.frame_type == AMQP_FRAME_METHOD && (frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
+                                                      frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD ||
+                                                      frame.payload.method.id == AMQP_BASIC_CANCEL_METHOD)) {
           amqp_rpc_reply_t reply{};
           reply.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION;
           reply.reply = frame.payload.method;
@@ -349,8 +348,14 @@ class Worker::Impl {
     if (handler == handlers_.end()) {
       error = "no handler for task type '" + env->type + "' on worker " + name_;
     } else {
-      TaskContext ctx{*env, id, env->idempotency_key.empty() ? id : env->idempotency_key, attempt, due_ms,
-                      env->timeout_ms, clock_.now() + std::chrono::milliseconds(env->timeout_ms), &stopping_};
+      TaskContext ctx{*env,
+                      id,
+                      env->idempotency_key.empty() ? id : env->idempotency_key,
+                      attempt,
+                      due_ms,
+                      env->timeout_ms,
+                      clock_.now() + std::chrono::milliseconds(env->timeout_ms),
+                      &stopping_};
       try {
         handler->second(ctx);
       } catch (const Permanent& e) {

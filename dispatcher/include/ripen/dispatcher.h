@@ -31,13 +31,13 @@
 namespace ripen {
 
 struct DispatcherStats {
-  uint64_t claimed = 0;    // tasks taken from the wheel
-  uint64_t confirmed = 0;  // publishes the broker confirmed
-  uint64_t returned = 0;   // publishes the broker returned as unroutable (dead-lettered)
-  uint64_t released = 0;   // publishes put back in the wheel (nack or broken connection)
-  uint64_t recovered = 0;  // in-flight tasks whose lease expired and went back to the wheel
-  Histogram lateness;      // claim time - due time, ms, by Redis TIME
-  std::vector<int> shards; // shards held now
+  uint64_t claimed = 0;     // tasks taken from the wheel
+  uint64_t confirmed = 0;   // publishes the broker confirmed
+  uint64_t returned = 0;    // publishes the broker returned as unroutable (dead-lettered)
+  uint64_t released = 0;    // publishes put back in the wheel (nack or broken connection)
+  uint64_t recovered = 0;   // in-flight tasks whose lease expired and went back to the wheel
+  Histogram lateness;       // claim time - due time, ms, by Redis TIME
+  std::vector<int> shards;  // shards held now
 };
 
 // Which shards a dispatcher should hold, given the live dispatchers. Pure, for

@@ -21,19 +21,19 @@ inline constexpr size_t kDefaultMaxEnvelopeBytes = 256 * 1024;
 
 struct Envelope {
   int v = kEnvelopeVersion;
-  std::string id;               // empty until the producer assigns one
-  std::string queue;            // required: [A-Za-z0-9._-]{1,128}
-  std::string type;             // required: [A-Za-z0-9._:-]{1,128}; picks the handler
-  nlohmann::json payload;       // any JSON; null when absent
+  std::string id;                   // empty until the producer assigns one
+  std::string queue;                // required: [A-Za-z0-9._-]{1,128}
+  std::string type;                 // required: [A-Za-z0-9._:-]{1,128}; picks the handler
+  nlohmann::json payload;           // any JSON; null when absent
   std::optional<int64_t> due_ms;    // absolute due time, epoch ms (Redis clock)
   std::optional<int64_t> delay_ms;  // or: relative to the enqueue, by Redis clock
-  std::string idempotency_key;  // same key while the task is pending -> same task
-  std::string downstream;       // the service the handler calls, for its circuit breaker
-  int max_attempts = 0;         // 0 = the configured default
-  int attempt = 0;              // attempts already made before this delivery
-  int64_t timeout_ms = 0;       // 0 = the handler's default
-  int priority = 0;             // 0..9
-  int64_t created_ms = 0;       // set by the producer
+  std::string idempotency_key;      // same key while the task is pending -> same task
+  std::string downstream;           // the service the handler calls, for its circuit breaker
+  int max_attempts = 0;             // 0 = the configured default
+  int attempt = 0;                  // attempts already made before this delivery
+  int64_t timeout_ms = 0;           // 0 = the handler's default
+  int priority = 0;                 // 0..9
+  int64_t created_ms = 0;           // set by the producer
   std::map<std::string, std::string> headers;
 };
 

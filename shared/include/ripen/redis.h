@@ -103,8 +103,7 @@ class Redis {
 
   // Pipelining: queue commands, then read their replies in order.
   void append(const std::vector<std::string>& args);
-  void append_eval(const LuaScript& script, const std::vector<std::string>& keys,
-                   const std::vector<std::string>& args);
+  void append_eval(const LuaScript& script, const std::vector<std::string>& keys, const std::vector<std::string>& args);
   // Sends what was appended and reads one reply per appended command.
   Result<std::vector<Result<RedisReply>>> flush();
 
