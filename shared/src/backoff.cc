@@ -10,7 +10,10 @@ int64_t backoff_ceiling_ms(const BackoffPolicy& policy, int attempt) {
   // Doubling past 2^62 overflows; the cap is reached long before in practice.
   const int shift = std::min(attempt - 1, 40);
   const double ceiling = static_cast<double>(policy.base_ms) * std::ldexp(1.0, shift);
-  return static_cast<int64_t>(std::min(ceiling, static_cast<double>(policy.cap_ms)));
+  // Compared as doubles but returned as the cap itself: a double at or past 2^63
+  // does not convert back to int64 (a huge cap rounds up to exactly 2^63).
+  if (ceiling >= static_cast<double>(policy.cap_ms)) return policy.cap_ms;
+  return static_cast<int64_t>(ceiling);
 }
 
 int64_t backoff_ms(const BackoffPolicy& policy, int attempt, const std::function<double()>& random) {

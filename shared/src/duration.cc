@@ -47,14 +47,21 @@ Result<int64_t> parse_duration_ms(std::string_view text) {
     while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i])) != 0) ++i;
     std::string_view unit = text.substr(unit_start, i - unit_start);
     int64_t scale = 0;
-    if (unit == "ms") scale = 1;
-    else if (unit == "s") scale = 1000;
-    else if (unit == "m") scale = 60'000;
-    else if (unit == "h") scale = 3'600'000;
-    else if (unit == "d") scale = 86'400'000;
-    else if (unit.empty()) return bad_duration(text, "missing unit");
-    else return bad_duration(text, "unknown unit '" + std::string(unit) + "'");
-    if (n > std::numeric_limits<int64_t>::max() / scale - total / scale) return bad_duration(text, "too large");
+    if (unit == "ms")
+      scale = 1;
+    else if (unit == "s")
+      scale = 1000;
+    else if (unit == "m")
+      scale = 60'000;
+    else if (unit == "h")
+      scale = 3'600'000;
+    else if (unit == "d")
+      scale = 86'400'000;
+    else if (unit.empty())
+      return bad_duration(text, "missing unit");
+    else
+      return bad_duration(text, "unknown unit '" + std::string(unit) + "'");
+    if (n > (std::numeric_limits<int64_t>::max() - total) / scale) return bad_duration(text, "too large");
     total += n * scale;
   }
   return total;
@@ -75,14 +82,13 @@ Result<int64_t> parse_timestamp_ms(std::string_view text) {
   };
   int64_t y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0;
   if (!num(0, 4, y) || text.size() < 19 || text[4] != '-' || !num(5, 2, mo) || text[7] != '-' || !num(8, 2, d) ||
-      (text[10] != 'T' && text[10] != 't' && text[10] != ' ') || !num(11, 2, h) || text[13] != ':' ||
-      !num(14, 2, mi) || text[16] != ':' || !num(17, 2, s)) {
+      (text[10] != 'T' && text[10] != 't' && text[10] != ' ') || !num(11, 2, h) || text[13] != ':' || !num(14, 2, mi) ||
+      text[16] != ':' || !num(17, 2, s)) {
     return bad("expected YYYY-MM-DDTHH:MM:SS");
   }
   if (mo < 1 || mo > 12) return bad("month out of range");
   if (d < 1 || d > days_in_month(y, static_cast<unsigned>(mo))) return bad("day out of range");
   if (h > 23 || mi > 59 || s > 60) return bad("time out of range");
-  if (s == 60) s = 59;  // a leap second is held at :59.999 rather than refused
   size_t i = 19;
   int64_t ms = 0;
   if (i < text.size() && text[i] == '.') {
@@ -92,6 +98,12 @@ Result<int64_t> parse_timestamp_ms(std::string_view text) {
     std::string frac(text.substr(start, i - start));
     frac.resize(3, '0');
     ms = std::stoll(frac.substr(0, 3));
+  }
+  if (s == 60) {
+    // A leap second is held at :59.999 rather than refused: it stays after every
+    // instant of :59 and before the next minute.
+    s = 59;
+    ms = 999;
   }
   int64_t offset_min = 0;
   if (i >= text.size()) return bad("missing time zone: end with Z or an offset like +01:00");
@@ -111,7 +123,9 @@ Result<int64_t> parse_timestamp_ms(std::string_view text) {
   if (i != text.size()) return bad("unexpected text after the time zone");
   if (y < 1970) return bad("before 1970");
   const int64_t days = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
-  return ((days * 24 + h) * 60 + mi - offset_min) * 60'000 + s * 1000 + ms;
+  const int64_t out = ((days * 24 + h) * 60 + mi - offset_min) * 60'000 + s * 1000 + ms;
+  if (out < 0) return bad("before 1970 once the offset is applied");
+  return out;
 }
 
 }  // namespace ripen

@@ -40,7 +40,7 @@ class ManualClock final : public Clock {
   }
   int64_t epoch_ms() const override {
     std::lock_guard lock(mu_);
-    return epoch_ms_ + std::chrono::duration_cast<Millis>(offset_).count();
+    return epoch_ms_ + std::chrono::duration_cast<Millis>(offset_ - kStart).count();
   }
   void advance(std::chrono::nanoseconds d) {
     std::lock_guard lock(mu_);
@@ -48,9 +48,13 @@ class ManualClock final : public Clock {
   }
 
  private:
+  // now() starts an hour after the steady clock's epoch, so code that subtracts
+  // a timeout from now() never goes below time_point{}; epoch_ms() starts at the
+  // given epoch.
+  static constexpr std::chrono::nanoseconds kStart = std::chrono::hours(1);
   mutable std::mutex mu_;
   int64_t epoch_ms_;
-  std::chrono::nanoseconds offset_{std::chrono::hours(1)};
+  std::chrono::nanoseconds offset_{kStart};
 };
 
 }  // namespace ripen

@@ -1,0 +1,589 @@
+// Configuration is checked at start: a misspelt key or a bad value must stop the
+// process with one line naming the key (and, from a file, its line). These tests
+// walk a full file, every kind of wrong key, type and range, the environment
+// layer through a fake lookup, the cross-field checks, and the URL parsers whose
+// redacted forms are what logs show.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <string>
+
+#include "ripen/amqp.h"
+#include "ripen/config.h"
+#include "ripen/redis.h"
+
+namespace ripen {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// The message of the ConfigError `f` throws, or a marker that it threw nothing.
+template <class F>
+std::string config_error_of(F&& f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "<no ConfigError thrown>";
+}
+
+std::string toml_error(const std::string& text) {
+  return config_error_of([&] {
+    Config c;
+    apply_toml(c, text, "ripen.toml");
+  });
+}
+
+Config from_toml(const std::string& text) {
+  Config c;
+  apply_toml(c, text, "ripen.toml");
+  return c;
+}
+
+EnvLookup fake_env(std::map<std::string, std::string> vars) {
+  return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+// ---- defaults -------------------------------------------------------------
+
+TEST(ConfigDefaults, AreValid) { EXPECT_NO_THROW(validate_config(Config{})); }
+
+TEST(ConfigDefaults, EmptyFileChangesNothing) {
+  const Config c = from_toml("");
+  const Config d;
+  EXPECT_EQ(c.redis_url, d.redis_url);
+  EXPECT_EQ(c.amqp_url, d.amqp_url);
+  EXPECT_EQ(c.ns, d.ns);
+  EXPECT_EQ(c.shards, d.shards);
+  EXPECT_EQ(c.dispatcher.queues, d.dispatcher.queues);
+  EXPECT_TRUE(c.worker.exec.empty());
+}
+
+// ---- a full file ----------------------------------------------------------
+
+constexpr const char* kFullFile = R"(# every key ripen reads
+redis_url = "redis://:pw@redis.internal:6380/2"
+amqp_url = "amqp://ripen:secret@rabbit.internal:5673/prod"
+namespace = "prod"
+shards = 64
+max_envelope_bytes = 1048576
+default_max_attempts = 7
+record_retention = "3d"
+
+[retry]
+base = "500ms"
+cap = "10m"
+
+[log]
+level = "debug"
+format = "json"
+
+[dispatcher]
+batch = 200
+confirm_window = 2048
+inflight_lease = "45s"
+shard_lease = "15s"
+max_poll = 250
+auto_declare = false
+queues = ["emails", "billing"]
+
+[worker]
+queues = ["emails"]
+concurrency = 16
+exec_timeout = "2m"
+shutdown_grace = "1m30s"
+
+[worker.exec]
+send_email = "/usr/bin/send-email --fast"
+"invoice:render" = "render --pdf"
+)";
+
+TEST(ApplyToml, FullFileSetsEveryField) {
+  const Config c = from_toml(kFullFile);
+  EXPECT_EQ(c.redis_url, "redis://:pw@redis.internal:6380/2");
+  EXPECT_EQ(c.amqp_url, "amqp://ripen:secret@rabbit.internal:5673/prod");
+  EXPECT_EQ(c.ns, "prod");
+  EXPECT_EQ(c.shards, 64);
+  EXPECT_EQ(c.max_envelope_bytes, 1'048'576);
+  EXPECT_EQ(c.default_max_attempts, 7);
+  EXPECT_EQ(c.record_retention_ms, 3 * 86'400'000LL);
+  EXPECT_EQ(c.retry_backoff.base_ms, 500);
+  EXPECT_EQ(c.retry_backoff.cap_ms, 600'000);
+  EXPECT_EQ(c.log_level, "debug");
+  EXPECT_EQ(c.log_format, "json");
+  EXPECT_EQ(c.dispatcher.batch, 200);
+  EXPECT_EQ(c.dispatcher.confirm_window, 2048);
+  EXPECT_EQ(c.dispatcher.inflight_lease_ms, 45'000);
+  EXPECT_EQ(c.dispatcher.shard_lease_ms, 15'000);
+  EXPECT_EQ(c.dispatcher.max_poll_ms, 250);
+  EXPECT_FALSE(c.dispatcher.auto_declare);
+  EXPECT_EQ(c.dispatcher.queues, (std::vector<std::string>{"emails", "billing"}));
+  EXPECT_EQ(c.worker.queues, (std::vector<std::string>{"emails"}));
+  EXPECT_EQ(c.worker.concurrency, 16);
+  EXPECT_EQ(c.worker.exec_timeout_ms, 120'000);
+  EXPECT_EQ(c.worker.shutdown_grace_ms, 90'000);
+  EXPECT_EQ(c.worker.exec, (std::map<std::string, std::string>{{"send_email", "/usr/bin/send-email --fast"},
+                                                               {"invoice:render", "render --pdf"}}));
+  EXPECT_NO_THROW(validate_config(c));
+}
+
+TEST(ApplyToml, LaterFileOverridesOnlyWhatItNames) {
+  Config c = from_toml(kFullFile);
+  apply_toml(c, "shards = 8\n[dispatcher]\nbatch = 10\n", "override.toml");
+  EXPECT_EQ(c.shards, 8);
+  EXPECT_EQ(c.dispatcher.batch, 10);
+  EXPECT_EQ(c.ns, "prod");
+  EXPECT_EQ(c.dispatcher.confirm_window, 2048);
+}
+
+TEST(ApplyToml, QueuesListReplacesTheDefaultRatherThanAppending) {
+  const Config c = from_toml("[dispatcher]\nqueues = [\"a\"]\n");
+  EXPECT_EQ(c.dispatcher.queues, (std::vector<std::string>{"a"}));
+}
+
+TEST(ApplyToml, WorkerExecMapIsRead) {
+  const Config c = from_toml("[worker.exec]\nresize = \"convert -resize 50%\"\n\"a.b:c\" = \"run\"\n");
+  EXPECT_EQ(c.worker.exec, (std::map<std::string, std::string>{{"resize", "convert -resize 50%"}, {"a.b:c", "run"}}));
+}
+
+// ---- durations ------------------------------------------------------------
+
+TEST(ApplyToml, DurationAsStringOrIntegerMilliseconds) {
+  EXPECT_EQ(from_toml("[dispatcher]\nmax_poll = \"30s\"\n").dispatcher.max_poll_ms, 30'000);
+  EXPECT_EQ(from_toml("[dispatcher]\nmax_poll = 30000\n").dispatcher.max_poll_ms, 30'000);
+  EXPECT_EQ(from_toml("[dispatcher]\nmax_poll = \"1h30m\"\n").dispatcher.max_poll_ms, 5'400'000);
+  EXPECT_EQ(from_toml("record_retention = \"7d\"\n").record_retention_ms, 7 * 86'400'000LL);
+}
+
+TEST(ApplyToml, DurationMinimumHoldsBothWays) {
+  // inflight_lease is at least 100 ms, shard_lease 300 ms, shutdown_grace 0.
+  EXPECT_EQ(from_toml("[dispatcher]\ninflight_lease = \"100ms\"\n").dispatcher.inflight_lease_ms, 100);
+  EXPECT_THAT(toml_error("[dispatcher]\ninflight_lease = \"99ms\"\n"),
+              HasSubstr("ripen.toml:2: key 'dispatcher.inflight_lease': must be at least 100 ms"));
+  EXPECT_EQ(from_toml("[dispatcher]\nshard_lease = 300\n").dispatcher.shard_lease_ms, 300);
+  EXPECT_THAT(toml_error("[dispatcher]\nshard_lease = 299\n"), HasSubstr("'dispatcher.shard_lease'"));
+  EXPECT_EQ(from_toml("[worker]\nshutdown_grace = 0\n").worker.shutdown_grace_ms, 0);
+  EXPECT_THAT(toml_error("[worker]\nshutdown_grace = -1\n"), HasSubstr("'worker.shutdown_grace'"));
+}
+
+// ---- integer ranges, both ways --------------------------------------------
+
+struct RangeCase {
+  std::string name;
+  std::string file_ok;
+  std::string file_bad;
+  std::string key;  // as the message names it
+};
+
+void PrintTo(const RangeCase& c, std::ostream* os) { *os << c.name; }
+
+class ConfigRange : public ::testing::TestWithParam<RangeCase> {};
+
+TEST_P(ConfigRange, EdgeAcceptedAndOneBeyondRefused) {
+  EXPECT_NO_THROW(from_toml(GetParam().file_ok)) << GetParam().file_ok;
+  const std::string msg = toml_error(GetParam().file_bad);
+  EXPECT_THAT(msg, HasSubstr("key '" + GetParam().key + "': must be between")) << GetParam().file_bad;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Config, ConfigRange,
+    ::testing::Values(
+        RangeCase{"ShardsZero", "shards = 1", "shards = 0", "shards"},
+        RangeCase{"Shards1025", "shards = 1024", "shards = 1025", "shards"},
+        RangeCase{"ShardsNegative", "shards = 1", "shards = -16", "shards"},
+        RangeCase{"EnvelopeBytesLow", "max_envelope_bytes = 1024", "max_envelope_bytes = 1023", "max_envelope_bytes"},
+        RangeCase{"EnvelopeBytesHigh", "max_envelope_bytes = 67108864", "max_envelope_bytes = 67108865",
+                  "max_envelope_bytes"},
+        RangeCase{"MaxAttemptsZero", "default_max_attempts = 1", "default_max_attempts = 0", "default_max_attempts"},
+        RangeCase{"MaxAttempts1001", "default_max_attempts = 1000", "default_max_attempts = 1001",
+                  "default_max_attempts"},
+        RangeCase{"BatchZero", "[dispatcher]\nbatch = 1", "[dispatcher]\nbatch = 0", "dispatcher.batch"},
+        RangeCase{"Batch10001", "[dispatcher]\nbatch = 10000", "[dispatcher]\nbatch = 10001", "dispatcher.batch"},
+        RangeCase{"ConfirmWindow65536", "[dispatcher]\nconfirm_window = 65535", "[dispatcher]\nconfirm_window = 65536",
+                  "dispatcher.confirm_window"},
+        RangeCase{"ConcurrencyZero", "[worker]\nconcurrency = 1", "[worker]\nconcurrency = 0", "worker.concurrency"},
+        RangeCase{"Concurrency1025", "[worker]\nconcurrency = 1024", "[worker]\nconcurrency = 1025",
+                  "worker.concurrency"}),
+    [](const ::testing::TestParamInfo<RangeCase>& p) { return p.param.name; });
+
+// ---- refusals naming the key ----------------------------------------------
+
+struct BadFile {
+  std::string name;
+  std::string text;
+  std::string expect_in_message;
+};
+
+void PrintTo(const BadFile& c, std::ostream* os) { *os << c.name; }
+
+class ApplyTomlRefuses : public ::testing::TestWithParam<BadFile> {};
+
+TEST_P(ApplyTomlRefuses, WithConfigErrorNamingTheKey) {
+  EXPECT_THAT(toml_error(GetParam().text), HasSubstr(GetParam().expect_in_message)) << GetParam().text;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Config, ApplyTomlRefuses,
+    ::testing::Values(
+        // Unknown keys: a misspelling must not be silently ignored.
+        BadFile{"UnknownTopLevel", "shards = 16\nnamespace = \"x\"\nshard = 4\n",
+                "ripen.toml:3: key 'shard': unknown key"},
+        BadFile{"UnknownTopLevelOnLineOne", "redis = \"redis://h\"\n", "ripen.toml:1: key 'redis': unknown key"},
+        BadFile{"UnknownInDispatcher", "[dispatcher]\nbatch = 5\nbatch_size = 5\n",
+                "ripen.toml:3: key 'dispatcher.batch_size': unknown key"},
+        BadFile{"UnknownInWorker", "[worker]\nthreads = 4\n", "key 'worker.threads': unknown key"},
+        BadFile{"UnknownInRetry", "[retry]\nmax = \"1h\"\n", "key 'retry.max': unknown key"},
+        BadFile{"UnknownInLog", "[log]\nfile = \"x.log\"\n", "key 'log.file': unknown key"},
+        BadFile{"UnknownTable", "[producer]\nbatch = 1\n", "key 'producer': unknown key"},
+        BadFile{"TopLevelKeyInsideTable", "[dispatcher]\nshards = 4\n", "key 'dispatcher.shards': unknown key"},
+        // Wrong types.
+        BadFile{"StringForShards", "shards = \"16\"\n", "ripen.toml:1: key 'shards': must be an integer"},
+        BadFile{"FloatForShards", "shards = 16.0\n", "key 'shards': must be an integer"},
+        BadFile{"BoolForShards", "shards = true\n", "key 'shards': must be an integer"},
+        BadFile{"IntForRedisUrl", "redis_url = 6379\n", "ripen.toml:1: key 'redis_url': must be a string"},
+        BadFile{"ArrayForNamespace", "namespace = [\"a\"]\n", "key 'namespace': must be a string"},
+        BadFile{"IntForAutoDeclare", "[dispatcher]\nauto_declare = 1\n",
+                "key 'dispatcher.auto_declare': must be true or false"},
+        BadFile{"StringForAutoDeclare", "[dispatcher]\nauto_declare = \"true\"\n",
+                "key 'dispatcher.auto_declare': must be true or false"},
+        BadFile{"StringForQueues", "[worker]\nqueues = \"emails\"\n",
+                "key 'worker.queues': must be an array of strings"},
+        BadFile{"NumbersInQueues", "[dispatcher]\nqueues = [\"a\", 2]\n",
+                "key 'dispatcher.queues': must be an array of strings"},
+        BadFile{"ScalarForTable", "dispatcher = 5\n", "key 'dispatcher': must be a table"},
+        BadFile{"StringForLogTable", "log = \"debug\"\n", "key 'log': must be a table"},
+        BadFile{"ExecNotString", "[worker.exec]\nsend_email = 5\n", "key 'worker.exec.send_email': must be a command"},
+        BadFile{"ExecEmpty", "[worker.exec]\nsend_email = \"\"\n", "key 'worker.exec.send_email': must be a command"},
+        // Durations.
+        BadFile{"DurationWord", "[dispatcher]\nmax_poll = \"thirty\"\n",
+                "ripen.toml:2: key 'dispatcher.max_poll': 'thirty' is not a duration"},
+        BadFile{"DurationBareNumberString", "[retry]\nbase = \"30\"\n", "key 'retry.base': '30' is not a duration"},
+        BadFile{"DurationFloat", "[worker]\nexec_timeout = 1.5\n", "key 'worker.exec_timeout': must be a duration"},
+        BadFile{"DurationBool", "record_retention = true\n", "key 'record_retention': must be a duration"},
+        BadFile{"DurationZeroBase", "[retry]\nbase = 0\n", "key 'retry.base': must be at least 1 ms"},
+        BadFile{"RetentionUnderASecond", "record_retention = \"999ms\"\n",
+                "key 'record_retention': must be at least 1000 ms"}),
+    [](const ::testing::TestParamInfo<BadFile>& p) { return p.param.name; });
+
+TEST(ApplyToml, ErrorNamesTheSourceFile) {
+  const std::string msg = config_error_of([] {
+    Config c;
+    apply_toml(c, "shards = 0\n", "/etc/ripen/ripen.toml");
+  });
+  EXPECT_THAT(msg, HasSubstr("/etc/ripen/ripen.toml:1: key 'shards'"));
+}
+
+struct MalformedCase {
+  std::string name;
+  std::string text;
+  std::string line_prefix;  // "ripen.toml:<line>:"
+};
+
+void PrintTo(const MalformedCase& c, std::ostream* os) { *os << c.name; }
+
+class MalformedToml : public ::testing::TestWithParam<MalformedCase> {};
+
+TEST_P(MalformedToml, ErrorCarriesTheLineNumber) {
+  const std::string msg = toml_error(GetParam().text);
+  EXPECT_EQ(msg.rfind(GetParam().line_prefix, 0), 0u) << msg;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Config, MalformedToml,
+    ::testing::Values(MalformedCase{"MissingValue", "shards = 16\nredis_url = \n", "ripen.toml:2:"},
+                      MalformedCase{"UnclosedTable", "shards = 16\n\n[dispatcher\nbatch = 1\n", "ripen.toml:3:"},
+                      MalformedCase{"UnclosedString", "namespace = \"prod\n", "ripen.toml:1:"},
+                      MalformedCase{"DuplicateKey", "shards = 1\nnamespace = \"a\"\nshards = 2\n", "ripen.toml:3:"},
+                      MalformedCase{"BareWord", "# comment\n\nshards = sixteen\n", "ripen.toml:3:"}),
+    [](const ::testing::TestParamInfo<MalformedCase>& p) { return p.param.name; });
+
+// ---- environment ----------------------------------------------------------
+
+TEST(ApplyEnv, OverridesUrlsNamespaceShardsAndLog) {
+  Config c = from_toml(kFullFile);
+  apply_env(c, fake_env({{"RIPEN_REDIS_URL", "redis://env-redis:6379/1"},
+                         {"RIPEN_AMQP_URL", "amqp://e:e@env-rabbit:5672/%2f"},
+                         {"RIPEN_NAMESPACE", "from-env"},
+                         {"RIPEN_SHARDS", "32"},
+                         {"RIPEN_LOG_LEVEL", "warn"},
+                         {"RIPEN_LOG_FORMAT", "text"}}));
+  EXPECT_EQ(c.redis_url, "redis://env-redis:6379/1");
+  EXPECT_EQ(c.amqp_url, "amqp://e:e@env-rabbit:5672/%2f");
+  EXPECT_EQ(c.ns, "from-env");
+  EXPECT_EQ(c.shards, 32);
+  EXPECT_EQ(c.log_level, "warn");
+  EXPECT_EQ(c.log_format, "text");
+  EXPECT_EQ(c.dispatcher.batch, 200) << "what the environment does not name stays as the file set it";
+}
+
+TEST(ApplyEnv, EmptyEnvironmentChangesNothing) {
+  Config c = from_toml(kFullFile);
+  apply_env(c, fake_env({}));
+  EXPECT_EQ(c.redis_url, "redis://:pw@redis.internal:6380/2");
+  EXPECT_EQ(c.ns, "prod");
+  EXPECT_EQ(c.shards, 64);
+}
+
+TEST(ApplyEnv, ShardsEdgesBothWays) {
+  for (const char* ok : {"1", "1024"}) {
+    Config c;
+    EXPECT_NO_THROW(apply_env(c, fake_env({{"RIPEN_SHARDS", ok}}))) << ok;
+  }
+  for (const char* bad : {"0", "1025", "-1"}) {
+    const std::string msg = config_error_of([&] {
+      Config c;
+      apply_env(c, fake_env({{"RIPEN_SHARDS", bad}}));
+    });
+    EXPECT_THAT(msg, HasSubstr("RIPEN_SHARDS")) << bad;
+  }
+}
+
+class ApplyEnvRefusesShards : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ApplyEnvRefusesShards, NotAnInteger) {
+  const std::string msg = config_error_of([&] {
+    Config c;
+    apply_env(c, fake_env({{"RIPEN_SHARDS", GetParam()}}));
+  });
+  EXPECT_THAT(msg, HasSubstr("RIPEN_SHARDS='" + GetParam() + "'"));
+  EXPECT_THAT(msg, HasSubstr("must be an integer between 1 and 1024"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Config, ApplyEnvRefusesShards,
+                         ::testing::Values("abc", "", "16x", "1.5", "0x10", "99999999999999999999"));
+
+TEST(LoadConfig, FileFromRipenConfigThenEnvironmentThenValidation) {
+  const std::string path = ::testing::TempDir() + "ripen_config_test.toml";
+  {
+    std::ofstream out(path);
+    out << "namespace = \"file\"\nshards = 4\n";
+  }
+  const Config c = load_config(std::nullopt, fake_env({{"RIPEN_CONFIG", path}, {"RIPEN_SHARDS", "8"}}));
+  EXPECT_EQ(c.ns, "file");
+  EXPECT_EQ(c.shards, 8) << "the environment wins over the file";
+  std::remove(path.c_str());
+}
+
+TEST(LoadConfig, UnreadableFileIsAConfigError) {
+  const std::string msg = config_error_of([] {
+    (void)load_config(std::string("/nonexistent/ripen.toml"), [](const std::string&) { return std::nullopt; });
+  });
+  EXPECT_THAT(msg, HasSubstr("'/nonexistent/ripen.toml': cannot be read"));
+}
+
+TEST(LoadConfig, EnvironmentValueIsValidated) {
+  const std::string msg = config_error_of([] {
+    (void)load_config(std::nullopt, fake_env({{"RIPEN_NAMESPACE", "a{b}"}}));
+  });
+  EXPECT_THAT(msg, HasSubstr("namespace 'a{b}'"));
+}
+
+// ---- validate_config ------------------------------------------------------
+
+struct InvalidConfig {
+  std::string name;
+  void (*spoil)(Config&);
+  std::string expect_in_message;
+};
+
+void PrintTo(const InvalidConfig& c, std::ostream* os) { *os << c.name; }
+
+class ValidateConfigRefuses : public ::testing::TestWithParam<InvalidConfig> {};
+
+TEST_P(ValidateConfigRefuses, NamingTheSetting) {
+  Config c;
+  GetParam().spoil(c);
+  EXPECT_THAT(config_error_of([&] { validate_config(c); }), HasSubstr(GetParam().expect_in_message));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Config, ValidateConfigRefuses,
+    ::testing::Values(
+        InvalidConfig{"HttpRedisUrl", [](Config& c) { c.redis_url = "http://127.0.0.1:6379/0"; }, "redis_url:"},
+        InvalidConfig{"RedisPortTooLarge", [](Config& c) { c.redis_url = "redis://host:99999/0"; }, "redis_url:"},
+        InvalidConfig{"RedisDbNotNumber", [](Config& c) { c.redis_url = "redis://host:6379/zero"; }, "redis_url:"},
+        InvalidConfig{"HttpAmqpUrl", [](Config& c) { c.amqp_url = "http://guest:guest@127.0.0.1:5672/"; }, "amqp_url:"},
+        InvalidConfig{"AmqpsUrl", [](Config& c) { c.amqp_url = "amqps://guest:guest@127.0.0.1:5671/"; }, "amqp_url:"},
+        InvalidConfig{"EmptyNamespace", [](Config& c) { c.ns = ""; }, "namespace '':"},
+        InvalidConfig{"NamespaceWithBrace", [](Config& c) { c.ns = "ri{pen"; }, "namespace 'ri{pen'"},
+        InvalidConfig{"NamespaceWithCloseBrace", [](Config& c) { c.ns = "ripen}"; }, "namespace 'ripen}'"},
+        InvalidConfig{"NamespaceWithColon", [](Config& c) { c.ns = "a:b"; }, "namespace 'a:b'"},
+        InvalidConfig{"NamespaceWithSpace", [](Config& c) { c.ns = "a b"; }, "namespace 'a b'"},
+        InvalidConfig{"ShardsZero", [](Config& c) { c.shards = 0; }, "shards:"},
+        InvalidConfig{"Shards1025", [](Config& c) { c.shards = 1025; }, "shards:"},
+        InvalidConfig{"LogLevelVerbose", [](Config& c) { c.log_level = "verbose"; }, "log.level 'verbose'"},
+        InvalidConfig{"LogLevelUpperCase", [](Config& c) { c.log_level = "INFO"; }, "log.level 'INFO'"},
+        InvalidConfig{"LogFormatYaml", [](Config& c) { c.log_format = "yaml"; }, "log.format 'yaml'"},
+        InvalidConfig{"RetryCapBelowBase",
+                      [](Config& c) {
+                        c.retry_backoff.base_ms = 2000;
+                        c.retry_backoff.cap_ms = 1999;
+                      },
+                      "retry.cap"},
+        InvalidConfig{"InflightLeaseEqualsMaxPoll",
+                      [](Config& c) {
+                        c.dispatcher.inflight_lease_ms = 1000;
+                        c.dispatcher.max_poll_ms = 1000;
+                      },
+                      "dispatcher.inflight_lease"},
+        InvalidConfig{"ConcurrencyZero", [](Config& c) { c.worker.concurrency = 0; }, "worker.concurrency"}),
+    [](const ::testing::TestParamInfo<InvalidConfig>& p) { return p.param.name; });
+
+TEST(ValidateConfig, CrossFieldEdgesAccepted) {
+  Config c;
+  c.retry_backoff.base_ms = 2000;
+  c.retry_backoff.cap_ms = 2000;
+  c.dispatcher.max_poll_ms = 999;
+  c.dispatcher.inflight_lease_ms = 1000;
+  c.shards = 1024;
+  for (const char* level : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
+    c.log_level = level;
+    EXPECT_NO_THROW(validate_config(c)) << level;
+  }
+}
+
+TEST(ValidateConfig, UrlErrorDoesNotLeakThePassword) {
+  Config c;
+  c.redis_url = "redis://:hunter2@host:99999/0";
+  EXPECT_THAT(config_error_of([&] { validate_config(c); }), Not(HasSubstr("hunter2")));
+}
+
+// ---- parse_redis_url ------------------------------------------------------
+
+TEST(ParseRedisUrl, FullUrl) {
+  Result<RedisUrl> u = parse_redis_url("redis://user:s3cret@redis.internal:6380/2");
+  ASSERT_TRUE(u.ok()) << u.error().describe();
+  EXPECT_EQ(u->host, "redis.internal");
+  EXPECT_EQ(u->port, 6380);
+  EXPECT_EQ(u->password, "s3cret");
+  EXPECT_EQ(u->db, 2);
+}
+
+TEST(ParseRedisUrl, DefaultsForPortAndDb) {
+  Result<RedisUrl> u = parse_redis_url("redis://cache");
+  ASSERT_TRUE(u.ok()) << u.error().describe();
+  EXPECT_EQ(u->host, "cache");
+  EXPECT_EQ(u->port, 6379);
+  EXPECT_EQ(u->password, "");
+  EXPECT_EQ(u->db, 0);
+}
+
+TEST(ParseRedisUrl, EmptyDbPathMeansZero) {
+  Result<RedisUrl> u = parse_redis_url("redis://cache:6379/");
+  ASSERT_TRUE(u.ok()) << u.error().describe();
+  EXPECT_EQ(u->db, 0);
+}
+
+TEST(ParseRedisUrl, PasswordWithoutUserAndWithoutColon) {
+  Result<RedisUrl> a = parse_redis_url("redis://:pw@h:1/0");
+  ASSERT_TRUE(a.ok()) << a.error().describe();
+  EXPECT_EQ(a->password, "pw");
+  Result<RedisUrl> b = parse_redis_url("redis://pw@h:1/0");
+  ASSERT_TRUE(b.ok()) << b.error().describe();
+  EXPECT_EQ(b->password, "pw");
+}
+
+TEST(ParseRedisUrl, PasswordMayContainAtAndColon) {
+  Result<RedisUrl> u = parse_redis_url("redis://:p@s:s@host:6379/3");
+  ASSERT_TRUE(u.ok()) << u.error().describe();
+  EXPECT_EQ(u->password, "p@s:s");
+  EXPECT_EQ(u->host, "host");
+  EXPECT_EQ(u->db, 3);
+}
+
+TEST(ParseRedisUrl, PortEdgesBothWays) {
+  EXPECT_TRUE(parse_redis_url("redis://h:1/0").ok());
+  EXPECT_TRUE(parse_redis_url("redis://h:65535/0").ok());
+  for (const char* bad : {"redis://h:0/0", "redis://h:65536/0", "redis://h:99999/0", "redis://h:-1/0",
+                          "redis://h:abc/0", "redis://h:/0", "redis://h:6379x/0"}) {
+    Result<RedisUrl> u = parse_redis_url(bad);
+    ASSERT_FALSE(u.ok()) << bad;
+    EXPECT_EQ(u.error().code, Errc::invalid);
+    EXPECT_THAT(u.error().message, HasSubstr("port")) << bad;
+  }
+}
+
+TEST(ParseRedisUrl, RefusesOtherSchemesBadDbAndEmptyHost) {
+  for (const char* bad : {"http://h:6379/0", "rediss://h:6379/0", "h:6379", "", "redis://h/x", "redis://h/-1",
+                          "redis://h/1x", "redis://", "redis://:pw@", "redis://:6379/0"}) {
+    Result<RedisUrl> u = parse_redis_url(bad);
+    ASSERT_FALSE(u.ok()) << bad;
+    EXPECT_EQ(u.error().code, Errc::invalid) << bad;
+  }
+}
+
+TEST(ParseRedisUrl, RedactedHidesThePassword) {
+  Result<RedisUrl> u = parse_redis_url("redis://user:s3cret@redis.internal:6380/2");
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->redacted(), "redis://:***@redis.internal:6380/2");
+  EXPECT_THAT(u->redacted(), Not(HasSubstr("s3cret")));
+}
+
+TEST(ParseRedisUrl, RedactedWithoutPasswordShowsNoStars) {
+  Result<RedisUrl> u = parse_redis_url("redis://cache");
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->redacted(), "redis://cache:6379/0");
+}
+
+// ---- parse_amqp_url -------------------------------------------------------
+
+TEST(ParseAmqpUrl, DefaultUrlHasRootVhost) {
+  Result<AmqpUrl> u = parse_amqp_url("amqp://guest:guest@127.0.0.1:5672/%2f");
+  ASSERT_TRUE(u.ok()) << u.error().describe();
+  EXPECT_EQ(u->host, "127.0.0.1");
+  EXPECT_EQ(u->port, 5672);
+  EXPECT_EQ(u->user, "guest");
+  EXPECT_EQ(u->password, "guest");
+  EXPECT_EQ(u->vhost, "/");
+}
+
+TEST(ParseAmqpUrl, UpperCasePercentEncodingToo) {
+  Result<AmqpUrl> u = parse_amqp_url("amqp://guest:guest@127.0.0.1:5672/%2F");
+  ASSERT_TRUE(u.ok()) << u.error().describe();
+  EXPECT_EQ(u->vhost, "/");
+}
+
+TEST(ParseAmqpUrl, CustomVhostUserPortAndPassword) {
+  Result<AmqpUrl> u = parse_amqp_url("amqp://ripen:s3cret@rabbit.internal:5673/prod");
+  ASSERT_TRUE(u.ok()) << u.error().describe();
+  EXPECT_EQ(u->host, "rabbit.internal");
+  EXPECT_EQ(u->port, 5673);
+  EXPECT_EQ(u->user, "ripen");
+  EXPECT_EQ(u->password, "s3cret");
+  EXPECT_EQ(u->vhost, "prod");
+}
+
+TEST(ParseAmqpUrl, EncodedSlashInsideVhost) {
+  Result<AmqpUrl> u = parse_amqp_url("amqp://u:p@h:5672/team%2fprod");
+  ASSERT_TRUE(u.ok()) << u.error().describe();
+  EXPECT_EQ(u->vhost, "team/prod");
+}
+
+TEST(ParseAmqpUrl, RefusesOtherSchemesAndMalformedUrls) {
+  for (const char* bad : {"amqps://u:p@h:5671/", "http://u:p@h:5672/", "", "rabbit:5672", "amqp://u:p@h:notaport/"}) {
+    Result<AmqpUrl> u = parse_amqp_url(bad);
+    ASSERT_FALSE(u.ok()) << bad;
+    EXPECT_EQ(u.error().code, Errc::invalid) << bad;
+  }
+}
+
+TEST(ParseAmqpUrl, RedactedHidesThePassword) {
+  Result<AmqpUrl> u = parse_amqp_url("amqp://ripen:s3cret@rabbit.internal:5673/prod");
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->redacted(), "amqp://ripen:***@rabbit.internal:5673/prod");
+  EXPECT_THAT(u->redacted(), Not(HasSubstr("s3cret")));
+}
+
+}  // namespace
+}  // namespace ripen
