@@ -252,22 +252,26 @@ class Dispatcher::Impl {
       stats_.recovered += static_cast<uint64_t>(recovered);
       for (size_t i = 0; i < items; ++i) stats_.lateness.record(redis_now - r->at(3 + i * 4 + 3).integer());
     }
-    if (recovered > 0) spdlog::warn("shard {}: {} in-flight tasks outlived their lease; publishing again", shard, recovered);
-    // When the next task ripens, as a local deadline. If the batch was full there
-    // may be more ripe right now.
+    if (recovered > 0)
+      spdlog::warn("shard {}: {} in-flight tasks outlived their lease; publishing again", shard, recovered);
+    // When the next task ripens (or an in-flight lease expires), as a local
+    // deadline, but never later than max_poll: a wake-up lost while the
+    // subscriber reconnected must not leave a shard unlooked-at. If the batch was
+    // full there may be more ripe right now.
     auto& wake = next_due_[static_cast<size_t>(shard)];
+    const auto poll_bound = clock_.now() + std::chrono::milliseconds(config_.dispatcher.max_poll_ms);
     if (static_cast<int>(items) >= batch && batch > 0) {
       wake = Clock::time_point::min();
     } else if (next_due < 0) {
-      wake = Clock::time_point::max();
+      wake = poll_bound;
     } else {
-      wake = clock_.now() + std::chrono::milliseconds(std::max<int64_t>(next_due - redis_now, 0));
+      wake = std::min(poll_bound, clock_.now() + std::chrono::milliseconds(std::max<int64_t>(next_due - redis_now, 0)));
     }
     for (size_t i = 0; i < items; ++i) {
       const size_t base = 3 + i * 4;
       std::string id = r->at(base).str();
-      if (!amqp_.connected() || !publish(shard, id, r->at(base + 1).str(), r->at(base + 2).sv(),
-                                         r->at(base + 3).integer())) {
+      if (!amqp_.connected() ||
+          !publish(shard, id, r->at(base + 1).str(), r->at(base + 2).sv(), r->at(base + 3).integer())) {
         // The connection broke mid-batch: this and the rest go back to the wheel.
         settles_[shard].push_back({std::move(id), 'r', ""});
         std::lock_guard lock(stats_mu_);
@@ -364,8 +368,8 @@ class Dispatcher::Impl {
     std::string id = (msg.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? to_string(msg.properties.message_id) : "";
     std::string body = to_string(msg.body);
     amqp_destroy_message(&msg);
-    std::string reason = "unroutable: no queue bound for '" + routing_key + "' on exchange '" +
-                         keys_.task_exchange() + "' (" + reply_text + ")";
+    std::string reason = "unroutable: no queue bound for '" + routing_key + "' on exchange '" + keys_.task_exchange() +
+                         "' (" + reply_text + ")";
     spdlog::error("task {} returned by the broker: {}; dead-lettering it", id, reason);
     returned_[id] = reason;
     // A copy goes to the dead-letter queue for unroutable tasks, with the reason,
@@ -564,13 +568,13 @@ class Dispatcher::Impl {
   int stop_fd_;
   std::atomic<bool> stopping_{false};
 
-  std::map<int, std::string> owned_;           // shard -> lease value "owner|token"
-  std::vector<Clock::time_point> next_due_;    // per shard: when to claim next
+  std::map<int, std::string> owned_;         // shard -> lease value "owner|token"
+  std::vector<Clock::time_point> next_due_;  // per shard: when to claim next
   Clock::time_point next_maintenance_{};
-  std::deque<Pending> pending_;                // publishes awaiting confirms, by tag
+  std::deque<Pending> pending_;  // publishes awaiting confirms, by tag
   uint64_t next_tag_ = 0;
   std::unordered_map<std::string, std::string> returned_;  // id -> reason, until its confirm arrives
-  std::map<int, std::vector<Settle>> settles_;  // outcomes not yet written to Redis
+  std::map<int, std::vector<Settle>> settles_;             // outcomes not yet written to Redis
   std::set<std::string> declared_;
 
   mutable std::mutex stats_mu_;

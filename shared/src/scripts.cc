@@ -74,7 +74,8 @@ return { id, 1, due }
 
 // KEYS: due, inflight, lease
 // ARGV: lease value held ("owner|token"), batch, inflight_lease_ms, prefix
-// Reply: {now_ms, next_due_ms (-1 = none), recovered, id1, queue1, body1, due1, ...}
+// Reply: {now_ms, next_ms (-1 = none), recovered, id1, queue1, body1, due1, ...}
+//        next_ms is the earliest due time or in-flight lease deadline left.
 //        or {-1} when the caller no longer holds the shard (fenced off).
 const LuaScript& claim() {
   static const LuaScript s = make("claim", R"lua(
@@ -109,8 +110,12 @@ if #ripe > 0 then
     end
   end
 end
-local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if head[2] then out[2] = tonumber(head[2]) end
+-- The next moment this shard needs a look: its earliest due task, or the
+-- earliest in-flight lease to expire (a dead dispatcher's tasks come back then).
+for _, key in ipairs({ KEYS[1], KEYS[2] }) do
+  local head = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if head[2] and (out[2] < 0 or tonumber(head[2]) < out[2]) then out[2] = tonumber(head[2]) end
+end
 return out
 )lua");
   return s;
