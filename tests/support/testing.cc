@@ -1,12 +1,21 @@
 #include "testing.h"
 
+#include <amqp.h>  // before amqp_framing.h, which needs its types
+#include <amqp_framing.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cerrno>
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -73,7 +82,8 @@ std::string write_config_file(const Config& c, const std::string& name) {
       << "[log]\nlevel = " << q(c.log_level) << "\nformat = " << q(c.log_format) << "\n"
       << "[dispatcher]\nbatch = " << c.dispatcher.batch << "\nconfirm_window = " << c.dispatcher.confirm_window
       << "\ninflight_lease = " << c.dispatcher.inflight_lease_ms << "\nshard_lease = " << c.dispatcher.shard_lease_ms
-      << "\nmax_poll = " << c.dispatcher.max_poll_ms << "\nauto_declare = " << (c.dispatcher.auto_declare ? "true" : "false")
+      << "\nmax_poll = " << c.dispatcher.max_poll_ms
+      << "\nauto_declare = " << (c.dispatcher.auto_declare ? "true" : "false")
       << "\nqueues = " << list(c.dispatcher.queues) << "\n"
       << "[worker]\nqueues = " << list(c.worker.queues) << "\nconcurrency = " << c.worker.concurrency
       << "\nexec_timeout = " << c.worker.exec_timeout_ms << "\nshutdown_grace = " << c.worker.shutdown_grace_ms << "\n";
@@ -210,7 +220,376 @@ void cleanup_namespace(const Config& config, const std::vector<std::string>& que
       (void)amqp.delete_queue(keys.dead_queue(q));
     }
     (void)amqp.delete_queue(keys.dead_queue(Keys::kUnroutable));
+    // Exchanges are durable too; leaving them would grow the broker run by run.
+    for (const auto& exchange : {keys.task_exchange(), keys.dead_exchange()}) {
+      if (!amqp.ensure_connected()) break;
+      amqp_exchange_delete(amqp.raw(), Amqp::kChannel, amqp_cstring_bytes(exchange.c_str()), 0);
+      (void)amqp.check(amqp_get_rpc_reply(amqp.raw()), "deleting exchange '" + exchange + "'");
+    }
   }
+}
+
+// ---- servers -------------------------------------------------------------------
+
+std::unique_ptr<Redis> connect_redis(const Config& config) {
+  auto url = parse_redis_url(config.redis_url);
+  if (!url) throw std::runtime_error("redis_url: " + url.error().message);
+  return std::make_unique<Redis>(*url);
+}
+
+std::unique_ptr<Amqp> connect_amqp(const Config& config) {
+  auto url = parse_amqp_url(config.amqp_url);
+  if (!url) throw std::runtime_error("amqp_url: " + url.error().message);
+  return std::make_unique<Amqp>(*url);
+}
+
+std::map<std::string, std::string> child_env(const Config& config) {
+  return {{"RIPEN_REDIS_URL", config.redis_url}, {"RIPEN_AMQP_URL", config.amqp_url}, {"RIPEN_NAMESPACE", config.ns}};
+}
+
+std::vector<std::string> namespace_keys(Redis& redis, const std::string& ns) {
+  std::vector<std::string> out;
+  std::string cursor = "0";
+  do {
+    auto r = redis.command({"SCAN", cursor, "MATCH", ns + ":*", "COUNT", "1000"});
+    if (!r) throw std::runtime_error("SCAN: " + r.error().message);
+    cursor = r->at(0).str();
+    auto batch = r->at(1);
+    for (size_t i = 0; i < batch.size(); ++i) out.push_back(batch.at(i).str());
+  } while (cursor != "0");
+  return out;
+}
+
+namespace {
+
+int64_t zcard_all(Redis& redis, const Keys& keys, bool inflight) {
+  int64_t total = 0;
+  for (int s = 0; s < keys.shards(); ++s) {
+    auto r = redis.command({"ZCARD", inflight ? keys.inflight(s) : keys.due(s)});
+    if (!r) return -1;
+    total += r->integer();
+  }
+  return total;
+}
+
+}  // namespace
+
+int64_t due_count(Redis& redis, const Keys& keys) { return zcard_all(redis, keys, false); }
+int64_t inflight_count(Redis& redis, const Keys& keys) { return zcard_all(redis, keys, true); }
+
+std::optional<TaskRecord> wait_for_state(Redis& redis, const Keys& keys, const std::string& id,
+                                         const std::string& state, std::chrono::milliseconds timeout) {
+  std::optional<TaskRecord> last;
+  wait_until(
+      [&] {
+        auto r = read_task_record(redis, keys, id);
+        if (r) last = *r;
+        return last && last->state == state;
+      },
+      timeout, std::chrono::milliseconds(20));
+  return last;
+}
+
+std::optional<AmqpMessage> get_message(Amqp& amqp, const std::string& amqp_queue) {
+  if (!amqp.ensure_connected()) return std::nullopt;
+  amqp_connection_state_t conn = amqp.raw();
+  amqp_basic_get(conn, Amqp::kChannel, amqp_cstring_bytes(amqp_queue.c_str()), /*no_ack=*/1);
+  auto reply = amqp_get_rpc_reply(conn);
+  if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
+    (void)amqp.check(reply, "basic.get from '" + amqp_queue + "'");
+    return std::nullopt;
+  }
+  if (reply.reply.id != AMQP_BASIC_GET_OK_METHOD) {  // get-empty
+    amqp_maybe_release_buffers(conn);
+    return std::nullopt;
+  }
+  amqp_message_t msg;
+  auto read = amqp_read_message(conn, Amqp::kChannel, &msg, 0);
+  if (read.reply_type != AMQP_RESPONSE_NORMAL) {
+    (void)amqp.check(read, "reading the message from '" + amqp_queue + "'");
+    return std::nullopt;
+  }
+  AmqpMessage out;
+  out.body = to_string(msg.body);
+  if (msg.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) out.message_id = to_string(msg.properties.message_id);
+  if (msg.properties._flags & AMQP_BASIC_HEADERS_FLAG) {
+    const amqp_table_t& table = msg.properties.headers;
+    for (int i = 0; i < table.num_entries; ++i) {
+      const std::string key = to_string(table.entries[i].key);
+      out.headers[key] = amqp_header_string(table, key);
+    }
+  }
+  amqp_destroy_message(&msg);
+  amqp_maybe_release_buffers(conn);
+  return out;
+}
+
+int64_t message_count(Amqp& amqp, const std::string& amqp_queue) {
+  auto r = amqp.queue_message_count(amqp_queue);
+  return r ? static_cast<int64_t>(*r) : -1;
+}
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (fd >= 0) close(fd);
+    throw std::runtime_error(std::string("free_port: ") + std::strerror(errno));
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::string find_program(const std::string& program) {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin");
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    for (const std::string& d : {dir, std::string("/usr/sbin"), std::string("/sbin")}) {
+      const std::string candidate = (d.empty() ? "." : d) + "/" + program;
+      if (access(candidate.c_str(), X_OK) == 0) return candidate;
+    }
+  }
+  return {};
+}
+
+RedisServer::RedisServer(int port) : port_(port) {
+  auto dir = std::filesystem::temp_directory_path() / "ripen-tests" / ("redis-" + std::to_string(port));
+  std::filesystem::create_directories(dir);
+  dir_ = dir.string();
+  const std::string path = find_program("redis-server");
+  if (path.empty()) throw std::runtime_error("redis-server not found in PATH");
+  child_ = std::make_unique<Child>(
+      path, std::vector<std::string>{"--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "",
+                                     "--appendonly", "no", "--dir", dir_, "--daemonize", "no"});
+}
+
+RedisServer::~RedisServer() {
+  child_.reset();
+  std::error_code ignored;
+  std::filesystem::remove_all(dir_, ignored);
+}
+
+std::string RedisServer::url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
+
+bool RedisServer::wait_ready(std::chrono::milliseconds timeout) {
+  return wait_until(
+      [&] {
+        RedisUrl url;
+        url.port = port_;
+        // A fresh client each time: a failed one waits out its reconnect backoff.
+        Redis redis(url, std::chrono::milliseconds(500));
+        auto r = redis.command({"PING"});
+        return r && r->str() == "PONG";
+      },
+      timeout, std::chrono::milliseconds(20));
+}
+
+// ---- tasks and handlers ----------------------------------------------------------
+
+Envelope make_task(const std::string& type, nlohmann::json payload, const std::string& queue) {
+  Envelope e;
+  e.queue = queue;
+  e.type = type;
+  e.payload = std::move(payload);
+  return e;
+}
+
+void CallLog::add(Call call) {
+  std::lock_guard lock(mu_);
+  calls_.push_back(std::move(call));
+}
+
+std::vector<CallLog::Call> CallLog::calls() const {
+  std::lock_guard lock(mu_);
+  return calls_;
+}
+
+size_t CallLog::size() const {
+  std::lock_guard lock(mu_);
+  return calls_.size();
+}
+
+std::map<std::string, int> CallLog::per_id() const {
+  std::lock_guard lock(mu_);
+  std::map<std::string, int> out;
+  for (const auto& c : calls_) ++out[c.id];
+  return out;
+}
+
+int CallLog::count(const std::string& id) const {
+  auto m = per_id();
+  auto it = m.find(id);
+  return it == m.end() ? 0 : it->second;
+}
+
+std::string trim(const std::string& text) {
+  const auto first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) return {};
+  const auto last = text.find_last_not_of(" \t\r\n");
+  return text.substr(first, last - first + 1);
+}
+
+// ---- fixture -------------------------------------------------------------------
+
+void NamespaceTest::SetUp() {
+  // The suite name, lower-cased, labels the namespace so leftovers are traceable.
+  std::string label = ::testing::UnitTest::GetInstance()->current_test_info()->test_suite_name();
+  for (auto& ch : label) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  config_ = test_config(unique_namespace(label));
+}
+
+void NamespaceTest::TearDown() { cleanup_namespace(config_, queues_); }
+
+// ---- fault injection -----------------------------------------------------------
+
+namespace {
+
+bool send_all(int fd, const char* data, size_t n) {
+  while (n > 0) {
+    ssize_t w = send(fd, data, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    data += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+uint16_t be16(const std::string& b, size_t at) {
+  return static_cast<uint16_t>((static_cast<uint8_t>(b[at]) << 8) | static_cast<uint8_t>(b[at + 1]));
+}
+
+uint32_t be32(const std::string& b, size_t at) { return (static_cast<uint32_t>(be16(b, at)) << 16) | be16(b, at + 2); }
+
+int connect_tcp(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0) return -1;
+  int fd = -1;
+  for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
+    fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) break;
+    close(fd);
+    fd = -1;
+  }
+  freeaddrinfo(res);
+  return fd;
+}
+
+}  // namespace
+
+AmqpProxy::AmqpProxy(std::string upstream_host, int upstream_port)
+    : upstream_host_(std::move(upstream_host)), upstream_port_(upstream_port) {
+  listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  if (listen_fd_ < 0 || bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      listen(listen_fd_, 16) != 0 || getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (listen_fd_ >= 0) close(listen_fd_);
+    throw std::runtime_error(std::string("AmqpProxy: ") + std::strerror(errno));
+  }
+  port_ = ntohs(addr.sin_port);
+  acceptor_ = std::thread([this] { accept_loop(); });
+}
+
+AmqpProxy::~AmqpProxy() {
+  stopping_.store(true);
+  shutdown(listen_fd_, SHUT_RDWR);  // wakes accept()
+  acceptor_.join();
+  close(listen_fd_);
+  {
+    std::lock_guard lock(mu_);
+    for (int fd : fds_) shutdown(fd, SHUT_RDWR);  // wakes the pumps' recv()
+  }
+  for (auto& t : threads_) t.join();
+  for (int fd : fds_) close(fd);
+}
+
+std::string AmqpProxy::url_for(const AmqpUrl& base) const {
+  const std::string vhost = base.vhost == "/" ? "%2f" : base.vhost;
+  return "amqp://" + base.user + ":" + base.password + "@127.0.0.1:" + std::to_string(port_) + "/" + vhost;
+}
+
+void AmqpProxy::accept_loop() {
+  while (!stopping_.load()) {
+    int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (client < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    int upstream = connect_tcp(upstream_host_, upstream_port_);
+    if (upstream < 0) {
+      close(client);
+      continue;
+    }
+    std::lock_guard lock(mu_);
+    fds_.push_back(client);
+    fds_.push_back(upstream);
+    threads_.emplace_back([this, client, upstream] { pump(client, upstream, true); });
+    threads_.emplace_back([this, client, upstream] { pump(upstream, client, false); });
+    ++connections_;
+  }
+}
+
+// Copies `from` to `to`. Client to broker, it walks the AMQP 0-9-1 framing (an
+// 8-byte protocol header, then frames: type(1) channel(2) size(4) payload end(1))
+// to drop basic.publish (class 60, method 40) and the content header and body
+// frames that follow it on the same channel.
+void AmqpProxy::pump(int from, int to, bool client_to_broker) {
+  std::string buf, out;
+  bool header_seen = !client_to_broker;
+  std::map<uint16_t, bool> dropping;  // channel -> inside a dropped publish
+  char chunk[65536];
+  while (true) {
+    ssize_t n = recv(from, chunk, sizeof chunk, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    if (!client_to_broker) {
+      if (!send_all(to, chunk, static_cast<size_t>(n))) break;
+      continue;
+    }
+    buf.append(chunk, static_cast<size_t>(n));
+    out.clear();
+    size_t pos = 0;
+    if (!header_seen) {
+      if (buf.size() < 8) continue;
+      out.append(buf, 0, 8);
+      pos = 8;
+      header_seen = true;
+    }
+    while (buf.size() - pos >= 7) {
+      const auto type = static_cast<uint8_t>(buf[pos]);
+      const uint16_t channel = be16(buf, pos + 1);
+      const size_t total = 7 + static_cast<size_t>(be32(buf, pos + 3)) + 1;
+      if (buf.size() - pos < total) break;
+      bool drop = false;
+      if (type == AMQP_FRAME_METHOD && total >= 12) {
+        const bool publish = be16(buf, pos + 7) == 60 && be16(buf, pos + 9) == 40;
+        drop = dropping[channel] = publish && drop_publishes_.load();
+        if (drop) ++dropped_;
+      } else if (type == AMQP_FRAME_HEADER || type == AMQP_FRAME_BODY) {
+        drop = dropping[channel];
+      }
+      if (!drop) out.append(buf, pos, total);
+      pos += total;
+    }
+    buf.erase(0, pos);
+    if (!out.empty() && !send_all(to, out.data(), out.size())) break;
+  }
+  shutdown(from, SHUT_RDWR);
+  shutdown(to, SHUT_RDWR);
 }
 
 }  // namespace ripen::testing

@@ -5,13 +5,28 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "ripen/amqp.h"
 #include "ripen/config.h"
+#include "ripen/envelope.h"
+#include "ripen/keys.h"
+#include "ripen/redis.h"
+#include "ripen/task_record.h"
 
 namespace ripen::testing {
 
@@ -70,5 +85,167 @@ CommandResult run_command(const std::string& path, const std::vector<std::string
 
 // Removes the namespace's Redis keys and AMQP queues/exchanges it knows of.
 void cleanup_namespace(const Config& config, const std::vector<std::string>& queues);
+
+// ---- servers -------------------------------------------------------------------
+
+// A Redis / AMQP client for the servers `config` names (throws on a malformed URL).
+std::unique_ptr<Redis> connect_redis(const Config& config);
+std::unique_ptr<Amqp> connect_amqp(const Config& config);
+
+// The environment a child binary needs to reach the same servers and namespace
+// as `config` (the environment overrides a config file, so it must agree).
+std::map<std::string, std::string> child_env(const Config& config);
+
+// Every Redis key of the namespace (SCAN <ns>:*).
+std::vector<std::string> namespace_keys(Redis& redis, const std::string& ns);
+
+// Members of all shards' due sets / in-flight sets; -1 when Redis cannot be read.
+int64_t due_count(Redis& redis, const Keys& keys);
+int64_t inflight_count(Redis& redis, const Keys& keys);
+
+// Polls the task's record until its state is `state` (or `timeout` passes) and
+// returns the last record read: compare its `state` to see which happened.
+std::optional<TaskRecord> wait_for_state(Redis& redis, const Keys& keys, const std::string& id,
+                                         const std::string& state, std::chrono::milliseconds timeout);
+
+// A message taken from a queue with basic.get (and acked).
+struct AmqpMessage {
+  std::string body;
+  std::string message_id;
+  std::map<std::string, std::string> headers;  // values rendered as strings
+};
+std::optional<AmqpMessage> get_message(Amqp& amqp, const std::string& amqp_queue);
+// Messages ready in the queue; -1 when it cannot be read (e.g. it does not exist).
+int64_t message_count(Amqp& amqp, const std::string& amqp_queue);
+
+// A TCP port on 127.0.0.1 that nothing listened on a moment ago.
+int free_port();
+
+// A path to `program`, searched in $PATH; empty when not found.
+std::string find_program(const std::string& program);
+
+// A private redis-server as a child process (no persistence), on `port`.
+class RedisServer {
+ public:
+  explicit RedisServer(int port);
+  ~RedisServer();  // kills it and removes its directory
+  RedisServer(const RedisServer&) = delete;
+  RedisServer& operator=(const RedisServer&) = delete;
+  int port() const { return port_; }
+  std::string url() const;
+  // Waits until it answers PING; false after `timeout`.
+  bool wait_ready(std::chrono::milliseconds timeout);
+  Child& child() { return *child_; }
+
+ private:
+  int port_;
+  std::string dir_;
+  std::unique_ptr<Child> child_;
+};
+
+// ---- tasks and handlers ----------------------------------------------------------
+
+// An envelope for `queue` with `type` and `payload`, due now unless the caller
+// sets delay_ms or due_ms.
+Envelope make_task(const std::string& type, nlohmann::json payload = nullptr, const std::string& queue = "default");
+
+// What test handlers saw, appended from any handler thread.
+class CallLog {
+ public:
+  struct Call {
+    std::string id;
+    int attempt = 0;
+    std::string payload;   // the payload as JSON text
+    int64_t redis_ms = 0;  // Redis TIME when the handler started, when the test takes it
+  };
+  void add(Call call);
+  std::vector<Call> calls() const;
+  size_t size() const;
+  // Calls per task id.
+  std::map<std::string, int> per_id() const;
+  int count(const std::string& id) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<Call> calls_;
+};
+
+// `text` without leading and trailing whitespace.
+std::string trim(const std::string& text);
+
+// ---- fixture -------------------------------------------------------------------
+
+// A test in its own namespace: config_ is test_config() under a fresh
+// namespace, and the namespace's keys and queues (queues_) are removed after
+// the test, pass or fail.
+class NamespaceTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+
+  Config config_;
+  std::vector<std::string> queues_ = {"default"};
+};
+
+// ---- threads -------------------------------------------------------------------
+
+// Runs service.run() (a Dispatcher or Worker) on a thread; stop() and join on
+// destruction, so a failing assertion never leaves it running.
+template <class Service>
+class Running {
+ public:
+  explicit Running(Service& service) : service_(service), thread_([this] { service_.run(); }) {}
+  ~Running() { stop(); }
+  Running(const Running&) = delete;
+  Running& operator=(const Running&) = delete;
+  void stop() {
+    if (!thread_.joinable()) return;
+    service_.stop();
+    thread_.join();
+  }
+
+ private:
+  Service& service_;
+  std::thread thread_;
+};
+
+// ---- fault injection -----------------------------------------------------------
+
+// A TCP proxy on 127.0.0.1 in front of an AMQP broker. It forwards both ways,
+// except that while drop_publishes is on it swallows the client's basic.publish
+// frames with their content frames: the client believes it published, the broker
+// never sees the message, so no confirm ever comes back. The connection itself
+// (handshake, declares, heartbeats) keeps working.
+class AmqpProxy {
+ public:
+  AmqpProxy(std::string upstream_host, int upstream_port);
+  ~AmqpProxy();
+  AmqpProxy(const AmqpProxy&) = delete;
+  AmqpProxy& operator=(const AmqpProxy&) = delete;
+
+  int port() const { return port_; }
+  // An amqp:// URL like `base` (user, password, vhost) that goes through the proxy.
+  std::string url_for(const AmqpUrl& base) const;
+  void drop_publishes(bool on) { drop_publishes_.store(on); }
+  int64_t dropped_publishes() const { return dropped_.load(); }
+  int64_t connections() const { return connections_.load(); }
+
+ private:
+  void accept_loop();
+  void pump(int from, int to, bool client_to_broker);
+
+  std::string upstream_host_;
+  int upstream_port_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> drop_publishes_{false};
+  std::atomic<int64_t> dropped_{0};
+  std::atomic<int64_t> connections_{0};
+  std::mutex mu_;
+  std::vector<int> fds_;
+  std::vector<std::thread> threads_;
+  std::thread acceptor_;
+};
 
 }  // namespace ripen::testing

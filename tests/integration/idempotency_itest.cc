@@ -1,0 +1,174 @@
+// Idempotency keys at enqueue: while a task holding a key is unfinished, the same
+// key gives back that task instead of adding another; once it has ended, the key
+// is free for a new task.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "ripen/dispatcher.h"
+#include "ripen/ids.h"
+#include "ripen/producer.h"
+#include "ripen/worker.h"
+#include "testing.h"
+
+namespace ripen::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+class Idempotency : public NamespaceTest {
+ protected:
+  Envelope keyed(const std::string& key, nlohmann::json payload) {
+    Envelope e = make_task("work", std::move(payload));
+    e.idempotency_key = key;
+    return e;
+  }
+
+  // Task records in the namespace (keys <ns>:{sN}:t:<id>).
+  size_t task_records() {
+    auto redis = connect_redis(config_);
+    size_t n = 0;
+    for (const auto& k : namespace_keys(*redis, config_.ns)) n += k.find("}:t:") != std::string::npos ? 1 : 0;
+    return n;
+  }
+};
+
+TEST_F(Idempotency, SameKeyWhileScheduledGivesTheSameTaskAndItRunsOnce) {
+  Producer producer(config_);
+  CallLog log;
+  Worker worker(config_);
+  worker.handle("work", [&](const TaskContext& ctx) { log.add({ctx.id, ctx.attempt, ctx.task.payload.dump()}); });
+  Dispatcher dispatcher(config_);
+  Running running_worker(worker);
+  Running running_dispatcher(dispatcher);
+
+  auto first = producer.enqueue_in(keyed("order-17-receipt", {{"copy", 1}}), 1000ms);
+  ASSERT_TRUE(first.ok()) << first.error().describe();
+  EXPECT_TRUE(first->created);
+  auto rec = producer.get(first->id);
+  ASSERT_TRUE(rec.ok());
+  ASSERT_EQ(rec->state, "scheduled");
+
+  auto second = producer.enqueue_in(keyed("order-17-receipt", {{"copy", 2}}), 1000ms);
+  ASSERT_TRUE(second.ok()) << second.error().describe();
+  EXPECT_FALSE(second->created);
+  EXPECT_EQ(second->id, first->id);
+  EXPECT_EQ(second->due_ms, first->due_ms);
+  EXPECT_EQ(task_records(), 1u);
+
+  auto done = wait_for_state(producer.redis(), producer.keys(), first->id.get(), "succeeded", 20s);
+  ASSERT_TRUE(done && done->state == "succeeded") << (done ? done->state : "no record");
+  running_dispatcher.stop();
+  running_worker.stop();
+
+  const auto calls = log.calls();
+  ASSERT_EQ(calls.size(), 1u) << "one task, one run";
+  EXPECT_EQ(calls[0].id, first->id.get());
+  EXPECT_EQ(nlohmann::json::parse(calls[0].payload), nlohmann::json({{"copy", 1}})) << "the first task's payload";
+  EXPECT_EQ(task_records(), 1u);
+}
+
+TEST_F(Idempotency, SameKeyWhileRunningGivesTheSameTask) {
+  Producer producer(config_);
+  CallLog log;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  Worker worker(config_);
+  worker.handle("work", [&](const TaskContext& ctx) {
+    log.add({ctx.id, ctx.attempt, ctx.task.payload.dump()});
+    std::unique_lock lock(mu);
+    cv.wait_for(lock, 30s, [&] { return release; });
+  });
+  Dispatcher dispatcher(config_);
+  Running running_worker(worker);
+  Running running_dispatcher(dispatcher);
+  auto let_go = [&] {
+    {
+      std::lock_guard lock(mu);
+      release = true;
+    }
+    cv.notify_all();
+  };
+
+  auto first = producer.enqueue(keyed("nightly-report", "a"));
+  ASSERT_TRUE(first.ok()) << first.error().describe();
+  auto running = wait_for_state(producer.redis(), producer.keys(), first->id.get(), "running", 20s);
+  if (!running || running->state != "running") let_go();
+  ASSERT_TRUE(running && running->state == "running") << (running ? running->state : "no record");
+
+  auto second = producer.enqueue(keyed("nightly-report", "b"));
+  let_go();
+  ASSERT_TRUE(second.ok()) << second.error().describe();
+  EXPECT_FALSE(second->created);
+  EXPECT_EQ(second->id, first->id);
+
+  auto done = wait_for_state(producer.redis(), producer.keys(), first->id.get(), "succeeded", 20s);
+  ASSERT_TRUE(done && done->state == "succeeded");
+  running_dispatcher.stop();
+  running_worker.stop();
+  EXPECT_EQ(log.size(), 1u);
+  EXPECT_EQ(task_records(), 1u);
+}
+
+TEST_F(Idempotency, SameKeyAfterTheTaskSucceededMakesANewTask) {
+  Producer producer(config_);
+  CallLog log;
+  Worker worker(config_);
+  worker.handle("work", [&](const TaskContext& ctx) { log.add({ctx.id, ctx.attempt, ctx.task.payload.dump()}); });
+  Dispatcher dispatcher(config_);
+  Running running_worker(worker);
+  Running running_dispatcher(dispatcher);
+
+  auto first = producer.enqueue(keyed("weekly-digest", 1));
+  ASSERT_TRUE(first.ok()) << first.error().describe();
+  auto rec = wait_for_state(producer.redis(), producer.keys(), first->id.get(), "succeeded", 20s);
+  ASSERT_TRUE(rec && rec->state == "succeeded");
+
+  auto second = producer.enqueue(keyed("weekly-digest", 2));
+  ASSERT_TRUE(second.ok()) << second.error().describe();
+  EXPECT_TRUE(second->created);
+  EXPECT_NE(second->id, first->id);
+  rec = wait_for_state(producer.redis(), producer.keys(), second->id.get(), "succeeded", 20s);
+  ASSERT_TRUE(rec && rec->state == "succeeded");
+  running_dispatcher.stop();
+  running_worker.stop();
+
+  EXPECT_EQ(log.count(first->id.get()), 1);
+  EXPECT_EQ(log.count(second->id.get()), 1);
+  EXPECT_EQ(log.size(), 2u);
+  EXPECT_EQ(task_records(), 2u);
+}
+
+TEST_F(Idempotency, CliEnqueueTwiceWithTheSameKeyPrintsTheSameId) {
+  const std::string file = write_config_file(config_, config_.ns);
+  const auto env = child_env(config_);
+  const std::vector<std::string> args = {"--config", file,      "enqueue", "--queue",           "default",    "--type",
+                                         "work",     "--delay", "30s",     "--idempotency-key", "invoice-881"};
+  auto first = run_command(binary("producer/ripen"), args, env);
+  ASSERT_EQ(first.code, 0) << first.err;
+  auto second = run_command(binary("producer/ripen"), args, env);
+  ASSERT_EQ(second.code, 0) << second.err;
+  const std::string id = trim(first.out);
+  EXPECT_TRUE(is_valid_task_id(id)) << first.out;
+  EXPECT_EQ(trim(second.out), id);
+
+  auto with_json = args;
+  with_json.push_back("--json");
+  auto third = run_command(binary("producer/ripen"), with_json, env);
+  ASSERT_EQ(third.code, 0) << third.err;
+  auto j = nlohmann::json::parse(third.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << third.out;
+  EXPECT_EQ(j["id"], id);
+  EXPECT_EQ(j["created"], false);
+  EXPECT_EQ(task_records(), 1u);
+}
+
+}  // namespace
+}  // namespace ripen::testing
