@@ -12,8 +12,6 @@
 namespace ripen {
 namespace {
 
-constexpr auto kMaxReconnectBackoff = std::chrono::milliseconds(2000);
-constexpr auto kMinReconnectBackoff = std::chrono::milliseconds(50);
 // rabbitmq-c sends and checks heartbeats only while the thread is inside the
 // library; every loop here calls in at least every few hundred ms.
 constexpr int kHeartbeatSeconds = 30;
@@ -109,7 +107,7 @@ std::string amqp_header_string(const amqp_table_t& table, std::string_view key) 
 }
 
 Amqp::Amqp(AmqpUrl url, std::chrono::milliseconds timeout, Clock& clock)
-    : url_(std::move(url)), timeout_(timeout), clock_(clock) {}
+    : url_(std::move(url)), timeout_(timeout), pacer_(clock) {}
 
 Amqp::~Amqp() { close(); }
 
@@ -127,8 +125,7 @@ Error Amqp::fail(int status, std::string_view what) {
     amqp_destroy_connection(conn_);
     conn_ = nullptr;
   }
-  reconnect_backoff_ = std::clamp(reconnect_backoff_ * 2, kMinReconnectBackoff, kMaxReconnectBackoff);
-  next_connect_ = clock_.now() + reconnect_backoff_;
+  pacer_.failed();
   const Errc code = status == AMQP_STATUS_TIMEOUT ? Errc::timeout : Errc::unavailable;
   return make_error(code, msg);
 }
@@ -155,7 +152,7 @@ Status Amqp::check(amqp_rpc_reply_t reply, std::string_view what) {
         amqp_destroy_connection(conn_);
         conn_ = nullptr;
       }
-      next_connect_ = clock_.now() + kMinReconnectBackoff;
+      pacer_.failed();
       return make_error(Errc::server, msg);
     }
   }
@@ -180,13 +177,12 @@ Status Amqp::connect() {
   if (auto st = check(login, "login as '" + url_.user + "' to vhost '" + url_.vhost + "'"); !st) return st;
   amqp_channel_open(conn_, kChannel);
   if (auto st = check(amqp_get_rpc_reply(conn_), "opening channel"); !st) return st;
-  reconnect_backoff_ = std::chrono::milliseconds(0);
   return {};
 }
 
 Status Amqp::ensure_connected() {
   if (connected()) return {};
-  if (clock_.now() < next_connect_) {
+  if (!pacer_.ready()) {
     return make_error(Errc::unavailable, "amqp " + url_.redacted() + ": not connected (waiting to reconnect)");
   }
   return connect();

@@ -22,4 +22,15 @@ int64_t backoff_ms(const BackoffPolicy& policy, int attempt, const std::function
   return std::min(ceiling, static_cast<int64_t>(r * static_cast<double>(ceiling + 1)));
 }
 
+Millis ReconnectPacer::failed() {
+  const auto now = clock_.now();
+  // Most breaks are one dropped connection: the first retry comes quickly. A
+  // server that keeps failing is not hammered.
+  wait_ = failed_before_ && now - last_failure_ < settle_ ? std::min(max_, std::max(min_, wait_ * 2)) : min_;
+  failed_before_ = true;
+  last_failure_ = now;
+  next_ = now + wait_;
+  return wait_;
+}
+
 }  // namespace ripen

@@ -12,9 +12,6 @@
 namespace ripen {
 namespace {
 
-constexpr auto kMaxReconnectBackoff = std::chrono::milliseconds(2000);
-constexpr auto kMinReconnectBackoff = std::chrono::milliseconds(50);
-
 timeval to_timeval(std::chrono::milliseconds ms) {
   timeval tv{};
   tv.tv_sec = static_cast<time_t>(ms.count() / 1000);
@@ -125,7 +122,7 @@ RedisReply::View RedisReply::View::at(size_t i) const {
 // ---- client ----------------------------------------------------------------
 
 Redis::Redis(RedisUrl url, std::chrono::milliseconds timeout, Clock& clock)
-    : url_(std::move(url)), timeout_(timeout), clock_(clock) {}
+    : url_(std::move(url)), timeout_(timeout), pacer_(clock) {}
 
 Redis::~Redis() {
   if (ctx_ != nullptr) redisFree(ctx_);
@@ -147,12 +144,8 @@ void Redis::mark_broken(const std::string& why) {
   }
   shas_.clear();
   pending_.clear();
-  // Back off between reconnects so a down server is not hammered; the first retry
-  // is quick because most breaks are a single dropped connection.
-  reconnect_backoff_ = std::clamp(reconnect_backoff_ * 2, kMinReconnectBackoff, kMaxReconnectBackoff);
-  next_connect_ = clock_.now() + reconnect_backoff_;
-  spdlog::debug("redis {}: connection dropped ({}); next attempt in {} ms", url_.redacted(), why,
-                reconnect_backoff_.count());
+  const auto wait = pacer_.failed();
+  spdlog::debug("redis {}: connection dropped ({}); next attempt in {} ms", url_.redacted(), why, wait.count());
 }
 
 Error Redis::io_error(std::string_view what) {
@@ -194,13 +187,12 @@ Status Redis::connect() {
   if (url_.db != 0) {
     if (auto st = handshake({"SELECT", std::to_string(url_.db)}); !st) return st;
   }
-  reconnect_backoff_ = std::chrono::milliseconds(0);
   return {};
 }
 
 Status Redis::ensure_connected() {
   if (connected()) return {};
-  if (clock_.now() < next_connect_) {
+  if (!pacer_.ready()) {
     return make_error(Errc::unavailable, "redis " + url_.redacted() + ": not connected (waiting to reconnect)");
   }
   return connect();

@@ -15,6 +15,7 @@
 #include <variant>
 #include <vector>
 
+#include "ripen/backoff.h"
 #include "ripen/clock.h"
 #include "ripen/result.h"
 
@@ -87,10 +88,8 @@ class Amqp {
  private:
   AmqpUrl url_;
   std::chrono::milliseconds timeout_;
-  Clock& clock_;
   amqp_connection_state_t conn_ = nullptr;
-  Clock::time_point next_connect_{};
-  std::chrono::milliseconds reconnect_backoff_{0};
+  ReconnectPacer pacer_;
 };
 
 // Builds an amqp_table_t whose storage lives as long as this object.

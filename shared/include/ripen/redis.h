@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ripen/backoff.h"
 #include "ripen/clock.h"
 #include "ripen/result.h"
 
@@ -128,12 +129,10 @@ class Redis {
 
   RedisUrl url_;
   std::chrono::milliseconds timeout_;
-  Clock& clock_;
   redisContext* ctx_ = nullptr;
   std::unordered_map<std::string, std::string> shas_;  // script name -> sha, for this connection
   std::vector<std::vector<std::string>> pending_;      // appended commands not yet flushed
-  Clock::time_point next_connect_{};
-  std::chrono::milliseconds reconnect_backoff_{0};
+  ReconnectPacer pacer_;
 };
 
 }  // namespace ripen
