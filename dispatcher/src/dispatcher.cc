@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <deque>
 #include <random>
-#include <unordered_map>
+#include <unordered_set>
 
 #include <spdlog/spdlog.h>
 
@@ -74,8 +74,10 @@ AmqpUrl amqp_url(const Config& c) {
 // One outstanding publish, waiting for the broker's confirm.
 struct Pending {
   uint64_t tag = 0;
-  int shard = -1;  // -1: a dead-letter copy, nothing to settle in Redis
+  int shard = 0;
   std::string id;
+  char outcome = 'd';  // what its confirm settles: 'd' dispatched, 'x' dead (a dead-letter copy)
+  std::string reason;  // for 'x'
 };
 
 struct Settle {
@@ -124,6 +126,9 @@ class Dispatcher::Impl {
       const auto now = clock_.now();
       if (now >= next_maintenance_) maintain_shards();
       ensure_subscribed();
+      // Settle first: after a Redis outage, a confirm not yet written must not
+      // look like an expired lease to the claim script (a needless re-publish).
+      flush_settles();
       if (!ensure_amqp()) {
         wait(std::chrono::milliseconds(200));
         continue;
@@ -371,9 +376,11 @@ class Dispatcher::Impl {
     std::string reason = "unroutable: no queue bound for '" + routing_key + "' on exchange '" + keys_.task_exchange() +
                          "' (" + reply_text + ")";
     spdlog::error("task {} returned by the broker: {}; dead-lettering it", id, reason);
-    returned_[id] = reason;
     // A copy goes to the dead-letter queue for unroutable tasks, with the reason,
-    // so an operator can see and replay it. Its confirm settles nothing.
+    // so an operator can see and replay it. The task is settled as dead by the
+    // copy's confirm, not the original's: until the copy is safe in the broker the
+    // task stays in flight, and comes back if the connection breaks first.
+    returned_.insert(id);
     AmqpMessageProps props;
     props.message_id = id;
     props.headers = {{"x-ripen-reason", reason}, {"x-ripen-queue", routing_key}};
@@ -381,7 +388,7 @@ class Dispatcher::Impl {
       release_pending();
       return;
     }
-    pending_.push_back({++next_tag_, -1, id});
+    pending_.push_back({++next_tag_, keys_.shard_of(id), id, 'x', reason});
   }
 
   void confirm(uint64_t tag, bool multiple, bool acked) {
@@ -401,21 +408,16 @@ class Dispatcher::Impl {
   }
 
   void settle_one(const Pending& p, bool acked) {
-    if (p.shard < 0) return;
     std::lock_guard lock(stats_mu_);
     if (!acked) {
       settles_[p.shard].push_back({p.id, 'r', ""});
       ++stats_.released;
       return;
     }
-    if (auto it = returned_.find(p.id); it != returned_.end()) {
-      settles_[p.shard].push_back({p.id, 'x', it->second});
-      returned_.erase(it);
-      ++stats_.returned;
-      return;
-    }
-    settles_[p.shard].push_back({p.id, 'd', ""});
-    ++stats_.confirmed;
+    // The broker acks a returned publish too; its dead-letter copy settles it.
+    if (p.outcome == 'd' && returned_.erase(p.id) != 0) return;
+    settles_[p.shard].push_back({p.id, p.outcome, p.reason});
+    ++(p.outcome == 'x' ? stats_.returned : stats_.confirmed);
   }
 
   // The connection is gone, so no confirm will come for what is outstanding:
@@ -423,7 +425,6 @@ class Dispatcher::Impl {
   void release_pending() {
     std::lock_guard lock(stats_mu_);
     for (const auto& p : pending_) {
-      if (p.shard < 0) continue;
       settles_[p.shard].push_back({p.id, 'r', ""});
       ++stats_.released;
     }
@@ -573,8 +574,8 @@ class Dispatcher::Impl {
   Clock::time_point next_maintenance_{};
   std::deque<Pending> pending_;  // publishes awaiting confirms, by tag
   uint64_t next_tag_ = 0;
-  std::unordered_map<std::string, std::string> returned_;  // id -> reason, until its confirm arrives
-  std::map<int, std::vector<Settle>> settles_;             // outcomes not yet written to Redis
+  std::unordered_set<std::string> returned_;    // ids returned as unroutable whose own confirm has not come
+  std::map<int, std::vector<Settle>> settles_;  // outcomes not yet written to Redis
   std::set<std::string> declared_;
 
   mutable std::mutex stats_mu_;

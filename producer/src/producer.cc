@@ -80,15 +80,13 @@ Result<Enqueued> Producer::interpret(const Prepared& p, const Result<RedisReply>
   if (!r.is_array() || r.size() != 3) return make_error(Errc::internal, "enqueue script: unexpected reply");
   const int64_t status = r.at(1).integer();
   Enqueued out{TaskId(r.at(0).str()), status == 1, r.at(2).integer()};
-  if (status == -1) {
-    // On a re-send, "already exists" is our own earlier write that landed before
-    // the connection broke.
-    if (retried) {
-      out.created = true;
-      return out;
-    }
-    return make_error(Errc::conflict, "field 'id': a task with id '" + p.env.id + "' already exists");
+  // On a re-send, "already exists" (or "the key is held by this very id") is our
+  // own earlier write that landed before the connection broke.
+  if (retried && status != 1 && out.id.get() == p.env.id) {
+    out.created = true;
+    return out;
   }
+  if (status == -1) return make_error(Errc::conflict, "field 'id': a task with id '" + p.env.id + "' already exists");
   return out;
 }
 

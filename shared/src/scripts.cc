@@ -46,7 +46,8 @@ LuaScript make(const char* name, const char* body) { return LuaScript{name, std:
 // ARGV: id, body, queue, type, due_ms ('' = use delay), delay_ms, max_attempts,
 //       wake_channel, shard, prefix, idempotency_key
 // Reply: {id, status, due_ms} with status 1 = created, 0 = an unfinished task
-//        already holds the idempotency key (its id is returned), -1 = the id exists.
+//        already holds the idempotency key (its id and due time are returned),
+//        -1 = the id exists (its due time is returned).
 const LuaScript& enqueue() {
   static const LuaScript s = make("enqueue", R"lua(
 local id = ARGV[1]
@@ -59,7 +60,7 @@ if KEYS[3] then
     end
   end
 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return { id, -1, 0 } end
+if redis.call('EXISTS', KEYS[2]) == 1 then return { id, -1, tonumber(redis.call('HGET', KEYS[2], 'due_ms')) } end
 local now = now_ms()
 local due
 if ARGV[5] ~= '' then due = tonumber(ARGV[5]) else due = now + tonumber(ARGV[6]) end

@@ -3,7 +3,7 @@
 // expires another dispatcher publishes them again. Nothing is lost.
 //
 // Deterministic, not timing luck: the first dispatcher (the real binary) talks
-// to RabbitMQ through AmqpProxy, which swallows its basic.publish frames. It
+// to RabbitMQ through a TcpProxy, which swallows its basic.publish frames. It
 // claims the tasks and publishes them into the void, so they sit in flight with
 // no confirm coming and never reach a queue; only a recovery can run them.
 #include <gtest/gtest.h>
@@ -55,7 +55,7 @@ class LeaseRecovery : public NamespaceTest {
 
     auto broker = parse_amqp_url(config_.amqp_url);
     EXPECT_TRUE(broker.ok());
-    AmqpProxy proxy(broker->host, broker->port);
+    TcpProxy proxy(broker->host, broker->port, TcpProxy::Protocol::amqp);
     proxy.drop_publishes(true);
     Config first = config_;
     first.dispatcher.inflight_lease_ms = inflight_lease_ms;

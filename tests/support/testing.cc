@@ -487,8 +487,8 @@ int connect_tcp(const std::string& host, int port) {
 
 }  // namespace
 
-AmqpProxy::AmqpProxy(std::string upstream_host, int upstream_port)
-    : upstream_host_(std::move(upstream_host)), upstream_port_(upstream_port) {
+TcpProxy::TcpProxy(std::string upstream_host, int upstream_port, Protocol protocol)
+    : upstream_host_(std::move(upstream_host)), upstream_port_(upstream_port), protocol_(protocol) {
   listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -498,13 +498,13 @@ AmqpProxy::AmqpProxy(std::string upstream_host, int upstream_port)
   if (listen_fd_ < 0 || bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
       listen(listen_fd_, 16) != 0 || getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     if (listen_fd_ >= 0) close(listen_fd_);
-    throw std::runtime_error(std::string("AmqpProxy: ") + std::strerror(errno));
+    throw std::runtime_error(std::string("TcpProxy: ") + std::strerror(errno));
   }
   port_ = ntohs(addr.sin_port);
   acceptor_ = std::thread([this] { accept_loop(); });
 }
 
-AmqpProxy::~AmqpProxy() {
+TcpProxy::~TcpProxy() {
   stopping_.store(true);
   shutdown(listen_fd_, SHUT_RDWR);  // wakes accept()
   acceptor_.join();
@@ -517,17 +517,34 @@ AmqpProxy::~AmqpProxy() {
   for (int fd : fds_) close(fd);
 }
 
-std::string AmqpProxy::url_for(const AmqpUrl& base) const {
+std::string TcpProxy::url_for(const AmqpUrl& base) const {
   const std::string vhost = base.vhost == "/" ? "%2f" : base.vhost;
   return "amqp://" + base.user + ":" + base.password + "@127.0.0.1:" + std::to_string(port_) + "/" + vhost;
 }
 
-void AmqpProxy::accept_loop() {
+std::string TcpProxy::url_for(const RedisUrl& base) const {
+  return "redis://" + (base.password.empty() ? std::string() : ":" + base.password + "@") +
+         "127.0.0.1:" + std::to_string(port_) + "/" + std::to_string(base.db);
+}
+
+void TcpProxy::set_down(bool down) {
+  down_.store(down);
+  if (!down) return;
+  // Every live connection breaks now, as when the server's process dies.
+  std::lock_guard lock(mu_);
+  for (int fd : fds_) shutdown(fd, SHUT_RDWR);
+}
+
+void TcpProxy::accept_loop() {
   while (!stopping_.load()) {
     int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (client < 0) {
       if (errno == EINTR) continue;
       return;
+    }
+    if (down_.load()) {
+      close(client);  // connection refused, in effect
+      continue;
     }
     int upstream = connect_tcp(upstream_host_, upstream_port_);
     if (upstream < 0) {
@@ -543,11 +560,11 @@ void AmqpProxy::accept_loop() {
   }
 }
 
-// Copies `from` to `to`. Client to broker, it walks the AMQP 0-9-1 framing (an
-// 8-byte protocol header, then frames: type(1) channel(2) size(4) payload end(1))
-// to drop basic.publish (class 60, method 40) and the content header and body
-// frames that follow it on the same channel.
-void AmqpProxy::pump(int from, int to, bool client_to_broker) {
+// Copies `from` to `to`. For AMQP, client to broker, it walks the AMQP 0-9-1
+// framing (an 8-byte protocol header, then frames: type(1) channel(2) size(4)
+// payload end(1)) to drop basic.publish (class 60, method 40) and the content
+// header and body frames that follow it on the same channel.
+void TcpProxy::pump(int from, int to, bool client_to_broker) {
   std::string buf, out;
   bool header_seen = !client_to_broker;
   std::map<uint16_t, bool> dropping;  // channel -> inside a dropped publish
@@ -556,7 +573,7 @@ void AmqpProxy::pump(int from, int to, bool client_to_broker) {
     ssize_t n = recv(from, chunk, sizeof chunk, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
-    if (!client_to_broker) {
+    if (!client_to_broker || protocol_ != Protocol::amqp) {
       if (!send_all(to, chunk, static_cast<size_t>(n))) break;
       continue;
     }

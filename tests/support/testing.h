@@ -211,21 +211,26 @@ class Running {
 
 // ---- fault injection -----------------------------------------------------------
 
-// A TCP proxy on 127.0.0.1 in front of an AMQP broker. It forwards both ways,
-// except that while drop_publishes is on it swallows the client's basic.publish
-// frames with their content frames: the client believes it published, the broker
-// never sees the message, so no confirm ever comes back. The connection itself
-// (handshake, declares, heartbeats) keeps working.
-class AmqpProxy {
+// A TCP proxy on 127.0.0.1 in front of a Redis or AMQP server, to inject faults:
+// - set_down(true) breaks every connection through it and refuses new ones, as
+//   if the server had died; set_down(false) lets clients connect again.
+// - For AMQP, while drop_publishes is on it swallows the client's basic.publish
+//   frames with their content frames: the client believes it published, the
+//   broker never sees the message, so no confirm ever comes back. The
+//   connection itself (handshake, declares, heartbeats) keeps working.
+class TcpProxy {
  public:
-  AmqpProxy(std::string upstream_host, int upstream_port);
-  ~AmqpProxy();
-  AmqpProxy(const AmqpProxy&) = delete;
-  AmqpProxy& operator=(const AmqpProxy&) = delete;
+  enum class Protocol { raw, amqp };
+  TcpProxy(std::string upstream_host, int upstream_port, Protocol protocol = Protocol::raw);
+  ~TcpProxy();
+  TcpProxy(const TcpProxy&) = delete;
+  TcpProxy& operator=(const TcpProxy&) = delete;
 
   int port() const { return port_; }
-  // An amqp:// URL like `base` (user, password, vhost) that goes through the proxy.
+  // A URL like `base` (credentials, vhost or db) that goes through the proxy.
   std::string url_for(const AmqpUrl& base) const;
+  std::string url_for(const RedisUrl& base) const;
+  void set_down(bool down);
   void drop_publishes(bool on) { drop_publishes_.store(on); }
   int64_t dropped_publishes() const { return dropped_.load(); }
   int64_t connections() const { return connections_.load(); }
@@ -236,9 +241,11 @@ class AmqpProxy {
 
   std::string upstream_host_;
   int upstream_port_;
+  Protocol protocol_;
   int listen_fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> down_{false};
   std::atomic<bool> drop_publishes_{false};
   std::atomic<int64_t> dropped_{0};
   std::atomic<int64_t> connections_{0};
