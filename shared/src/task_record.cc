@@ -4,10 +4,11 @@
 
 namespace ripen {
 
-nlohmann::json TaskRecord::to_json() const {
-  auto opt = [](const std::optional<int64_t>& v) -> nlohmann::json {
-    return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
-  };
+nlohmann::ordered_json TaskRecord::to_json() const {
+  using json = nlohmann::ordered_json;
+  auto opt = [](const std::optional<int64_t>& v) -> json { return v ? json(*v) : json(nullptr); };
+  auto str = [](const std::string& v) -> json { return v.empty() ? json(nullptr) : json(v); };
+  // The order people read it in: what it is, where it stands, when things happened.
   return {{"id", id},
           {"queue", queue},
           {"type", type},
@@ -19,9 +20,9 @@ nlohmann::json TaskRecord::to_json() const {
           {"dispatched_ms", opt(dispatched_ms)},
           {"started_ms", opt(started_ms)},
           {"finished_ms", opt(finished_ms)},
-          {"last_error", last_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(last_error)},
-          {"idempotency_key", idempotency_key.empty() ? nlohmann::json(nullptr) : nlohmann::json(idempotency_key)},
-          {"worker", worker.empty() ? nlohmann::json(nullptr) : nlohmann::json(worker)}};
+          {"last_error", str(last_error)},
+          {"idempotency_key", str(idempotency_key)},
+          {"worker", str(worker)}};
 }
 
 Result<TaskRecord> read_task_record(Redis& redis, const Keys& keys, const std::string& id) {

@@ -35,7 +35,7 @@ struct TaskRecord {
   std::string worker;
   std::string body;  // the envelope as stored
 
-  nlohmann::json to_json() const;  // the fields `ripen status` prints
+  nlohmann::ordered_json to_json() const;  // the fields `ripen status` prints, in that order
 };
 
 Result<TaskRecord> read_task_record(Redis& redis, const Keys& keys, const std::string& id);
