@@ -59,18 +59,6 @@ std::string default_owner() {
   return std::string(host) + ":" + std::to_string(getpid()) + ":" + std::to_string(rng() % 100000);
 }
 
-RedisUrl redis_url(const Config& c) {
-  auto u = parse_redis_url(c.redis_url);
-  if (!u) throw ConfigError("redis_url: " + u.error().message);
-  return *u;
-}
-
-AmqpUrl amqp_url(const Config& c) {
-  auto u = parse_amqp_url(c.amqp_url);
-  if (!u) throw ConfigError("amqp_url: " + u.error().message);
-  return *u;
-}
-
 // One outstanding publish, waiting for the broker's confirm.
 struct Pending {
   uint64_t tag = 0;
@@ -95,9 +83,9 @@ class Dispatcher::Impl {
         clock_(clock),
         owner_(owner.empty() ? default_owner() : std::move(owner)),
         keys_(config.ns, config.shards),
-        redis_(redis_url(config), std::chrono::seconds(5), clock),
-        sub_(redis_url(config), std::chrono::seconds(5), clock),
-        amqp_(amqp_url(config), std::chrono::seconds(5), clock),
+        redis_(redis_url_of(config), std::chrono::seconds(5), clock),
+        sub_(redis_url_of(config), std::chrono::seconds(5), clock),
+        amqp_(amqp_url_of(config), std::chrono::seconds(5), clock),
         stop_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
         next_due_(static_cast<size_t>(config.shards), Clock::time_point::max()) {}
 

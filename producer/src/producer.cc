@@ -13,12 +13,6 @@ namespace {
 constexpr int kSendAttempts = 4;
 constexpr auto kRetryPause = std::chrono::milliseconds(150);
 
-RedisUrl redis_url_or_throw(const std::string& url) {
-  auto parsed = parse_redis_url(url);
-  if (!parsed) throw ConfigError("redis_url: " + parsed.error().message);
-  return *parsed;
-}
-
 bool retryable(const Error& e) { return e.code == Errc::unavailable || e.code == Errc::timeout; }
 
 }  // namespace
@@ -30,7 +24,7 @@ struct Producer::Prepared {
 };
 
 Producer::Producer(const Config& config, Clock& clock)
-    : config_(config), clock_(clock), keys_(config.ns, config.shards), redis_(redis_url_or_throw(config.redis_url)) {}
+    : config_(config), clock_(clock), keys_(config.ns, config.shards), redis_(redis_url_of(config)) {}
 
 Result<Producer::Prepared> Producer::prepare(Envelope task) {
   const auto max_bytes = static_cast<size_t>(config_.max_envelope_bytes);

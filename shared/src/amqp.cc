@@ -63,6 +63,12 @@ Result<AmqpUrl> parse_amqp_url(std::string_view url) {
   return out;
 }
 
+AmqpUrl amqp_url_of(const Config& config) {
+  auto url = parse_amqp_url(config.amqp_url);
+  if (!url) throw ConfigError("amqp_url: " + url.error().message);
+  return *url;
+}
+
 AmqpTableBuilder::AmqpTableBuilder(const AmqpTable& table) {
   strings_.reserve(table.size() * 2);  // pointers into strings_ must stay put
   entries_.reserve(table.size());

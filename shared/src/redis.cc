@@ -79,6 +79,12 @@ Result<RedisUrl> parse_redis_url(std::string_view url) {
   return out;
 }
 
+RedisUrl redis_url_of(const Config& config) {
+  auto url = parse_redis_url(config.redis_url);
+  if (!url) throw ConfigError("redis_url: " + url.error().message);
+  return *url;
+}
+
 // ---- replies ---------------------------------------------------------------
 
 void RedisReply::Free::operator()(redisReply* r) const {

@@ -329,20 +329,32 @@ int64_t message_count(Amqp& amqp, const std::string& amqp_queue) {
   return r ? static_cast<int64_t>(*r) : -1;
 }
 
-int free_port() {
+namespace {
+
+// A TCP socket bound to an ephemeral port on 127.0.0.1 (listening if asked);
+// returns the fd and sets `port`. Throws naming `who` on failure.
+int bind_loopback(const char* who, bool listening, int& port) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = 0;
   socklen_t len = sizeof addr;
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || (listening && listen(fd, 16) != 0) ||
       getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     if (fd >= 0) close(fd);
-    throw std::runtime_error(std::string("free_port: ") + std::strerror(errno));
+    throw std::runtime_error(std::string(who) + ": " + std::strerror(errno));
   }
-  close(fd);
-  return ntohs(addr.sin_port);
+  port = ntohs(addr.sin_port);
+  return fd;
+}
+
+}  // namespace
+
+int free_port() {
+  int port = 0;
+  close(bind_loopback("free_port", false, port));
+  return port;
 }
 
 std::string find_program(const std::string& program) {
@@ -489,18 +501,7 @@ int connect_tcp(const std::string& host, int port) {
 
 TcpProxy::TcpProxy(std::string upstream_host, int upstream_port, Protocol protocol)
     : upstream_host_(std::move(upstream_host)), upstream_port_(upstream_port), protocol_(protocol) {
-  listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  if (listen_fd_ < 0 || bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      listen(listen_fd_, 16) != 0 || getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    if (listen_fd_ >= 0) close(listen_fd_);
-    throw std::runtime_error(std::string("TcpProxy: ") + std::strerror(errno));
-  }
-  port_ = ntohs(addr.sin_port);
+  listen_fd_ = bind_loopback("TcpProxy", true, port_);
   acceptor_ = std::thread([this] { accept_loop(); });
 }
 

@@ -72,11 +72,10 @@ class Worker::Impl {
         clock_(clock),
         name_(name.empty() ? default_name() : std::move(name)),
         keys_(config.ns, config.shards),
-        amqp_(amqp_url(config), std::chrono::seconds(5), clock),
+        redis_url_(redis_url_of(config)),
+        amqp_(amqp_url_of(config), std::chrono::seconds(5), clock),
         stop_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
-        done_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
-    redis_url_ = redis_url(config);
-  }
+        done_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
 
   ~Impl() {
     close(stop_fd_);
@@ -121,17 +120,6 @@ class Worker::Impl {
 
  private:
   // ---- connection ---------------------------------------------------------------
-
-  static RedisUrl redis_url(const Config& c) {
-    auto u = parse_redis_url(c.redis_url);
-    if (!u) throw ConfigError("redis_url: " + u.error().message);
-    return *u;
-  }
-  static AmqpUrl amqp_url(const Config& c) {
-    auto u = parse_amqp_url(c.amqp_url);
-    if (!u) throw ConfigError("amqp_url: " + u.error().message);
-    return *u;
-  }
 
   std::string handler_names() const {
     std::string s;

@@ -17,6 +17,7 @@
 
 #include "ripen/backoff.h"
 #include "ripen/clock.h"
+#include "ripen/config.h"
 #include "ripen/result.h"
 
 namespace ripen {
@@ -32,6 +33,8 @@ struct AmqpUrl {
 
 // amqp://user:pass@host:port/vhost (vhost percent-encoded: "/" is %2f)
 Result<AmqpUrl> parse_amqp_url(std::string_view url);
+// The config's amqp_url, parsed; a ConfigError naming amqp_url when malformed.
+AmqpUrl amqp_url_of(const Config& config);
 
 using AmqpValue = std::variant<std::string, int64_t, bool>;
 using AmqpTable = std::vector<std::pair<std::string, AmqpValue>>;

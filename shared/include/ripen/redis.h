@@ -15,6 +15,7 @@
 
 #include "ripen/backoff.h"
 #include "ripen/clock.h"
+#include "ripen/config.h"
 #include "ripen/result.h"
 
 struct redisContext;
@@ -33,6 +34,8 @@ struct RedisUrl {
 
 // redis://[[user]:password@]host[:port][/db]
 Result<RedisUrl> parse_redis_url(std::string_view url);
+// The config's redis_url, parsed; a ConfigError naming redis_url when malformed.
+RedisUrl redis_url_of(const Config& config);
 
 // An owned reply. Arrays own their elements through the root.
 class RedisReply {
