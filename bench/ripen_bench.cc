@@ -63,6 +63,7 @@
 #include "ripen/metrics.h"
 #include "ripen/producer.h"
 #include "ripen/redis.h"
+#include "ripen/task_record.h"
 #include "ripen/topology.h"
 #include "ripen/worker.h"
 
@@ -1068,23 +1069,20 @@ class Bench {
     out << "id,due_ms,created_ms,dispatched_ms,started_ms,finished_ms,handler_start_us,thread\n";
     const auto& h = results_.handled;
     const size_t chunk = 1000;
+    auto opt = [](const std::optional<int64_t>& v) { return v ? std::to_string(*v) : std::string(); };
     for (size_t i = 0; i < h.ids.size(); i += chunk) {
       const size_t end = std::min(h.ids.size(), i + chunk);
-      for (size_t k = i; k < end; ++k) {
-        redis_.append(
-            {"HMGET", keys_.task(h.ids[k]), "due_ms", "created_ms", "dispatched_ms", "started_ms", "finished_ms"});
-      }
-      auto replies = redis_.flush();
-      if (!replies) {
-        spdlog::error("trace: {}", replies.error().describe());
-        return;
-      }
+      const std::vector<std::string> ids(h.ids.begin() + static_cast<std::ptrdiff_t>(i),
+                                         h.ids.begin() + static_cast<std::ptrdiff_t>(end));
+      auto records = ripen::read_task_records(redis_, keys_, ids);
       for (size_t k = i; k < end; ++k) {
         out << h.ids[k];
-        const auto& r = (*replies)[k - i];
-        for (size_t f = 0; f < 5; ++f) {
-          out << ',';
-          if (r && r->is_array() && r->size() == 5 && r->at(f).is_string()) out << r->at(f).str();
+        const auto& r = records[k - i];
+        if (r) {
+          out << ',' << r->due_ms << ',' << opt(r->created_ms) << ',' << opt(r->dispatched_ms) << ','
+              << opt(r->started_ms) << ',' << opt(r->finished_ms);
+        } else {
+          out << ",,,,,";
         }
         out << ',' << h.starts_us[k] << ',' << h.threads[k] << '\n';
       }

@@ -18,6 +18,7 @@
 #include "ripen/keys.h"
 #include "ripen/redis.h"
 #include "ripen/scripts.h"
+#include "ripen/stored_task.h"
 #include "ripen/topology.h"
 
 namespace ripen {
@@ -219,9 +220,10 @@ class Dispatcher::Impl {
     auto it = owned_.find(shard);
     if (it == owned_.end()) return false;
     const int batch = std::min(config_.dispatcher.batch, window_space());
-    auto r = redis_.eval(scripts::claim(), {keys_.due(shard), keys_.inflight(shard), keys_.lease(shard)},
-                         {it->second, std::to_string(batch), std::to_string(config_.dispatcher.inflight_lease_ms),
-                          keys_.shard_prefix(shard)});
+    auto r = redis_.eval(
+        scripts::claim(),
+        {keys_.due(shard), keys_.inflight(shard), keys_.lease(shard), keys_.tasks(shard), keys_.status(shard)},
+        {it->second, std::to_string(batch), std::to_string(config_.dispatcher.inflight_lease_ms)});
     if (!r) {
       redis_log_.fail("redis: claim on shard " + std::to_string(shard) + " failed: " + r.error().message);
       next_due_[static_cast<size_t>(shard)] = clock_.now() + std::chrono::milliseconds(200);
@@ -238,12 +240,12 @@ class Dispatcher::Impl {
     }
     const int64_t next_due = r->at(1).integer();
     const int64_t recovered = r->at(2).integer();
-    const size_t items = (r->size() - 3) / 4;
+    const size_t items = (r->size() - 3) / 3;  // (id, TASK, due) triples
     {
       std::lock_guard lock(stats_mu_);
       stats_.claimed += items;
       stats_.recovered += static_cast<uint64_t>(recovered);
-      for (size_t i = 0; i < items; ++i) stats_.lateness.record(redis_now - r->at(3 + i * 4 + 3).integer());
+      for (size_t i = 0; i < items; ++i) stats_.lateness.record(redis_now - r->at(3 + i * 3 + 2).integer());
     }
     if (recovered > 0)
       spdlog::warn("shard {}: {} in-flight tasks outlived their lease; publishing again", shard, recovered);
@@ -261,10 +263,16 @@ class Dispatcher::Impl {
       wake = std::min(poll_bound, clock_.now() + std::chrono::milliseconds(std::max<int64_t>(next_due - redis_now, 0)));
     }
     for (size_t i = 0; i < items; ++i) {
-      const size_t base = 3 + i * 4;
+      const size_t base = 3 + i * 3;
       std::string id = r->at(base).str();
-      if (!amqp_.connected() ||
-          !publish(shard, id, r->at(base + 1).str(), r->at(base + 2).sv(), r->at(base + 3).integer())) {
+      const auto task = parse_stored_task(r->at(base + 1).sv());
+      if (!task) {
+        // Cannot happen unless something else wrote the key; never drop it silently.
+        spdlog::error("task {}: its stored form is malformed; dead-lettering it", id);
+        settles_[shard].push_back({std::move(id), 'x', "stored task is malformed"});
+        continue;
+      }
+      if (!amqp_.connected() || !publish(shard, id, *task, r->at(base + 2).integer())) {
         // The connection broke mid-batch: this and the rest go back to the wheel.
         settles_[shard].push_back({std::move(id), 'r', ""});
         std::lock_guard lock(stats_mu_);
@@ -285,12 +293,14 @@ class Dispatcher::Impl {
     return true;
   }
 
-  bool publish(int shard, const std::string& id, const std::string& queue, std::string_view body, int64_t due_ms) {
+  bool publish(int shard, const std::string& id, const StoredTask& task, int64_t due_ms) {
+    const std::string queue(task.queue);
     if (!ensure_queue(queue)) return false;
     AmqpMessageProps props;
     props.message_id = id;
     props.headers = {{"ripen-due-ms", due_ms}};
-    if (auto st = amqp_.publish(keys_.task_exchange(), queue, body, props, /*mandatory=*/true); !st) {
+    if (auto st = amqp_.publish(keys_.task_exchange(), queue, envelope_json(id, task), props, /*mandatory=*/true);
+        !st) {
       amqp_log_.fail(st.error().message);
       release_pending();
       return false;
@@ -433,7 +443,7 @@ class Dispatcher::Impl {
         args.push_back(std::string(1, s.outcome));
         args.push_back(s.reason);
       }
-      redis_.append_eval(scripts::settle(), {keys_.due(shard), keys_.inflight(shard)}, args);
+      redis_.append_eval(scripts::settle(), {keys_.due(shard), keys_.inflight(shard), keys_.status(shard)}, args);
       shards.push_back(shard);
     }
     auto replies = redis_.flush();

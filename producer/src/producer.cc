@@ -1,9 +1,12 @@
 #include "ripen/producer.h"
 
+#include <algorithm>
+#include <map>
 #include <thread>
 
 #include "ripen/ids.h"
 #include "ripen/scripts.h"
+#include "ripen/stored_task.h"
 
 namespace ripen {
 namespace {
@@ -18,70 +21,43 @@ bool retryable(const Error& e) { return e.code == Errc::unavailable || e.code ==
 }  // namespace
 
 struct Producer::Prepared {
-  Envelope env;
+  size_t index = 0;  // in the caller's batch
+  Envelope env;      // id assigned
+  bool auto_id = false;
+  bool maybe_landed = false;  // a send of this id broke off: it may be stored already
   int shard = 0;
-  std::string body;
+  std::string tail;  // the TASK fields after created_ms
 };
 
 Producer::Producer(const Config& config, Clock& clock)
     : config_(config), clock_(clock), keys_(config.ns, config.shards), redis_(redis_url_of(config)) {}
 
+std::string Producer::draw_id(const Envelope& task) {
+  // An idempotent task's id is drawn in its key's shard so the key and the task
+  // live in one hash slot (see keys.h).
+  return task.idempotency_key.empty()
+             ? new_task_id(clock_.epoch_ms())
+             : new_task_id_in_shard(keys_, keys_.shard_of(task.idempotency_key), clock_.epoch_ms());
+}
+
 Result<Producer::Prepared> Producer::prepare(Envelope task) {
-  const auto max_bytes = static_cast<size_t>(config_.max_envelope_bytes);
-  if (auto st = validate_envelope(task, max_bytes); !st) return st.error();
-  if (task.created_ms == 0) task.created_ms = clock_.epoch_ms();
+  if (auto st = validate_envelope(task, static_cast<size_t>(config_.max_envelope_bytes)); !st) return st.error();
   if (task.max_attempts == 0) task.max_attempts = config_.default_max_attempts;
   Prepared p;
   if (task.id.empty()) {
-    // An idempotent task's id is drawn in its key's shard so the key and the
-    // task live in one hash slot (see keys.h).
-    task.id = task.idempotency_key.empty()
-                  ? new_ulid(clock_.epoch_ms())
-                  : new_task_id_in_shard(keys_, keys_.shard_of(task.idempotency_key), clock_.epoch_ms());
+    task.id = draw_id(task);
+    p.auto_id = true;
   } else if (!task.idempotency_key.empty() && keys_.shard_of(task.id) != keys_.shard_of(task.idempotency_key)) {
     return make_error(Errc::invalid,
                       "field 'id': a caller-chosen id cannot be combined with an idempotency_key here; "
                       "leave 'id' out and ripen picks one that fits the key");
   }
   p.shard = keys_.shard_of(task.id);
-  // The stored body leaves out when it is due: that is the wheel's business, and
-  // a retry moves it. The worker reads the current due time from the record.
-  Envelope stored = task;
-  stored.due_ms.reset();
-  stored.delay_ms.reset();
-  p.body = encode_envelope(stored);
-  if (p.body.size() > max_bytes) {
-    return make_error(Errc::invalid, "envelope is " + std::to_string(p.body.size()) + " bytes, over the limit of " +
-                                         std::to_string(max_bytes) + " bytes");
-  }
+  // When it is due is the wheel's business (a retry moves it), and created_ms is
+  // stamped by Redis: neither is in the stored fields.
+  p.tail = pack_task_tail(task);
   p.env = std::move(task);
   return p;
-}
-
-void Producer::append(const Prepared& p) {
-  const Envelope& e = p.env;
-  std::vector<std::string> keys = {keys_.due(p.shard), keys_.task(e.id)};
-  if (!e.idempotency_key.empty()) keys.push_back(keys_.idempotency(e.idempotency_key));
-  redis_.append_eval(scripts::enqueue(), keys,
-                     {e.id, p.body, e.queue, e.type, e.due_ms ? std::to_string(*e.due_ms) : "",
-                      std::to_string(e.delay_ms.value_or(0)), std::to_string(e.max_attempts), keys_.wake_channel(),
-                      std::to_string(p.shard), keys_.shard_prefix(p.shard), e.idempotency_key});
-}
-
-Result<Enqueued> Producer::interpret(const Prepared& p, const Result<RedisReply>& reply, bool retried) {
-  if (!reply) return reply.error();
-  const auto& r = *reply;
-  if (!r.is_array() || r.size() != 3) return make_error(Errc::internal, "enqueue script: unexpected reply");
-  const int64_t status = r.at(1).integer();
-  Enqueued out{TaskId(r.at(0).str()), status == 1, r.at(2).integer()};
-  // On a re-send, "already exists" (or "the key is held by this very id") is our
-  // own earlier write that landed before the connection broke.
-  if (retried && status != 1 && out.id.get() == p.env.id) {
-    out.created = true;
-    return out;
-  }
-  if (status == -1) return make_error(Errc::conflict, "field 'id': a task with id '" + p.env.id + "' already exists");
-  return out;
 }
 
 Result<Enqueued> Producer::enqueue(Envelope task) {
@@ -102,40 +78,108 @@ Result<Enqueued> Producer::enqueue_at(Envelope task, int64_t due_epoch_ms) {
 }
 
 std::vector<Result<Enqueued>> Producer::enqueue_batch(std::vector<Envelope> tasks) {
+  // One script call stores up to this many tasks of one shard: large enough to
+  // pay the call's fixed cost once per many tasks, small enough that a call
+  // never holds Redis for long.
+  constexpr size_t kPerCall = 256;
   std::vector<std::optional<Result<Enqueued>>> out(tasks.size());
-  std::vector<std::pair<size_t, Prepared>> pending;
+  std::vector<Prepared> pending;
   pending.reserve(tasks.size());
   for (size_t i = 0; i < tasks.size(); ++i) {
     auto p = prepare(std::move(tasks[i]));
     if (!p) {
       out[i] = p.error();
     } else {
-      pending.emplace_back(i, std::move(*p));
+      p->index = i;
+      pending.push_back(std::move(*p));
     }
   }
   Error last{Errc::unavailable, "not sent"};
-  for (int attempt = 0; attempt < kSendAttempts && !pending.empty(); ++attempt) {
-    if (attempt > 0) std::this_thread::sleep_for(kRetryPause * attempt);
-    for (const auto& [i, p] : pending) append(p);
+  int broken = 0;  // sends that broke off; bounded by kSendAttempts
+  while (!pending.empty() && broken < kSendAttempts) {
+    // Group by shard, then chunk: each call's tasks share one hash slot.
+    std::map<int, std::vector<size_t>> by_shard;
+    for (size_t k = 0; k < pending.size(); ++k) by_shard[pending[k].shard].push_back(k);
+    std::vector<std::vector<size_t>> calls;
+    for (auto& [shard, members] : by_shard) {
+      for (size_t at = 0; at < members.size(); at += kPerCall) {
+        calls.emplace_back(members.begin() + static_cast<std::ptrdiff_t>(at),
+                           members.begin() + static_cast<std::ptrdiff_t>(std::min(members.size(), at + kPerCall)));
+        const int shard_of_call = shard;
+        std::vector<std::string> args = {keys_.shard_prefix(shard_of_call), keys_.wake_channel(),
+                                         std::to_string(shard_of_call)};
+        args.reserve(3 + calls.back().size() * 6);
+        for (size_t k : calls.back()) {
+          const Envelope& e = pending[k].env;
+          args.push_back(e.id);
+          args.push_back(e.due_ms ? std::to_string(*e.due_ms) : "");
+          args.push_back(std::to_string(e.delay_ms.value_or(0)));
+          args.push_back(std::to_string(e.max_attempts));
+          args.push_back(e.idempotency_key);
+          args.push_back(pending[k].tail);
+        }
+        redis_.append_eval(scripts::enqueue(), {keys_.due(shard_of_call), keys_.tasks(shard_of_call)}, args);
+      }
+    }
     auto replies = redis_.flush();
+    std::vector<Prepared> again;
+    auto keep = [&](Prepared& p, bool may_have_landed) {
+      p.maybe_landed = p.maybe_landed || may_have_landed;
+      again.push_back(std::move(p));
+    };
     if (!replies) {
       last = replies.error();
       if (!retryable(last)) break;
-      continue;
-    }
-    std::vector<std::pair<size_t, Prepared>> again;
-    for (size_t k = 0; k < pending.size(); ++k) {
-      auto r = interpret(pending[k].second, (*replies)[k], attempt > 0);
-      if (!r && retryable(r.error())) {
-        last = r.error();
-        again.push_back(std::move(pending[k]));
-      } else {
-        out[pending[k].first] = std::move(r);
+      for (auto& p : pending) keep(p, true);
+    } else {
+      for (size_t c = 0; c < calls.size(); ++c) {
+        const auto& reply = (*replies)[c];
+        if (!reply) {
+          last = reply.error();
+          for (size_t k : calls[c]) {
+            if (retryable(last)) {
+              keep(pending[k], true);
+            } else {
+              out[pending[k].index] = last;
+            }
+          }
+          continue;
+        }
+        if (!reply->is_array() || reply->size() != calls[c].size() * 3) {
+          for (size_t k : calls[c])
+            out[pending[k].index] = make_error(Errc::internal, "enqueue script: unexpected reply");
+          continue;
+        }
+        for (size_t j = 0; j < calls[c].size(); ++j) {
+          Prepared& p = pending[calls[c][j]];
+          const int64_t status = reply->at(j * 3 + 1).integer();
+          Enqueued e{TaskId(reply->at(j * 3).str()), status == 1, reply->at(j * 3 + 2).integer()};
+          // After a send that broke off, "the id exists" (or "the key is held by
+          // this very id") is our own earlier write that landed.
+          if (status != 1 && p.maybe_landed && e.id.get() == p.env.id) {
+            e.created = true;
+            out[p.index] = e;
+          } else if (status == -1 && p.auto_id) {
+            // Another task drew the same id in the same millisecond: draw again.
+            p.env.id = draw_id(p.env);
+            p.shard = keys_.shard_of(p.env.id);
+            p.maybe_landed = false;
+            again.push_back(std::move(p));
+          } else if (status == -1) {
+            out[p.index] = make_error(Errc::conflict, "field 'id': a task with id '" + p.env.id + "' already exists");
+          } else {
+            out[p.index] = e;
+          }
+        }
       }
+    }
+    if (!replies || std::any_of(again.begin(), again.end(), [](const Prepared& p) { return p.maybe_landed; })) {
+      ++broken;
+      if (!again.empty() && broken < kSendAttempts) std::this_thread::sleep_for(kRetryPause * broken);
     }
     pending = std::move(again);
   }
-  for (const auto& [i, p] : pending) out[i] = last;
+  for (const auto& p : pending) out[p.index] = last;
   std::vector<Result<Enqueued>> results;
   results.reserve(out.size());
   for (auto& r : out) results.push_back(std::move(*r));

@@ -36,9 +36,26 @@ std::string new_ulid(int64_t epoch_ms) {
   return out;
 }
 
+std::string new_task_id(int64_t epoch_ms) {
+  static constexpr std::string_view kBase62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  std::string out(kTaskIdLength, '0');
+  // 62^8 ms is about 6,900 years: the time prefix never wraps in practice.
+  auto t = static_cast<uint64_t>(epoch_ms);
+  for (int i = 7; i >= 0; --i) {
+    out[static_cast<size_t>(i)] = kBase62[t % 62];
+    t /= 62;
+  }
+  uint64_t r = rng()();
+  for (size_t i = 8; i < kTaskIdLength; ++i) {
+    out[i] = kBase62[r % 62];
+    r /= 62;
+  }
+  return out;
+}
+
 std::string new_task_id_in_shard(const Keys& keys, int shard, int64_t epoch_ms) {
   for (;;) {
-    std::string id = new_ulid(epoch_ms);
+    std::string id = new_task_id(epoch_ms);
     if (keys.shard_of(id) == shard) return id;
   }
 }

@@ -27,7 +27,9 @@ std::string Keys::due(int shard) const { return shard_prefix(shard) + "due"; }
 std::string Keys::inflight(int shard) const { return shard_prefix(shard) + "inflight"; }
 std::string Keys::lease(int shard) const { return shard_prefix(shard) + "lease"; }
 std::string Keys::fence(int shard) const { return shard_prefix(shard) + "fence"; }
-std::string Keys::task(std::string_view id) const { return shard_prefix(shard_of(id)) + "t:" + std::string(id); }
+std::string Keys::tasks(int shard) const { return shard_prefix(shard) + "tasks"; }
+std::string Keys::status(int shard) const { return shard_prefix(shard) + "status"; }
+std::string Keys::ended(std::string_view id) const { return shard_prefix(shard_of(id)) + "e:" + std::string(id); }
 std::string Keys::idempotency(std::string_view key) const {
   return shard_prefix(shard_of(key)) + "idem:" + std::string(key);
 }

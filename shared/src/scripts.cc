@@ -5,13 +5,53 @@
 namespace ripen::scripts {
 namespace {
 
-// Helpers every script shares. Keys of a task are built from the shard prefix
-// (ARGV) because they are only known inside the script; they share the prefix's
-// hash tag, so the script still touches a single slot.
+// Helpers every script shares. The packed TASK / STATUS / ENDED strings are
+// described in stored_task.h; fields are separated by 0x1f. Keys of one task
+// (e:<id>, idem:<key>) are built from the shard prefix (ARGV) because they are
+// only known inside the script; they share the prefix's hash tag, so the script
+// still touches a single slot.
 constexpr const char* kPrelude = R"lua(
+local US = '\31'
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The first n fields of a packed string, and the rest as field n + 1.
+local function split(s, n)
+  local out, pos = {}, 1
+  for i = 1, n do
+    local j = string.find(s, US, pos, true)
+    if not j then
+      out[i] = string.sub(s, pos)
+      return out
+    end
+    out[i] = string.sub(s, pos, j - 1)
+    pos = j + 1
+  end
+  out[n + 1] = string.sub(s, pos)
+  return out
+end
+
+-- STATUS: state, attempts, due_ms, dispatched_ms, started_ms, finished_ms, worker, last_error
+local function read_status(status_key, id)
+  local st = redis.call('HGET', status_key, id)
+  if not st then return nil end
+  local f = split(st, 7)
+  for i = #f + 1, 8 do f[i] = '' end
+  return f
+end
+
+local function write_status(status_key, id, f)
+  redis.call('HSET', status_key, id, table.concat(f, US, 1, 8))
+end
+
+-- A live task's due time: from its STATUS once claimed, else its score.
+local function due_of(prefix, id)
+  local st = redis.call('HGET', prefix .. 'status', id)
+  if st then return tonumber(split(st, 3)[3]) end
+  return tonumber(redis.call('ZSCORE', prefix .. 'due', id))
 end
 
 -- Adds id to the due set; when it becomes the earliest entry, tells sleeping
@@ -24,17 +64,23 @@ local function schedule(due_key, id, due, wake_channel, shard)
   end
 end
 
-local terminal = { succeeded = true, dead = true, cancelled = true }
-
--- Ends a task's life: it keeps its record for `retention` ms and frees its
--- idempotency key for new tasks.
-local function retire(task_key, prefix, id, retention)
-  local key = redis.call('HGET', task_key, 'idem')
-  if key and key ~= '' then
-    local idem_key = prefix .. 'idem:' .. key
-    if redis.call('GET', idem_key) == id then redis.call('DEL', idem_key) end
+-- Ends a task's life with STATUS f: its live entries go, the compact ENDED
+-- record stays `retention` ms (Redis expires it), and its idempotency key is
+-- free for new tasks.
+local function retire(prefix, id, f, retention)
+  local task = redis.call('HGET', prefix .. 'tasks', id)
+  local head = ''
+  if task then
+    local t = split(task, 6)
+    if t[5] ~= '' then
+      local idem_key = prefix .. 'idem:' .. t[5]
+      if redis.call('GET', idem_key) == id then redis.call('DEL', idem_key) end
+    end
+    head = table.concat(t, US, 1, 6)
   end
-  if tonumber(retention) > 0 then redis.call('PEXPIRE', task_key, retention) end
+  redis.call('HDEL', prefix .. 'tasks', id)
+  redis.call('HDEL', prefix .. 'status', id)
+  redis.call('SET', prefix .. 'e:' .. id, table.concat(f, US, 1, 8) .. US .. head, 'PX', retention)
 end
 )lua";
 
@@ -42,55 +88,74 @@ LuaScript make(const char* name, const char* body) { return LuaScript{name, std:
 
 }  // namespace
 
-// KEYS: due, task, [idem]
-// ARGV: id, body, queue, type, due_ms ('' = use delay), delay_ms, max_attempts,
-//       wake_channel, shard, prefix, idempotency_key
-// Reply: {id, status, due_ms} with status 1 = created, 0 = an unfinished task
-//        already holds the idempotency key (its id and due time are returned),
+// Stores a batch of tasks of one shard and puts them in its wheel.
+// KEYS: due, tasks
+// ARGV: prefix, wake_channel, shard, then per task 6 values:
+//       id, due_ms ('' = now + delay_ms), delay_ms, max_attempts, idempotency_key,
+//       the TASK fields after created_ms (queue | type | idempotency_key | extra | payload)
+// Reply: per task {id, status, due_ms}: status 1 = created; 0 = an unfinished task
+//        already holds the idempotency key (its id and due time are returned);
 //        -1 = the id exists (its due time is returned).
 const LuaScript& enqueue() {
   static const LuaScript s = make("enqueue", R"lua(
-local id = ARGV[1]
-if KEYS[3] then
-  local existing = redis.call('GET', KEYS[3])
+local prefix, wake, shard = ARGV[1], ARGV[2], ARGV[3]
+local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local head_due = tonumber(head[2])
+local now = now_ms()
+local earliest = nil
+local out = {}
+for i = 4, #ARGV, 6 do
+  local id, due_arg, delay, max, idem, tail = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  local existing = nil
+  if idem ~= '' then
+    existing = redis.call('GET', prefix .. 'idem:' .. idem)
+    if existing and redis.call('HEXISTS', KEYS[2], existing) == 0 then existing = nil end
+  end
   if existing then
-    local state = redis.call('HGET', ARGV[10] .. 't:' .. existing, 'state')
-    if state and not terminal[state] then
-      return { existing, 0, tonumber(redis.call('HGET', ARGV[10] .. 't:' .. existing, 'due_ms')) }
-    end
+    out[#out + 1] = existing
+    out[#out + 1] = 0
+    out[#out + 1] = due_of(prefix, existing)
+  elseif redis.call('HEXISTS', KEYS[2], id) == 1 then
+    out[#out + 1] = id
+    out[#out + 1] = -1
+    out[#out + 1] = due_of(prefix, id)
+  else
+    local due
+    if due_arg ~= '' then due = tonumber(due_arg) else due = now + tonumber(delay) end
+    redis.call('HSET', KEYS[2], id, max .. US .. now .. US .. tail)
+    redis.call('ZADD', KEYS[1], due, id)
+    if idem ~= '' then redis.call('SET', prefix .. 'idem:' .. idem, id) end
+    if earliest == nil or due < earliest then earliest = due end
+    out[#out + 1] = id
+    out[#out + 1] = 1
+    out[#out + 1] = due
   end
 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return { id, -1, tonumber(redis.call('HGET', KEYS[2], 'due_ms')) } end
-local now = now_ms()
-local due
-if ARGV[5] ~= '' then due = tonumber(ARGV[5]) else due = now + tonumber(ARGV[6]) end
-redis.call('HSET', KEYS[2], 'body', ARGV[2], 'queue', ARGV[3], 'type', ARGV[4], 'state', 'scheduled',
-  'attempts', 0, 'max_attempts', ARGV[7], 'due_ms', due, 'created_ms', now, 'idem', KEYS[3] and ARGV[11] or '')
-if KEYS[3] then redis.call('SET', KEYS[3], id) end
-schedule(KEYS[1], id, due, ARGV[8], ARGV[9])
-return { id, 1, due }
+if earliest and wake ~= '' and (head_due == nil or earliest < head_due) then redis.call('PUBLISH', wake, shard) end
+return out
 )lua");
   return s;
 }
 
-// KEYS: due, inflight, lease
-// ARGV: lease value held ("owner|token"), batch, inflight_lease_ms, prefix
-// Reply: {now_ms, next_ms (-1 = none), recovered, id1, queue1, body1, due1, ...}
-//        next_ms is the earliest due time or in-flight lease deadline left.
-//        or {-1} when the caller no longer holds the shard (fenced off).
+// KEYS: due, inflight, lease, tasks, status
+// ARGV: lease value held ("owner|token"), batch, inflight_lease_ms
+// Reply: {now_ms, next_ms (-1 = none), recovered, id1, task1, due1, ...}
+//        with each task the packed TASK, or {-1} when the caller no longer holds
+//        the shard (fenced off). next_ms is the earliest due time or in-flight
+//        lease deadline left.
 const LuaScript& claim() {
   static const LuaScript s = make("claim", R"lua(
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return { -1 } end
 local now = now_ms()
 local batch = tonumber(ARGV[2])
-local prefix = ARGV[4]
 -- A dispatcher that died between claim and confirm leaves its in-flight entries
--- to expire; they go back to the due set with their original due time.
+-- to expire; they go back to the due set with their due time. One that ended
+-- meanwhile (no STATUS) is simply dropped.
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, batch)
 for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[2], id)
-  local due = redis.call('HGET', prefix .. 't:' .. id, 'due_ms')
-  if due then redis.call('ZADD', KEYS[1], due, id) end
+  local f = read_status(KEYS[5], id)
+  if f then redis.call('ZADD', KEYS[1], f[3], id) end
 end
 local out = { now, -1, #expired }
 local ripe = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, batch)
@@ -100,14 +165,15 @@ if #ripe > 0 then
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, #ripe / 2 - 1)
   local deadline = now + tonumber(ARGV[3])
   for i = 1, #ripe, 2 do
-    local id = ripe[i]
-    local rec = redis.call('HMGET', prefix .. 't:' .. id, 'queue', 'body')
-    if rec[2] then
+    local id, due = ripe[i], ripe[i + 1]
+    local task = redis.call('HGET', KEYS[4], id)
+    if task then
+      -- First claim: the STATUS appears, carrying the due time the wheel held.
+      redis.call('HSETNX', KEYS[5], id, 'scheduled' .. US .. '0' .. US .. due .. US .. US .. US .. US .. US)
       redis.call('ZADD', KEYS[2], deadline, id)
       out[#out + 1] = id
-      out[#out + 1] = rec[1]
-      out[#out + 1] = rec[2]
-      out[#out + 1] = ripe[i + 1]
+      out[#out + 1] = task
+      out[#out + 1] = due
     end
   end
 end
@@ -122,10 +188,10 @@ return out
   return s;
 }
 
-// KEYS: due, inflight
+// KEYS: due, inflight, status
 // ARGV: prefix, retention_ms, then triples (id, outcome, reason) where outcome is
 //   'd' the broker confirmed it: state scheduled/failed -> dispatched
-//   'x' the broker returned it (unroutable): state -> dead, reason kept
+//   'x' the broker returned it (unroutable): the task ends dead, reason kept
 //   'r' the broker refused it or the connection broke: back to the due set
 // Reply: number of entries that were still in flight.
 const LuaScript& settle() {
@@ -135,23 +201,21 @@ local prefix = ARGV[1]
 local settled = 0
 for i = 3, #ARGV, 3 do
   local id, outcome, reason = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local task = prefix .. 't:' .. id
   if redis.call('ZREM', KEYS[2], id) == 1 then
     settled = settled + 1
-    local state = redis.call('HGET', task, 'state')
-    if outcome == 'd' then
-      if state == 'scheduled' or state == 'failed' then
-        redis.call('HSET', task, 'state', 'dispatched', 'dispatched_ms', now)
-      elseif state then
-        redis.call('HSET', task, 'dispatched_ms', now)
+    local f = read_status(KEYS[3], id)
+    if f then
+      if outcome == 'd' then
+        -- A worker may already have started it (the confirm came late): keep its state.
+        if f[1] == 'scheduled' or f[1] == 'failed' then f[1] = 'dispatched' end
+        f[4] = now
+        write_status(KEYS[3], id, f)
+      elseif outcome == 'x' then
+        f[1], f[6], f[8] = 'dead', now, reason
+        retire(prefix, id, f, ARGV[2])
+      else
+        redis.call('ZADD', KEYS[1], f[3], id)
       end
-    elseif outcome == 'x' then
-      if state then
-        redis.call('HSET', task, 'state', 'dead', 'last_error', reason, 'finished_ms', now)
-        retire(task, prefix, id, ARGV[2])
-      end
-    elseif state then
-      redis.call('ZADD', KEYS[1], redis.call('HGET', task, 'due_ms'), id)
     end
   end
 end
@@ -204,47 +268,55 @@ return live
   return s;
 }
 
-// KEYS: task   ARGV: worker name
+// KEYS: status, tasks   ARGV: id, worker name, prefix
 // Reply: {'run', attempt, max_attempts, due_ms, now} when the handler should run;
 //        {'skip', state} when the task has already ended; {'missing'} when there is
-//        no record (retention passed or never existed).
+//        no record (retention passed, never existed, or another namespace).
 const LuaScript& start() {
   static const LuaScript s = make("start", R"lua(
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return { 'missing' } end
-if terminal[state] then return { 'skip', state } end
+local id = ARGV[1]
+local f = read_status(KEYS[1], id)
+local task = redis.call('HGET', KEYS[2], id)
+if not f or not task then
+  local ended = redis.call('GET', ARGV[3] .. 'e:' .. id)
+  if ended then return { 'skip', split(ended, 1)[1] } end
+  return { 'missing' }
+end
 local now = now_ms()
-local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'state', 'running', 'started_ms', now, 'worker', ARGV[1])
-local rec = redis.call('HMGET', KEYS[1], 'max_attempts', 'due_ms')
-return { 'run', attempt, tonumber(rec[1]), tonumber(rec[2]), now }
+f[1], f[2], f[5], f[7] = 'running', tonumber(f[2]) + 1, now, ARGV[2]
+write_status(KEYS[1], id, f)
+return { 'run', f[2], tonumber(string.match(task, '^(%d+)')), tonumber(f[3]), now }
 )lua");
   return s;
 }
 
-// KEYS: task, due
+// KEYS: status, due
 // ARGV: outcome ('ok' | 'retry' | 'dead'), error, retry_delay_ms, retention_ms, id,
 //       prefix, wake_channel, shard
 // Reply: the state written, or 'missing'.
 const LuaScript& finish() {
   static const LuaScript s = make("finish", R"lua(
-if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+local id, prefix = ARGV[5], ARGV[6]
+local f = read_status(KEYS[1], id)
+if not f then return 'missing' end
 local now = now_ms()
 local outcome = ARGV[1]
+f[6] = now
 if outcome == 'ok' then
-  redis.call('HSET', KEYS[1], 'state', 'succeeded', 'finished_ms', now)
-  retire(KEYS[1], ARGV[6], ARGV[5], ARGV[4])
+  f[1] = 'succeeded'
+  retire(prefix, id, f, ARGV[4])
   return 'succeeded'
 elseif outcome == 'retry' then
   -- Written back into the wheel before the worker acks the delivery: a crash in
   -- between duplicates a retry but never loses one.
   local due = now + tonumber(ARGV[3])
-  redis.call('HSET', KEYS[1], 'state', 'failed', 'last_error', ARGV[2], 'finished_ms', now, 'due_ms', due)
-  schedule(KEYS[2], ARGV[5], due, ARGV[7], ARGV[8])
+  f[1], f[3], f[8] = 'failed', due, ARGV[2]
+  write_status(KEYS[1], id, f)
+  schedule(KEYS[2], id, due, ARGV[7], ARGV[8])
   return 'failed'
 else
-  redis.call('HSET', KEYS[1], 'state', 'dead', 'last_error', ARGV[2], 'finished_ms', now)
-  retire(KEYS[1], ARGV[6], ARGV[5], ARGV[4])
+  f[1], f[8] = 'dead', ARGV[2]
+  retire(prefix, id, f, ARGV[4])
   return 'dead'
 end
 )lua");

@@ -1,6 +1,9 @@
 #include "ripen/task_record.h"
 
+#include <charconv>
+
 #include "ripen/ids.h"
+#include "ripen/stored_task.h"
 
 namespace ripen {
 
@@ -25,36 +28,123 @@ nlohmann::ordered_json TaskRecord::to_json() const {
           {"worker", str(worker)}};
 }
 
-Result<TaskRecord> read_task_record(Redis& redis, const Keys& keys, const std::string& id) {
-  if (!is_valid_task_id(id)) {
-    return make_error(Errc::invalid, "'" + id + "' is not a task id (1-64 characters of [A-Za-z0-9_-])");
-  }
-  auto r = redis.command({"HMGET", keys.task(id), "queue", "type", "state", "attempts", "max_attempts", "due_ms",
-                          "created_ms", "dispatched_ms", "started_ms", "finished_ms", "last_error", "idem", "worker",
-                          "body"});
-  if (!r) return r.error();
-  if (r->at(2).is_nil()) return make_error(Errc::not_found, "no task with id '" + id + "'");
-  auto opt = [&](size_t i) -> std::optional<int64_t> {
-    if (r->at(i).is_nil()) return std::nullopt;
-    return r->at(i).integer();
-  };
+namespace {
+
+std::optional<int64_t> stamp(std::string_view field) {
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(field.data(), field.data() + field.size(), v);
+  if (field.empty() || ec != std::errc() || p != field.data() + field.size()) return std::nullopt;
+  return v;
+}
+
+// STATUS fields (8) into the record.
+void apply_status(TaskRecord& t, const std::vector<std::string_view>& f) {
+  t.state = std::string(f[0]);
+  t.attempts = static_cast<int>(stamp(f[1]).value_or(0));
+  t.due_ms = stamp(f[2]).value_or(0);
+  t.dispatched_ms = stamp(f[3]);
+  t.started_ms = stamp(f[4]);
+  t.finished_ms = stamp(f[5]);
+  t.worker = std::string(f[6]);
+  t.last_error = std::string(f[7]);
+}
+
+void apply_task(TaskRecord& t, const StoredTask& task) {
+  t.queue = std::string(task.queue);
+  t.type = std::string(task.type);
+  t.max_attempts = task.max_attempts;
+  t.created_ms = task.created_ms;
+  t.idempotency_key = std::string(task.idempotency_key);
+}
+
+Error corrupt(const std::string& id, const char* what) {
+  return make_error(Errc::internal, "task '" + id + "': its " + std::string(what) + " in Redis is malformed");
+}
+
+// From the replies to HGET tasks, HGET status, ZSCORE due, GET ended.
+Result<TaskRecord> assemble(const std::string& id, const RedisReply& task, const RedisReply& status,
+                            const RedisReply& score, const RedisReply& ended) {
   TaskRecord t;
   t.id = id;
-  t.queue = r->at(0).str();
-  t.type = r->at(1).str();
-  t.state = r->at(2).str();
-  t.attempts = static_cast<int>(r->at(3).integer());
-  t.max_attempts = static_cast<int>(r->at(4).integer());
-  t.due_ms = r->at(5).integer();
-  t.created_ms = opt(6);
-  t.dispatched_ms = opt(7);
-  t.started_ms = opt(8);
-  t.finished_ms = opt(9);
-  t.last_error = r->at(10).str();
-  t.idempotency_key = r->at(11).str();
-  t.worker = r->at(12).str();
-  t.body = r->at(13).str();
+  if (ended.is_string()) {
+    const std::string packed = ended.str();
+    auto f = split_fields(packed, 9);
+    if (f.size() != 9) return corrupt(id, "ended record");
+    apply_status(t, {f.begin(), f.begin() + 8});
+    if (!f[8].empty()) {  // empty when the task's TASK was already gone as it ended
+      std::string tail(f[8]);
+      tail.push_back(kSep);  // the stored TASK without its payload: give it an empty one
+      auto stored = parse_stored_task(tail);
+      if (!stored) return corrupt(id, "ended record");
+      apply_task(t, *stored);
+    }
+    return t;
+  }
+  if (!task.is_string()) return make_error(Errc::not_found, "no task with id '" + id + "'");
+  const std::string packed_task = task.str();
+  auto stored = parse_stored_task(packed_task);
+  if (!stored) return corrupt(id, "task");
+  apply_task(t, *stored);
+  if (status.is_string()) {
+    const std::string packed_status = status.str();
+    auto f = split_fields(packed_status, 8);
+    if (f.size() != 8) return corrupt(id, "status");
+    apply_status(t, f);
+  } else {
+    // Never claimed: waiting in the wheel.
+    t.state = "scheduled";
+    t.due_ms = score.integer();
+  }
   return t;
+}
+
+}  // namespace
+
+std::vector<Result<TaskRecord>> read_task_records(Redis& redis, const Keys& keys, const std::vector<std::string>& ids) {
+  std::vector<Result<TaskRecord>> out;
+  out.reserve(ids.size());
+  std::vector<size_t> asked;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const std::string& id = ids[i];
+    if (!is_valid_task_id(id)) continue;
+    const int shard = keys.shard_of(id);
+    redis.append({"HGET", keys.tasks(shard), id});
+    redis.append({"HGET", keys.status(shard), id});
+    redis.append({"ZSCORE", keys.due(shard), id});
+    redis.append({"GET", keys.ended(id)});
+    asked.push_back(i);
+  }
+  auto replies =
+      asked.empty() ? Result<std::vector<Result<RedisReply>>>(std::vector<Result<RedisReply>>()) : redis.flush();
+  size_t next = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (next >= asked.size() || asked[next] != i) {
+      out.emplace_back(
+          make_error(Errc::invalid, "'" + ids[i] + "' is not a task id (1-64 characters of [A-Za-z0-9_-])"));
+      continue;
+    }
+    if (!replies) {
+      out.emplace_back(replies.error());
+    } else {
+      const auto& r = *replies;
+      const size_t at = next * 4;
+      const Result<RedisReply>* failed = nullptr;
+      for (size_t k = 0; k < 4; ++k) {
+        if (!r[at + k]) failed = &r[at + k];
+      }
+      if (failed != nullptr) {
+        out.emplace_back(failed->error());
+      } else {
+        out.push_back(assemble(ids[i], *r[at], *r[at + 1], *r[at + 2], *r[at + 3]));
+      }
+    }
+    ++next;
+  }
+  return out;
+}
+
+Result<TaskRecord> read_task_record(Redis& redis, const Keys& keys, const std::string& id) {
+  return std::move(read_task_records(redis, keys, {id}).front());
 }
 
 }  // namespace ripen

@@ -30,11 +30,18 @@ class Idempotency : public NamespaceTest {
     return e;
   }
 
-  // Task records in the namespace (keys <ns>:{sN}:t:<id>).
+  // Tasks in the namespace, live (fields of the per-shard TASK hashes) or ended
+  // (<ns>:{sN}:e:<id> records).
   size_t task_records() {
     auto redis = connect_redis(config_);
+    const Keys keys(config_.ns, config_.shards);
     size_t n = 0;
-    for (const auto& k : namespace_keys(*redis, config_.ns)) n += k.find("}:t:") != std::string::npos ? 1 : 0;
+    for (int s = 0; s < config_.shards; ++s) {
+      auto len = redis->command({"HLEN", keys.tasks(s)});
+      EXPECT_TRUE(len.ok());
+      if (len) n += static_cast<size_t>(len->integer());
+    }
+    for (const auto& k : namespace_keys(*redis, config_.ns)) n += k.find("}:e:") != std::string::npos ? 1 : 0;
     return n;
   }
 };

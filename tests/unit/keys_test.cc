@@ -93,14 +93,20 @@ TEST(KeysRedis, EveryKeyOfAShardSharesItsHashTag) {
   }
 }
 
-TEST(KeysRedis, TaskKeyLandsInShardOfItsId) {
+TEST(KeysRedis, EndedRecordKeyLandsInShardOfItsId) {
   Keys keys("ripen", 16);
   for (int i = 0; i < 500; ++i) {
-    const std::string id = new_ulid(1'795'341'600'000 + i);
-    const std::string key = keys.task(id);
+    const std::string id = new_task_id(1'795'341'600'000 + i);
+    const std::string key = keys.ended(id);
     EXPECT_EQ(hash_tag(key), "s" + std::to_string(keys.shard_of(id))) << key;
-    EXPECT_EQ(key, keys.shard_prefix(keys.shard_of(id)) + "t:" + id);
+    EXPECT_EQ(key, keys.shard_prefix(keys.shard_of(id)) + "e:" + id);
   }
+}
+
+TEST(KeysRedis, TaskAndStatusHashesArePerShard) {
+  Keys keys("ripen", 16);
+  EXPECT_EQ(keys.tasks(3), "ripen:{s3}:tasks");
+  EXPECT_EQ(keys.status(3), "ripen:{s3}:status");
 }
 
 TEST(KeysRedis, IdempotencyKeyLandsInShardOfItsKey) {
@@ -124,7 +130,8 @@ TEST(KeysRedis, TaskWithIdFromShardSharesThatShardsSlot) {
   Keys keys("ripen", 16);
   for (int shard = 0; shard < keys.shards(); ++shard) {
     const std::string id = new_task_id_in_shard(keys, shard, 1'795'341'600'000);
-    EXPECT_EQ(hash_tag(keys.task(id)), hash_tag(keys.due(shard))) << id;
+    EXPECT_EQ(hash_tag(keys.ended(id)), hash_tag(keys.due(shard))) << id;
+    EXPECT_EQ(hash_tag(keys.tasks(keys.shard_of(id))), hash_tag(keys.due(shard))) << id;
   }
 }
 
@@ -138,9 +145,10 @@ TEST(KeysRedis, NamespacesKeepKeysApart) {
   Keys a("test-a", 4);
   Keys b("test-b", 4);
   EXPECT_NE(a.due(0), b.due(0));
-  EXPECT_NE(a.task("X"), b.task("X"));
-  EXPECT_EQ(a.task("X").rfind("test-a:", 0), 0u);
-  EXPECT_EQ(b.task("X").rfind("test-b:", 0), 0u);
+  EXPECT_NE(a.ended("X"), b.ended("X"));
+  EXPECT_NE(a.tasks(0), b.tasks(0));
+  EXPECT_EQ(a.ended("X").rfind("test-a:", 0), 0u);
+  EXPECT_EQ(b.ended("X").rfind("test-b:", 0), 0u);
 }
 
 // ---- AMQP names -----------------------------------------------------------

@@ -22,6 +22,7 @@
 #include "ripen/keys.h"
 #include "ripen/redis.h"
 #include "ripen/scripts.h"
+#include "ripen/stored_task.h"
 #include "ripen/topology.h"
 
 namespace ripen {
@@ -70,7 +71,7 @@ class Worker::Impl {
   Impl(const Config& config, std::string name, Clock& clock)
       : config_(config),
         clock_(clock),
-        name_(name.empty() ? default_name() : std::move(name)),
+        name_(field_safe(name.empty() ? default_name() : name)),  // stored in task records
         keys_(config.ns, config.shards),
         redis_url_(redis_url_of(config)),
         amqp_(amqp_url_of(config), std::chrono::seconds(5), clock),
@@ -301,8 +302,11 @@ class Worker::Impl {
       return;
     }
     const std::string& id = env->id;
-    const std::string task_key = keys_.task(id);
-    auto started = with_retry([&] { return redis.eval(scripts::start(), {task_key}, {name_}); });
+    const int shard = keys_.shard_of(id);
+    auto started = with_retry([&] {
+      return redis.eval(scripts::start(), {keys_.status(shard), keys_.tasks(shard)},
+                        {id, name_, keys_.shard_prefix(shard)});
+    });
     if (!started) {
       spdlog::warn("worker {}: task {}: cannot record its start ({}); handing it back", name_, id,
                    started.error().message);
@@ -364,11 +368,10 @@ class Worker::Impl {
       std::uniform_real_distribution<double> uniform(0.0, 1.0);
       delay = backoff_ms(config_.retry_backoff, attempt, [&] { return uniform(rng); });
     }
-    const int shard = keys_.shard_of(id);
     auto finished = with_retry([&] {
-      return redis.eval(scripts::finish(), {task_key, keys_.due(shard)},
-                        {outcome, error, std::to_string(delay), std::to_string(config_.record_retention_ms), id,
-                         keys_.shard_prefix(shard), keys_.wake_channel(), std::to_string(shard)});
+      return redis.eval(scripts::finish(), {keys_.status(shard), keys_.due(shard)},
+                        {outcome, field_safe(error), std::to_string(delay), std::to_string(config_.record_retention_ms),
+                         id, keys_.shard_prefix(shard), keys_.wake_channel(), std::to_string(shard)});
     });
     if (!finished) {
       // Not recorded, so not acked: the broker redelivers and the task runs again

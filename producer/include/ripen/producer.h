@@ -46,8 +46,9 @@ class Producer {
   Result<Enqueued> enqueue_in(Envelope task, std::chrono::milliseconds delay);
   Result<Enqueued> enqueue_at(Envelope task, int64_t due_epoch_ms);
 
-  // Schedules many tasks in one pipelined round trip. One result per task, in
-  // order; an invalid task fails alone and does not stop the others.
+  // Schedules many tasks in one pipelined round trip (one script call per shard
+  // and up to 256 tasks). One result per task, in order; an invalid task fails
+  // alone and does not stop the others.
   std::vector<Result<Enqueued>> enqueue_batch(std::vector<Envelope> tasks);
 
   Result<TaskRecord> get(const TaskId& id);
@@ -58,8 +59,7 @@ class Producer {
  private:
   struct Prepared;
   Result<Prepared> prepare(Envelope task);
-  void append(const Prepared& p);
-  Result<Enqueued> interpret(const Prepared& p, const Result<RedisReply>& reply, bool retried);
+  std::string draw_id(const Envelope& task);
 
   Config config_;
   Clock& clock_;

@@ -46,7 +46,9 @@ struct Config {
   int64_t max_envelope_bytes = 256 * 1024;
   int default_max_attempts = 3;
   BackoffPolicy retry_backoff;
-  int64_t record_retention_ms = 7LL * 24 * 3600 * 1000;  // finished task records kept this long
+  // How long a finished task's compact record (~250 bytes) stays readable by
+  // `ripen status`. An hour at 1,000 tasks/s is ~0.9 GB of Redis memory.
+  int64_t record_retention_ms = 3600LL * 1000;
   std::string log_level = "info";
   std::string log_format = "text";  // text | json
   DispatcherConfig dispatcher;

@@ -4,7 +4,9 @@
 // script touches a single slot and runs unchanged on Redis Cluster:
 //   <ns>:{sN}:due         ZSET  member = task id, score = due time (epoch ms, Redis TIME)
 //   <ns>:{sN}:inflight    ZSET  member = task id, score = lease deadline (epoch ms, Redis TIME)
-//   <ns>:{sN}:t:<id>      HASH  the task record (envelope + state + stamps)
+//   <ns>:{sN}:tasks       HASH  task id -> TASK, the packed task (see stored_task.h)
+//   <ns>:{sN}:status      HASH  task id -> STATUS, its state and stamps once claimed
+//   <ns>:{sN}:e:<id>      STRING ENDED, the compact record of a finished task, with a TTL
 //   <ns>:{sN}:idem:<key>  STRING task id holding this idempotency key (until the task ends)
 //   <ns>:{sN}:lease       STRING "<owner>|<token>" of the dispatcher holding the shard, PX
 //   <ns>:{sN}:fence       STRING fencing counter, bumped on each new lease
@@ -43,7 +45,9 @@ class Keys {
   std::string inflight(int shard) const;
   std::string lease(int shard) const;
   std::string fence(int shard) const;
-  std::string task(std::string_view id) const;
+  std::string tasks(int shard) const;
+  std::string status(int shard) const;
+  std::string ended(std::string_view id) const;
   std::string idempotency(std::string_view key) const;
   std::string wake_channel() const;  // PUBLISHed with the shard number when a shard's head moves earlier
   std::string dispatchers() const;   // ZSET of live dispatchers, score = heartbeat deadline

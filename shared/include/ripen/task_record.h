@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -33,11 +34,12 @@ struct TaskRecord {
   std::string last_error;
   std::string idempotency_key;
   std::string worker;
-  std::string body;  // the envelope as stored
 
   nlohmann::ordered_json to_json() const;  // the fields `ripen status` prints, in that order
 };
 
 Result<TaskRecord> read_task_record(Redis& redis, const Keys& keys, const std::string& id);
+// Many at once, in one pipelined round trip; one result per id, in order.
+std::vector<Result<TaskRecord>> read_task_records(Redis& redis, const Keys& keys, const std::vector<std::string>& ids);
 
 }  // namespace ripen

@@ -1,0 +1,59 @@
+// How a task is kept in Redis: packed strings whose fields are separated by
+// kSep (0x1f, ASCII "unit separator"). Lua (shared/src/scripts.cc) and this file
+// are the only two places that read or write them; keep them in step.
+//
+// Why packed strings and not a hash per task: a pending task must cost little
+// memory (the wheel holds millions). A Redis hash with a field over 64 bytes is a
+// full hashtable, ~1.2 KB per task; one field in a per-shard hash plus its place
+// in the due set is ~330 bytes with a 100-byte payload.
+//
+//   TASK    <ns>:{sN}:tasks[id]   written once at enqueue, gone when the task ends
+//           max_attempts | created_ms | queue | type | idempotency_key | extra | payload
+//           extra: the optional envelope members (downstream, timeout_ms, priority,
+//           headers) as JSON object members without the braces, or empty.
+//           payload: JSON text (JSON escapes control characters, so it never holds kSep).
+//   STATUS  <ns>:{sN}:status[id]  from the first claim until the task ends; while
+//           absent the task is scheduled, attempts 0, due = its score in the due set
+//           state | attempts | due_ms | dispatched_ms | started_ms | finished_ms | worker | last_error
+//   ENDED   <ns>:{sN}:e:<id>      STRING with a TTL (record_retention) once it ended
+//           STATUS | TASK without its payload
+//
+// Stamps are epoch ms by Redis TIME; an empty field is "not yet".
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ripen/envelope.h"
+
+namespace ripen {
+
+inline constexpr char kSep = '\x1f';
+
+// The TASK fields after created_ms, as the producer sends them; the enqueue script
+// puts max_attempts and Redis's own created_ms in front.
+std::string pack_task_tail(const Envelope& task);
+
+// A TASK as stored, viewing into the string it was parsed from.
+struct StoredTask {
+  int max_attempts = 0;
+  int64_t created_ms = 0;
+  std::string_view queue, type, idempotency_key, extra, payload;
+};
+std::optional<StoredTask> parse_stored_task(std::string_view packed);
+
+// The envelope JSON a worker receives, assembled from a stored task without
+// parsing or re-encoding its payload.
+std::string envelope_json(std::string_view id, const StoredTask& task);
+
+// Splits `packed` at kSep into at most `max_fields` fields (the last takes the rest).
+std::vector<std::string_view> split_fields(std::string_view packed, size_t max_fields);
+
+// `text` with kSep (and other control characters but tab and newline) replaced by
+// spaces, so free text such as an error message can be stored in a field.
+std::string field_safe(std::string_view text);
+
+}  // namespace ripen

@@ -1,0 +1,96 @@
+#include "ripen/stored_task.h"
+
+#include <charconv>
+
+#include <nlohmann/json.hpp>
+
+namespace ripen {
+namespace {
+
+template <class T>
+bool parse_number(std::string_view s, T& out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+}  // namespace
+
+std::vector<std::string_view> split_fields(std::string_view packed, size_t max_fields) {
+  std::vector<std::string_view> out;
+  out.reserve(max_fields);
+  while (out.size() + 1 < max_fields) {
+    const size_t at = packed.find(kSep);
+    if (at == std::string_view::npos) break;
+    out.push_back(packed.substr(0, at));
+    packed.remove_prefix(at + 1);
+  }
+  out.push_back(packed);
+  return out;
+}
+
+std::string field_safe(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\n' && c != '\t') || u == 0x7f) c = ' ';
+  }
+  return out;
+}
+
+std::string pack_task_tail(const Envelope& task) {
+  nlohmann::json extra = nlohmann::json::object();
+  if (!task.downstream.empty()) extra["downstream"] = task.downstream;
+  if (task.timeout_ms != 0) extra["timeout_ms"] = task.timeout_ms;
+  if (task.priority != 0) extra["priority"] = task.priority;
+  if (!task.headers.empty()) extra["headers"] = task.headers;
+  std::string members;
+  if (!extra.empty()) {
+    members = extra.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    members = members.substr(1, members.size() - 2);  // without the braces
+  }
+  std::string out;
+  const std::string payload = task.payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  out.reserve(task.queue.size() + task.type.size() + task.idempotency_key.size() + members.size() + payload.size() + 4);
+  out.append(task.queue).push_back(kSep);
+  out.append(task.type).push_back(kSep);
+  out.append(task.idempotency_key).push_back(kSep);  // validated: no control characters
+  out.append(members).push_back(kSep);
+  out.append(payload);
+  return out;
+}
+
+std::optional<StoredTask> parse_stored_task(std::string_view packed) {
+  const auto f = split_fields(packed, 7);
+  if (f.size() != 7) return std::nullopt;
+  StoredTask t;
+  if (!parse_number(f[0], t.max_attempts) || !parse_number(f[1], t.created_ms)) return std::nullopt;
+  t.queue = f[2];
+  t.type = f[3];
+  t.idempotency_key = f[4];
+  t.extra = f[5];
+  t.payload = f[6];
+  return t;
+}
+
+std::string envelope_json(std::string_view id, const StoredTask& t) {
+  // id, queue and type were validated to name characters, so they need no escaping.
+  std::string out;
+  out.reserve(96 + id.size() + t.queue.size() + t.type.size() + t.idempotency_key.size() + t.extra.size() +
+              t.payload.size());
+  out.append(R"({"v":1,"id":")").append(id);
+  out.append(R"(","queue":")").append(t.queue);
+  out.append(R"(","type":")").append(t.type).append("\"");
+  if (!t.idempotency_key.empty()) {
+    out.append(R"(,"idempotency_key":)")
+        .append(nlohmann::json(std::string(t.idempotency_key))
+                    .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
+  if (!t.extra.empty()) out.append(",").append(t.extra);
+  out.append(R"(,"max_attempts":)").append(std::to_string(t.max_attempts));
+  out.append(R"(,"created_ms":)").append(std::to_string(t.created_ms));
+  out.append(R"(,"payload":)").append(t.payload.empty() ? std::string_view("null") : t.payload);
+  out.append("}");
+  return out;
+}
+
+}  // namespace ripen
