@@ -204,7 +204,19 @@ for i = 3, #ARGV, 3 do
   if redis.call('ZREM', KEYS[2], id) == 1 then
     settled = settled + 1
     local f = read_status(KEYS[3], id)
-    if f then
+    if not f and outcome == 'd' then
+      -- A worker ran it to the end before this confirm was written: stamp the
+      -- ended record instead.
+      local ended_key = prefix .. 'e:' .. id
+      local ended = redis.call('GET', ended_key)
+      if ended then
+        local e = split(ended, 8)
+        if e[4] == '' then
+          e[4] = now
+          redis.call('SET', ended_key, table.concat(e, US), 'KEEPTTL')
+        end
+      end
+    elseif f then
       if outcome == 'd' then
         -- A worker may already have started it (the confirm came late): keep its state.
         if f[1] == 'scheduled' or f[1] == 'failed' then f[1] = 'dispatched' end
