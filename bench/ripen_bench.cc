@@ -106,6 +106,7 @@ struct Options {
   int batch = 1000;
   int workers = 2;
   int concurrency = 8;
+  int prefetch = 0;
   int dispatchers = 1;
   std::string dispatcher_mode = "child";
   bool external_dispatcher = false;
@@ -719,6 +720,7 @@ void append_csv(const std::string& path, const Options& o, const Machine& m, con
       {"batch", std::to_string(o.batch)},
       {"workers", std::to_string(o.workers)},
       {"concurrency", std::to_string(o.concurrency)},
+      {"prefetch", std::to_string(o.prefetch > 0 ? o.prefetch : o.concurrency)},
       {"dispatcher_mode", o.dispatcher_mode},
       {"dispatchers", std::to_string(o.dispatcher_mode == "external" ? 0 : o.dispatchers)},
       {"enqueue_s", fmt::format("{:.3f}", r.enqueue_s)},
@@ -1135,7 +1137,9 @@ int main(int argc, char** argv) {
   app.add_option("--batch", o.batch, "tasks per enqueue_batch call (one pipelined round trip)")
       ->check(CLI::Range(1, 100'000));
   app.add_option("--workers", o.workers, "in-process Worker instances")->check(CLI::Range(1, 64));
-  app.add_option("--concurrency", o.concurrency, "handler threads (= prefetch) per worker")->check(CLI::Range(1, 1024));
+  app.add_option("--concurrency", o.concurrency, "handler threads per worker")->check(CLI::Range(1, 1024));
+  app.add_option("--prefetch", o.prefetch, "unacked deliveries per worker (default: = concurrency)")
+      ->check(CLI::Range(0, 65535));
   app.add_option("--dispatchers", o.dispatchers, "dispatchers to run (child processes or in-process)")
       ->check(CLI::Range(1, 64));
   app.add_option("--dispatcher-mode", o.dispatcher_mode,
@@ -1186,6 +1190,7 @@ int main(int argc, char** argv) {
     o.shards = config.shards;
     config.worker.queues = {kQueue};
     config.worker.concurrency = o.concurrency;
+    config.worker.prefetch = o.prefetch;
     config.dispatcher.queues = {kQueue};
     config.log_level = o.log_level;
     ripen::validate_config(config);

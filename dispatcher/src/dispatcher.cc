@@ -115,15 +115,15 @@ class Dispatcher::Impl {
       const auto now = clock_.now();
       if (now >= next_maintenance_) maintain_shards();
       ensure_subscribed();
-      // Settle first: after a Redis outage, a confirm not yet written must not
-      // look like an expired lease to the claim script (a needless re-publish).
-      flush_settles();
       if (!ensure_amqp()) {
+        flush_settles();  // what was confirmed before the broker went away
         wait(std::chrono::milliseconds(200));
         continue;
       }
+      // Settles go first in the same round trip as the claims: after a Redis
+      // outage, a confirm not yet written must not look like an expired lease to
+      // the claim script (a needless re-publish).
       const bool claimed = claim_round();
-      flush_settles();
       if (now - last_report >= std::chrono::seconds(10)) {
         report();
         last_report = now;
@@ -200,36 +200,55 @@ class Dispatcher::Impl {
 
   int window_space() const { return config_.dispatcher.confirm_window - static_cast<int>(pending_.size()); }
 
-  // Claims from every owned shard that may have ripe tasks; returns whether any
-  // task was claimed.
+  // One round trip to Redis: the confirms waiting to be written, then a claim on
+  // every owned shard that may have ripe tasks, sharing what the confirm window
+  // allows between them. Publishes what was claimed; returns whether anything was.
   bool claim_round() {
-    bool any = false;
     const auto now = clock_.now();
-    std::vector<int> shards;
-    for (const auto& [s, lease] : owned_) shards.push_back(s);
-    for (int s : shards) {
-      if (window_space() <= 0) break;
-      if (next_due_[static_cast<size_t>(s)] > now) continue;
-      any |= claim_shard(s);
-      if (!amqp_.connected()) break;
+    std::vector<int> ripe;
+    for (const auto& [s, lease] : owned_) {
+      if (next_due_[static_cast<size_t>(s)] <= now) ripe.push_back(s);
+    }
+    const int space = window_space();
+    const int per_shard =
+        ripe.empty() ? 0 : std::max(1, std::min(config_.dispatcher.batch, space / static_cast<int>(ripe.size())));
+    const std::vector<int> settled = append_settles();
+    std::vector<int> claimed;
+    if (space > 0) {
+      for (int s : ripe) {
+        redis_.append_eval(
+            scripts::claim(), {keys_.due(s), keys_.inflight(s), keys_.lease(s), keys_.tasks(s), keys_.status(s)},
+            {owned_[s], std::to_string(per_shard), std::to_string(config_.dispatcher.inflight_lease_ms)});
+        claimed.push_back(s);
+      }
+    }
+    if (settled.empty() && claimed.empty()) return false;
+    auto replies = redis_.flush();
+    if (!replies) {
+      // Settles are kept for the next round; if we die first, the in-flight leases
+      // expire and the tasks are published again.
+      redis_log_.fail("redis: settling and claiming: " + replies.error().message);
+      for (int s : claimed) next_due_[static_cast<size_t>(s)] = clock_.now() + std::chrono::milliseconds(200);
+      return false;
+    }
+    redis_log_.ok("redis");
+    on_settled(settled, *replies);
+    bool any = false;
+    for (size_t i = 0; i < claimed.size(); ++i) {
+      any |= on_claim(claimed[i], per_shard, (*replies)[settled.size() + i]);
     }
     return any;
   }
 
-  bool claim_shard(int shard) {
+  // Acts on one shard's claim reply: publishes the tasks; returns whether any.
+  bool on_claim(int shard, int batch, const Result<RedisReply>& r) {
     auto it = owned_.find(shard);
     if (it == owned_.end()) return false;
-    const int batch = std::min(config_.dispatcher.batch, window_space());
-    auto r = redis_.eval(
-        scripts::claim(),
-        {keys_.due(shard), keys_.inflight(shard), keys_.lease(shard), keys_.tasks(shard), keys_.status(shard)},
-        {it->second, std::to_string(batch), std::to_string(config_.dispatcher.inflight_lease_ms)});
     if (!r) {
-      redis_log_.fail("redis: claim on shard " + std::to_string(shard) + " failed: " + r.error().message);
+      spdlog::error("claim on shard {}: {}", shard, r.error().message);
       next_due_[static_cast<size_t>(shard)] = clock_.now() + std::chrono::milliseconds(200);
       return false;
     }
-    redis_log_.ok("redis");
     const int64_t redis_now = r->at(0).integer();
     if (redis_now < 0) {
       // Fenced: another dispatcher holds this shard now.
@@ -432,8 +451,8 @@ class Dispatcher::Impl {
     next_tag_ = 0;
   }
 
-  void flush_settles() {
-    if (settles_.empty()) return;
+  // Appends one settle call per shard with outcomes waiting; returns those shards.
+  std::vector<int> append_settles() {
     std::vector<int> shards;
     for (auto& [shard, list] : settles_) {
       std::vector<std::string> args = {keys_.shard_prefix(shard), std::to_string(config_.record_retention_ms)};
@@ -446,20 +465,29 @@ class Dispatcher::Impl {
       redis_.append_eval(scripts::settle(), {keys_.due(shard), keys_.inflight(shard), keys_.status(shard)}, args);
       shards.push_back(shard);
     }
+    return shards;
+  }
+
+  // The first replies are those of append_settles(): drop what was written.
+  void on_settled(const std::vector<int>& shards, const std::vector<Result<RedisReply>>& replies) {
+    for (size_t i = 0; i < shards.size(); ++i) {
+      if (replies[i]) {
+        settles_.erase(shards[i]);
+      } else {
+        spdlog::error("settle on shard {}: {}", shards[i], replies[i].error().message);
+      }
+    }
+  }
+
+  void flush_settles() {
+    const auto shards = append_settles();
+    if (shards.empty()) return;
     auto replies = redis_.flush();
     if (!replies) {
-      // Kept for the next round; if we die first, the in-flight leases expire and
-      // the tasks are published again.
       redis_log_.fail("redis: settling confirms failed: " + replies.error().message);
       return;
     }
-    for (size_t i = 0; i < shards.size(); ++i) {
-      if ((*replies)[i]) {
-        settles_.erase(shards[i]);
-      } else {
-        spdlog::error("settle on shard {}: {}", shards[i], (*replies)[i].error().message);
-      }
-    }
+    on_settled(shards, *replies);
   }
 
   // ---- connections ------------------------------------------------------------------

@@ -175,6 +175,7 @@ void apply_toml(Config& c, const std::string& text, const std::string& source) {
     auto& w = c.worker;
     r.read_strings("queues", w.queues);
     r.read("concurrency", w.concurrency, 1, 1024);
+    r.read("prefetch", w.prefetch, 0, 65535);
     r.read_duration("exec_timeout", w.exec_timeout_ms, 1);
     r.read_duration("shutdown_grace", w.shutdown_grace_ms, 0);
     if (const auto* e = r.sub("exec")) {

@@ -280,57 +280,83 @@ return live
   return s;
 }
 
-// KEYS: status, tasks   ARGV: id, worker name, prefix
-// Reply: {'run', attempt, max_attempts, due_ms, now} when the handler should run;
-//        {'skip', state} when the task has already ended; {'missing'} when there is
-//        no record (retention passed, never existed, or another namespace).
+// Records that deliveries of tasks of one shard begin running.
+// KEYS: status, tasks   ARGV: prefix, worker name, then task ids
+// Reply: per id five values: {'run', attempt, max_attempts, due_ms, now} when the
+//        handler should run; {'skip', state, 0, 0, 0} when the task has already
+//        ended; {'missing', 0, 0, 0, 0} when there is no record (retention passed,
+//        never existed, or another namespace).
 const LuaScript& start() {
   static const LuaScript s = make("start", R"lua(
-local id = ARGV[1]
-local f = read_status(KEYS[1], id)
-local task = redis.call('HGET', KEYS[2], id)
-if not f or not task then
-  local ended = redis.call('GET', ARGV[3] .. 'e:' .. id)
-  if ended then return { 'skip', split(ended, 1)[1] } end
-  return { 'missing' }
-end
+local prefix, worker = ARGV[1], ARGV[2]
 local now = now_ms()
-f[1], f[2], f[5], f[7] = 'running', tonumber(f[2]) + 1, now, ARGV[2]
-write_status(KEYS[1], id, f)
-return { 'run', f[2], tonumber(string.match(task, '^(%d+)')), tonumber(f[3]), now }
+local out = {}
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local f = read_status(KEYS[1], id)
+  local task = redis.call('HGET', KEYS[2], id)
+  if f and task then
+    f[1], f[2], f[5], f[7] = 'running', tonumber(f[2]) + 1, now, worker
+    write_status(KEYS[1], id, f)
+    out[#out + 1] = 'run'
+    out[#out + 1] = f[2]
+    out[#out + 1] = tonumber(string.match(task, '^(%d+)'))
+    out[#out + 1] = tonumber(f[3])
+    out[#out + 1] = now
+  else
+    local ended = redis.call('GET', prefix .. 'e:' .. id)
+    if ended then
+      out[#out + 1] = 'skip'
+      out[#out + 1] = split(ended, 1)[1]
+    else
+      out[#out + 1] = 'missing'
+      out[#out + 1] = 0
+    end
+    out[#out + 1] = 0
+    out[#out + 1] = 0
+    out[#out + 1] = 0
+  end
+end
+return out
 )lua");
   return s;
 }
 
+// Records how runs of tasks of one shard ended.
 // KEYS: status, due
-// ARGV: outcome ('ok' | 'retry' | 'dead'), error, retry_delay_ms, retention_ms, id,
-//       prefix, wake_channel, shard
-// Reply: the state written, or 'missing'.
+// ARGV: prefix, retention_ms, wake_channel, shard, then per task four values:
+//       id, outcome ('ok' | 'retry' | 'dead'), error, retry_delay_ms
+// Reply: per task the state written ('succeeded', 'failed', 'dead'), or 'missing'.
 const LuaScript& finish() {
   static const LuaScript s = make("finish", R"lua(
-local id, prefix = ARGV[5], ARGV[6]
-local f = read_status(KEYS[1], id)
-if not f then return 'missing' end
+local prefix, retention, wake, shard = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now = now_ms()
-local outcome = ARGV[1]
-f[6] = now
-if outcome == 'ok' then
-  f[1] = 'succeeded'
-  retire(prefix, id, f, ARGV[4])
-  return 'succeeded'
-elseif outcome == 'retry' then
-  -- Written back into the wheel before the worker acks the delivery: a crash in
-  -- between duplicates a retry but never loses one.
-  local due = now + tonumber(ARGV[3])
-  f[1], f[3], f[8] = 'failed', due, ARGV[2]
-  write_status(KEYS[1], id, f)
-  schedule(KEYS[2], id, due, ARGV[7], ARGV[8])
-  return 'failed'
-else
-  f[1], f[8] = 'dead', ARGV[2]
-  retire(prefix, id, f, ARGV[4])
-  return 'dead'
+local out = {}
+for i = 5, #ARGV, 4 do
+  local id, outcome, err, delay = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local f = read_status(KEYS[1], id)
+  if not f then
+    out[#out + 1] = 'missing'
+  else
+    f[6] = now
+    if outcome == 'ok' then
+      f[1] = 'succeeded'
+      retire(prefix, id, f, retention)
+    elseif outcome == 'retry' then
+      -- Written back into the wheel before the worker acks the delivery: a crash
+      -- in between duplicates a retry but never loses one.
+      local due = now + tonumber(delay)
+      f[1], f[3], f[8] = 'failed', due, err
+      write_status(KEYS[1], id, f)
+      schedule(KEYS[2], id, due, wake, shard)
+    else
+      f[1], f[8] = 'dead', err
+      retire(prefix, id, f, retention)
+    end
+    out[#out + 1] = f[1]
+  end
 end
+return out
 )lua");
   return s;
 }

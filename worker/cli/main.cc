@@ -23,12 +23,15 @@ int main(int argc, char** argv) {
   std::string config_file, redis_url, amqp_url, ns, log_level, name;
   std::vector<std::string> queues, execs;
   int concurrency = 0;
+  int prefetch = -1;
   app.add_option("--config", config_file, "TOML config file (default: $RIPEN_CONFIG)");
   app.add_option("--redis-url", redis_url, "redis://[:password@]host:port/db (default: $RIPEN_REDIS_URL)");
   app.add_option("--amqp-url", amqp_url, "amqp://user:pass@host:port/vhost (default: $RIPEN_AMQP_URL)");
   app.add_option("--namespace", ns, "key and queue namespace (default: ripen)");
   app.add_option("--queue", queues, "queue to consume (repeatable; default: worker.queues or 'default')");
-  app.add_option("--concurrency", concurrency, "handlers running at once (= prefetch)")->check(CLI::Range(1, 1024));
+  app.add_option("--concurrency", concurrency, "handlers running at once")->check(CLI::Range(1, 1024));
+  app.add_option("--prefetch", prefetch, "unacked deliveries the broker may hand over (default: = concurrency)")
+      ->check(CLI::Range(1, 65535));
   app.add_option("--exec", execs, "TYPE='command args': serve tasks of TYPE by running the command (repeatable)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
   app.add_option("--name", name, "this worker's name in task records (default: host:pid)");
@@ -41,6 +44,7 @@ int main(int argc, char** argv) {
     if (!ns.empty()) config.ns = ns;
     if (!queues.empty()) config.worker.queues = queues;
     if (concurrency != 0) config.worker.concurrency = concurrency;
+    if (prefetch > 0) config.worker.prefetch = prefetch;
     if (!log_level.empty()) config.log_level = log_level;
     for (const auto& e : execs) {
       const auto eq = e.find('=');

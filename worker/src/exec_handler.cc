@@ -110,13 +110,14 @@ Handler make_exec_handler(const std::string& command, int64_t default_timeout_ms
     size_t written = 0;
     std::string out, err;
     bool timed_out = false;
+    auto cancelled = [&] { return ctx.cancelled != nullptr && ctx.cancelled->load(); };
     if (input.empty()) close_fd(p.in[1]);
     // Feed stdin and drain stdout/stderr together: a command that writes a lot
     // before reading its input would otherwise deadlock against us.
     while (p.out[0] >= 0 || p.err[0] >= 0) {
       const auto left =
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) {
+      if (left.count() <= 0 || cancelled()) {
         timed_out = true;
         break;
       }
@@ -146,14 +147,16 @@ Handler make_exec_handler(const std::string& command, int64_t default_timeout_ms
     if (timed_out) {
       kill(-pid, SIGKILL);
       waitpid(pid, &status, 0);
-      std::string msg = "exec: timed out after " + std::to_string(timeout_ms) + " ms; killed the process group";
+      std::string msg = cancelled()
+                            ? "exec: the worker shut down; killed the process group"
+                            : "exec: timed out after " + std::to_string(timeout_ms) + " ms; killed the process group";
       if (!err.empty()) msg += "; stderr: " + tail(err, kStderrTail);
       throw std::runtime_error(msg);
     }
     // Both output pipes are closed, so the command is exiting; reap it, still
     // bounded by the deadline.
     while (waitpid(pid, &status, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() >= deadline) {
+      if (std::chrono::steady_clock::now() >= deadline || cancelled()) {
         kill(-pid, SIGKILL);
         waitpid(pid, &status, 0);
         throw std::runtime_error("exec: timed out after " + std::to_string(timeout_ms) +

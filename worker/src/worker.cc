@@ -8,6 +8,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -34,24 +35,34 @@ std::string default_name() {
   return std::string(host) + ":" + std::to_string(getpid());
 }
 
-// A delivery handed from the AMQP thread to a handler thread.
-struct Job {
+// A delivery, from the moment it is read off the channel until it is acked,
+// requeued or dead-lettered.
+struct Delivery {
   uint64_t generation = 0;  // connection generation; tags are only valid on their own
   uint64_t tag = 0;
   std::string queue;  // the task queue name (not the AMQP name)
   std::string body;
   std::string message_id;
+  Envelope task;
+  int attempt = 0;
+  int max_attempts = 0;
+  int64_t due_ms = 0;
 };
 
-// What the AMQP thread does with a delivery once its handler thread is done.
-struct Done {
-  uint64_t generation = 0;
-  uint64_t tag = 0;
-  enum Action { ack, requeue, dead_letter } action = ack;
-  std::string queue;
-  std::string body;
-  std::string message_id;
-  AmqpTable headers;  // for dead letters: reason, error, attempts, worker
+// A handler run that ended, on its way back to the I/O thread.
+struct Ran {
+  Delivery delivery;
+  std::string error;  // empty: success
+  bool permanent = false;
+};
+
+// A finish waiting to be recorded in Redis.
+struct Finish {
+  Delivery delivery;
+  std::string outcome;  // ok | retry | dead
+  std::string error;
+  int64_t delay_ms = 0;
+  bool permanent = false;
 };
 
 void wake(int fd) {
@@ -66,6 +77,12 @@ void drain(int fd) {
 
 }  // namespace
 
+// One I/O thread owns the AMQP channel and a Redis connection; handler threads
+// only run handlers. Every Redis write the worker makes (a run starts, a run
+// ended) is gathered by the I/O thread and sent in one pipelined round trip per
+// loop, one script call per shard: under load many tasks share a round trip,
+// which is what lets a worker keep up with the broker. A delivery is acked only
+// after the outcome of its run is recorded.
 class Worker::Impl {
  public:
   Impl(const Config& config, std::string name, Clock& clock)
@@ -73,10 +90,11 @@ class Worker::Impl {
         clock_(clock),
         name_(field_safe(name.empty() ? default_name() : name)),  // stored in task records
         keys_(config.ns, config.shards),
-        redis_url_(redis_url_of(config)),
+        redis_(redis_url_of(config), std::chrono::seconds(5), clock),
         amqp_(amqp_url_of(config), std::chrono::seconds(5), clock),
         stop_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
-        done_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+        done_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
+        rng_(std::random_device{}()) {}
 
   ~Impl() {
     close(stop_fd_);
@@ -98,29 +116,34 @@ class Worker::Impl {
   const std::string& name() const { return name_; }
 
   void run() {
-    spdlog::info("worker {} starting: queues [{}], concurrency {}, handlers for [{}]", name_,
-                 fmt::join(config_.worker.queues, ", "), config_.worker.concurrency, handler_names());
+    spdlog::info("worker {} starting: queues [{}], concurrency {}, prefetch {}, handlers for [{}]", name_,
+                 fmt::join(config_.worker.queues, ", "), config_.worker.concurrency, prefetch(), handler_names());
     std::vector<std::thread> pool;
     for (int i = 0; i < config_.worker.concurrency; ++i) pool.emplace_back([this] { handler_thread(); });
-    FailureLog amqp_log(clock_);
     while (!stopping_.load()) {
       if (!amqp_.connected()) {
         if (auto st = connect(); !st) {
-          amqp_log.fail(st.error().message);
+          amqp_log_.fail(st.error().message);
           wait(std::chrono::milliseconds(250));
           continue;
         }
-        amqp_log.ok("amqp");
+        amqp_log_.ok("amqp");
       }
-      settle_done();
-      if (!consume_available()) continue;
+      read_deliveries();
+      collect_ran();
+      const bool recorded = record();
+      if (!recorded) {
+        // Redis is unreachable: what waits to be recorded stays; try again soon.
+        wait(std::chrono::milliseconds(100));
+        continue;
+      }
       wait(std::chrono::milliseconds(500));
     }
     shutdown(pool);
   }
 
  private:
-  // ---- connection ---------------------------------------------------------------
+  int prefetch() const { return config_.worker.prefetch > 0 ? config_.worker.prefetch : config_.worker.concurrency; }
 
   std::string handler_names() const {
     std::string s;
@@ -128,13 +151,15 @@ class Worker::Impl {
     return s;
   }
 
+  // ---- AMQP ---------------------------------------------------------------------
+
   Status connect() {
     if (auto st = amqp_.ensure_connected(); !st) return st;
     ++generation_;
     if (auto st = declare_exchanges(amqp_, keys_); !st) return st;
-    // Prefetch = concurrency, shared by all consumers of the channel: the broker
-    // never hands this worker more than it can run at once.
-    if (auto st = amqp_.qos(static_cast<uint16_t>(config_.worker.concurrency)); !st) return st;
+    // The prefetch is shared by all consumers of the channel: the broker never
+    // hands this worker more unacked deliveries than that.
+    if (auto st = amqp_.qos(static_cast<uint16_t>(prefetch())); !st) return st;
     consumer_tags_.clear();
     for (const auto& q : config_.worker.queues) {
       if (auto st = declare_queue(amqp_, keys_, q); !st) return st;
@@ -146,39 +171,35 @@ class Worker::Impl {
     return {};
   }
 
-  // Reads deliveries the broker has sent. Returns false if the connection broke.
-  bool consume_available() {
+  // Reads every delivery the broker has sent, without waiting.
+  void read_deliveries() {
     while (amqp_.connected() && !stopping_.load()) {
       amqp_maybe_release_buffers(amqp_.raw());
       amqp_envelope_t env;
       timeval zero{0, 0};
       auto r = amqp_consume_message(amqp_.raw(), &env, &zero, 0);
       if (r.reply_type == AMQP_RESPONSE_NORMAL) {
-        Job job;
-        job.generation = generation_;
-        job.tag = env.delivery_tag;
+        Delivery d;
+        d.generation = generation_;
+        d.tag = env.delivery_tag;
         auto it = consumer_tags_.find(to_string(env.consumer_tag));
-        job.queue = it != consumer_tags_.end() ? it->second : "";
-        job.body = to_string(env.message.body);
+        d.queue = it != consumer_tags_.end() ? it->second : "";
+        d.body = to_string(env.message.body);
         if (env.message.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
-          job.message_id = to_string(env.message.properties.message_id);
+          d.message_id = to_string(env.message.properties.message_id);
         }
         amqp_destroy_envelope(&env);
-        {
-          std::lock_guard lock(jobs_mu_);
-          jobs_.push_back(std::move(job));
-        }
-        jobs_cv_.notify_one();
+        accept(std::move(d));
         continue;
       }
-      if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT) return true;
+      if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT) return;
       if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
         // A frame that is not a delivery: the broker closing the channel, or
         // cancelling our consumer (queue deleted).
         amqp_frame_t frame;
         if (amqp_simple_wait_frame(amqp_.raw(), &frame) != AMQP_STATUS_OK) {
           (void)amqp_.fail(AMQP_STATUS_CONNECTION_CLOSED, "reading frames");
-          return false;
+          return;
         }
         if (frame.frame_type == AMQP_FRAME_METHOD && (frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
                                                       frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD ||
@@ -192,248 +213,329 @@ class Worker::Impl {
           } else {
             spdlog::warn("worker {}: {}", name_, amqp_.check(reply, "consuming").error().message);
           }
-          return false;
+          return;
         }
         continue;
       }
       spdlog::warn("worker {}: {}", name_, amqp_.check(r, "consuming").error().message);
-      return false;
+      return;
     }
-    return amqp_.connected();
   }
 
+  // A new delivery: a poison message is dead-lettered at once; a task waits for
+  // its start to be recorded.
+  void accept(Delivery d) {
+    {
+      std::lock_guard lock(stats_mu_);
+      ++stats_.received;
+    }
+    auto env = decode_envelope(d.body, static_cast<size_t>(config_.max_envelope_bytes));
+    if (!env || env->id.empty()) {
+      const std::string error = env ? "envelope has no id" : env.error().message;
+      spdlog::error("worker {}: poison message {} on '{}': {}", name_, d.message_id, d.queue, error);
+      dead_letter(d, "invalid envelope", error, 0);
+      return;
+    }
+    d.task = std::move(*env);
+    starting_.push_back(std::move(d));
+  }
+
+  // Copies the delivery to its queue's dead-letter queue with the reason, then acks it.
+  void dead_letter(const Delivery& d, const std::string& reason, const std::string& error, int attempts) {
+    if (d.generation != generation_ || !amqp_.connected()) return;  // redelivered; dead-lettered then
+    {
+      std::lock_guard lock(stats_mu_);
+      ++stats_.dead;
+    }
+    AmqpMessageProps props;
+    props.message_id = d.message_id;
+    props.headers = {{"x-ripen-reason", reason},
+                     {"x-ripen-error", error},
+                     {"x-ripen-attempts", static_cast<int64_t>(attempts)},
+                     {"x-ripen-worker", name_}};
+    if (auto st = amqp_.publish(keys_.dead_exchange(), d.queue, d.body, props, false); !st) {
+      spdlog::warn("worker {}: dead-lettering {}: {}", name_, d.message_id, st.error().message);
+      return;
+    }
+    ack(d);
+  }
+
+  void ack(const Delivery& d) {
+    // A delivery from a connection that has since broken is redelivered by the
+    // broker; its tag means nothing on the new channel.
+    if (d.generation != generation_ || !amqp_.connected()) return;
+    if (auto st = amqp_.ack(d.tag); !st) spdlog::warn("worker {}: acking: {}", name_, st.error().message);
+  }
+
+  void requeue(const Delivery& d) {
+    if (d.generation != generation_ || !amqp_.connected()) return;
+    if (auto st = amqp_.nack(d.tag, /*requeue=*/true); !st) {
+      spdlog::warn("worker {}: handing back a delivery: {}", name_, st.error().message);
+    }
+  }
+
+  // Sleeps up to `timeout`, waking for deliveries, finished handlers or stop.
   void wait(std::chrono::milliseconds timeout) {
     if (amqp_.connected() && (amqp_frames_enqueued(amqp_.raw()) || amqp_data_in_buffer(amqp_.raw()))) return;
+    {
+      std::lock_guard lock(ran_mu_);
+      if (!ran_.empty()) return;
+    }
     pollfd fds[3] = {{stop_fd_, POLLIN, 0}, {done_fd_, POLLIN, 0}, {-1, POLLIN, 0}};
     if (amqp_.connected()) fds[2].fd = amqp_get_sockfd(amqp_.raw());
     poll(fds, 3, static_cast<int>(timeout.count()));
     if (fds[1].revents != 0) drain(done_fd_);
   }
 
-  // Acks, requeues and dead-letters what the handler threads finished.
-  void settle_done() {
-    std::deque<Done> batch;
+  // ---- recording in Redis -----------------------------------------------------------
+
+  // Turns finished handler runs into finishes to record.
+  void collect_ran() {
+    std::deque<Ran> batch;
     {
-      std::lock_guard lock(done_mu_);
-      batch.swap(done_);
+      std::lock_guard lock(ran_mu_);
+      batch.swap(ran_);
     }
-    for (auto& d : batch) {
-      // A delivery from a connection that has since broken is redelivered by the
-      // broker; its tag means nothing on the new channel.
-      if (d.generation != generation_ || !amqp_.connected()) continue;
-      if (d.action == Done::dead_letter) {
-        AmqpMessageProps props;
-        props.message_id = d.message_id;
-        props.headers = std::move(d.headers);
-        if (auto st = amqp_.publish(keys_.dead_exchange(), d.queue, d.body, props, false); !st) {
-          spdlog::warn("worker {}: dead-lettering {}: {}", name_, d.message_id, st.error().message);
-          continue;
-        }
+    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    for (auto& r : batch) {
+      Finish f;
+      f.permanent = r.permanent;
+      f.error = field_safe(r.error);
+      if (r.error.empty()) {
+        f.outcome = "ok";
+      } else if (r.permanent || r.delivery.attempt >= r.delivery.max_attempts) {
+        f.outcome = "dead";
+      } else {
+        f.outcome = "retry";
+        f.delay_ms = backoff_ms(config_.retry_backoff, r.delivery.attempt, [&] { return uniform(rng_); });
       }
-      Status st = d.action == Done::requeue ? amqp_.nack(d.tag, /*requeue=*/true) : amqp_.ack(d.tag);
-      if (!st) spdlog::warn("worker {}: settling delivery: {}", name_, st.error().message);
+      f.delivery = std::move(r.delivery);
+      finishing_.push_back(std::move(f));
     }
   }
 
-  void finish_job(const Job& job, Done::Action action, AmqpTable headers = {}) {
-    {
-      std::lock_guard lock(done_mu_);
-      done_.push_back({job.generation, job.tag, action, job.queue, action == Done::dead_letter ? job.body : "",
-                       job.message_id, std::move(headers)});
+  // Records every pending finish and start in one pipelined round trip, then acts
+  // on the replies. Returns false when Redis could not be reached (nothing is lost:
+  // the lists stay for the next try).
+  bool record() {
+    if (starting_.empty() && finishing_.empty()) return true;
+    std::map<int, std::vector<size_t>> finish_by_shard, start_by_shard;
+    for (size_t i = 0; i < finishing_.size(); ++i)
+      finish_by_shard[keys_.shard_of(finishing_[i].delivery.task.id)].push_back(i);
+    for (size_t i = 0; i < starting_.size(); ++i) start_by_shard[keys_.shard_of(starting_[i].task.id)].push_back(i);
+    const std::string retention = std::to_string(config_.record_retention_ms);
+    for (const auto& [shard, members] : finish_by_shard) {
+      std::vector<std::string> args = {keys_.shard_prefix(shard), retention, keys_.wake_channel(),
+                                       std::to_string(shard)};
+      for (size_t i : members) {
+        const Finish& f = finishing_[i];
+        args.insert(args.end(), {f.delivery.task.id, f.outcome, f.error, std::to_string(f.delay_ms)});
+      }
+      redis_.append_eval(scripts::finish(), {keys_.status(shard), keys_.due(shard)}, args);
     }
-    wake(done_fd_);
+    for (const auto& [shard, members] : start_by_shard) {
+      std::vector<std::string> args = {keys_.shard_prefix(shard), name_};
+      for (size_t i : members) args.push_back(starting_[i].task.id);
+      redis_.append_eval(scripts::start(), {keys_.status(shard), keys_.tasks(shard)}, args);
+    }
+    auto replies = redis_.flush();
+    if (!replies) {
+      redis_log_.fail("redis: recording task starts and outcomes: " + replies.error().message);
+      return false;
+    }
+    redis_log_.ok("redis");
+    size_t at = 0;
+    std::vector<Finish> finish_again;
+    for (const auto& [shard, members] : finish_by_shard) {
+      const auto& reply = (*replies)[at++];
+      for (size_t k = 0; k < members.size(); ++k) {
+        Finish& f = finishing_[members[k]];
+        if (!reply) {
+          spdlog::error("worker {}: task {}: recording its outcome: {}", name_, f.delivery.task.id,
+                        reply.error().message);
+          finish_again.push_back(std::move(f));
+          continue;
+        }
+        finished(f, reply->at(k).str());
+      }
+    }
+    std::vector<Delivery> start_again;
+    for (const auto& [shard, members] : start_by_shard) {
+      const auto& reply = (*replies)[at++];
+      for (size_t k = 0; k < members.size(); ++k) {
+        Delivery& d = starting_[members[k]];
+        if (!reply) {
+          spdlog::error("worker {}: task {}: recording its start: {}", name_, d.task.id, reply.error().message);
+          start_again.push_back(std::move(d));
+          continue;
+        }
+        started(std::move(d), reply->at(k * 5).str(), *reply, k * 5);
+      }
+    }
+    finishing_ = std::move(finish_again);
+    starting_ = std::move(start_again);
+    return true;
+  }
+
+  void started(Delivery d, const std::string& verdict, const RedisReply& r, size_t at) {
+    if (verdict == "skip") {
+      spdlog::debug("worker {}: task {} already {}; duplicate delivery acked", name_, d.task.id, r.at(at + 1).str());
+      {
+        std::lock_guard lock(stats_mu_);
+        ++stats_.duplicates;
+      }
+      ack(d);
+      return;
+    }
+    if (verdict != "run") {
+      spdlog::error("worker {}: task {} has no record (expired or another namespace); dead-lettering", name_,
+                    d.task.id);
+      dead_letter(d, "no task record", "no record for task " + d.task.id + " in namespace " + config_.ns, 0);
+      return;
+    }
+    d.attempt = static_cast<int>(r.at(at + 1).integer());
+    d.max_attempts = static_cast<int>(r.at(at + 2).integer());
+    d.due_ms = r.at(at + 3).integer();
+    {
+      std::lock_guard lock(stats_mu_);
+      stats_.lateness.record(r.at(at + 4).integer() - d.due_ms);
+    }
+    {
+      std::lock_guard lock(jobs_mu_);
+      jobs_.push_back(std::move(d));
+    }
+    jobs_cv_.notify_one();
+  }
+
+  void finished(const Finish& f, const std::string& state) {
+    const Delivery& d = f.delivery;
+    if (state == "missing") {
+      // The record expired while the handler ran; the run happened, so ack.
+      spdlog::warn("worker {}: task {}: its record was gone when the run ended", name_, d.task.id);
+      ack(d);
+      return;
+    }
+    if (f.outcome == "ok") {
+      {
+        std::lock_guard lock(stats_mu_);
+        ++stats_.succeeded;
+      }
+      ack(d);
+    } else if (f.outcome == "retry") {
+      spdlog::warn("worker {}: task {} attempt {}/{} failed: {}; retry in {} ms", name_, d.task.id, d.attempt,
+                   d.max_attempts, f.error, f.delay_ms);
+      {
+        std::lock_guard lock(stats_mu_);
+        ++stats_.retried;
+      }
+      ack(d);
+    } else {
+      spdlog::error("worker {}: task {} dead after attempt {}/{}: {}", name_, d.task.id, d.attempt, d.max_attempts,
+                    f.error);
+      dead_letter(d, f.permanent ? "permanent failure" : "attempts exhausted", f.error, d.attempt);
+    }
   }
 
   // ---- handler threads ------------------------------------------------------------
 
   void handler_thread() {
-    Redis redis(redis_url_, std::chrono::seconds(5), clock_);
-    std::mt19937_64 rng{std::random_device{}()};
     while (true) {
-      Job job;
+      Delivery d;
       {
         std::unique_lock lock(jobs_mu_);
         jobs_cv_.wait(lock, [&] { return !jobs_.empty() || draining_; });
         if (jobs_.empty()) return;
-        job = std::move(jobs_.front());
+        d = std::move(jobs_.front());
         jobs_.pop_front();
         ++running_;
       }
-      process(redis, rng, job);
+      Ran ran = run_handler(std::move(d));
+      {
+        std::lock_guard lock(ran_mu_);
+        ran_.push_back(std::move(ran));
+      }
       {
         std::lock_guard lock(jobs_mu_);
         --running_;
       }
-      jobs_cv_.notify_all();
+      wake(done_fd_);
     }
   }
 
-  // Runs a Redis step, retrying briefly: a blip should not cost a redelivery.
-  template <class F>
-  auto with_retry(F&& f) -> decltype(f()) {
-    auto r = f();
-    for (int i = 0; i < 5 && !r && (r.error().code == Errc::unavailable || r.error().code == Errc::timeout); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100 << i));
-      r = f();
-    }
-    return r;
-  }
-
-  void dead_letter(const Job& job, const std::string& reason, const std::string& error, int attempts) {
-    finish_job(job, Done::dead_letter,
-               {{"x-ripen-reason", reason},
-                {"x-ripen-error", error},
-                {"x-ripen-attempts", static_cast<int64_t>(attempts)},
-                {"x-ripen-worker", name_}});
-    std::lock_guard lock(stats_mu_);
-    ++stats_.dead;
-  }
-
-  void process(Redis& redis, std::mt19937_64& rng, const Job& job) {
-    {
-      std::lock_guard lock(stats_mu_);
-      ++stats_.received;
-    }
-    auto env = decode_envelope(job.body, static_cast<size_t>(config_.max_envelope_bytes));
-    if (!env || env->id.empty()) {
-      const std::string error = env ? "envelope has no id" : env.error().message;
-      spdlog::error("worker {}: poison message {} on '{}': {}", name_, job.message_id, job.queue, error);
-      dead_letter(job, "invalid envelope", error, 0);
-      return;
-    }
-    const std::string& id = env->id;
-    const int shard = keys_.shard_of(id);
-    auto started = with_retry([&] {
-      return redis.eval(scripts::start(), {keys_.status(shard), keys_.tasks(shard)},
-                        {id, name_, keys_.shard_prefix(shard)});
-    });
-    if (!started) {
-      spdlog::warn("worker {}: task {}: cannot record its start ({}); handing it back", name_, id,
-                   started.error().message);
-      finish_job(job, Done::requeue);
-      return;
-    }
-    const std::string verdict = started->at(0).str();
-    if (verdict == "skip") {
-      spdlog::debug("worker {}: task {} already {}; duplicate delivery acked", name_, id, started->at(1).str());
-      std::lock_guard lock(stats_mu_);
-      ++stats_.duplicates;
-      finish_job(job, Done::ack);
-      return;
-    }
-    if (verdict == "missing") {
-      spdlog::error("worker {}: task {} has no record (expired or another namespace); dead-lettering", name_, id);
-      dead_letter(job, "no task record", "no record for task " + id + " in namespace " + config_.ns, 0);
-      return;
-    }
-    const int attempt = static_cast<int>(started->at(1).integer());
-    const int max_attempts = static_cast<int>(started->at(2).integer());
-    const int64_t due_ms = started->at(3).integer();
-    {
-      std::lock_guard lock(stats_mu_);
-      stats_.lateness.record(started->at(4).integer() - due_ms);
-    }
-
-    std::string error;
-    bool permanent = false;
-    auto handler = handlers_.find(env->type);
+  Ran run_handler(Delivery d) {
+    Ran ran;
+    auto handler = handlers_.find(d.task.type);
     if (handler == handlers_.end()) {
-      error = "no handler for task type '" + env->type + "' on worker " + name_;
+      ran.error = "no handler for task type '" + d.task.type + "' on worker " + name_;
     } else {
-      TaskContext ctx{*env,
-                      id,
-                      env->idempotency_key.empty() ? id : env->idempotency_key,
-                      attempt,
-                      due_ms,
-                      env->timeout_ms,
-                      clock_.now() + std::chrono::milliseconds(env->timeout_ms),
-                      &stopping_};
+      TaskContext ctx{d.task,
+                      d.task.id,
+                      d.task.idempotency_key.empty() ? d.task.id : d.task.idempotency_key,
+                      d.attempt,
+                      d.due_ms,
+                      d.task.timeout_ms,
+                      clock_.now() + std::chrono::milliseconds(d.task.timeout_ms),
+                      &stopping_,
+                      &cancelled_};
       try {
         handler->second(ctx);
       } catch (const Permanent& e) {
-        error = e.what();
-        permanent = true;
+        ran.error = e.what();
+        ran.permanent = true;
       } catch (const std::exception& e) {
-        error = e.what();
-        if (error.empty()) error = "handler failed";
+        ran.error = e.what();
+        if (ran.error.empty()) ran.error = "handler failed";
       } catch (...) {
-        error = "handler threw a non-standard exception";
+        ran.error = "handler threw a non-standard exception";
       }
     }
-
-    std::string outcome = "ok";
-    int64_t delay = 0;
-    if (!error.empty()) {
-      outcome = (permanent || attempt >= max_attempts) ? "dead" : "retry";
-      std::uniform_real_distribution<double> uniform(0.0, 1.0);
-      delay = backoff_ms(config_.retry_backoff, attempt, [&] { return uniform(rng); });
-    }
-    auto finished = with_retry([&] {
-      return redis.eval(scripts::finish(), {keys_.status(shard), keys_.due(shard)},
-                        {outcome, field_safe(error), std::to_string(delay), std::to_string(config_.record_retention_ms),
-                         id, keys_.shard_prefix(shard), keys_.wake_channel(), std::to_string(shard)});
-    });
-    if (!finished) {
-      // Not recorded, so not acked: the broker redelivers and the task runs again
-      // (at-least-once; the idempotency key is what keeps side effects once).
-      spdlog::error("worker {}: task {}: cannot record its outcome ({}); handing it back", name_, id,
-                    finished.error().message);
-      finish_job(job, Done::requeue);
-      return;
-    }
-    if (outcome == "ok") {
-      std::lock_guard lock(stats_mu_);
-      ++stats_.succeeded;
-      finish_job(job, Done::ack);
-    } else if (outcome == "retry") {
-      spdlog::warn("worker {}: task {} attempt {}/{} failed: {}; retry in {} ms", name_, id, attempt, max_attempts,
-                   error, delay);
-      std::lock_guard lock(stats_mu_);
-      ++stats_.retried;
-      finish_job(job, Done::ack);
-    } else {
-      spdlog::error("worker {}: task {} dead after attempt {}/{}: {}", name_, id, attempt, max_attempts, error);
-      dead_letter(job, permanent ? "permanent failure" : "attempts exhausted", error, attempt);
-    }
+    ran.delivery = std::move(d);
+    return ran;
   }
 
   // ---- shutdown ---------------------------------------------------------------------
 
+  int running() {
+    std::lock_guard lock(jobs_mu_);
+    return running_;
+  }
+
   void shutdown(std::vector<std::thread>& pool) {
     spdlog::info("worker {}: stopping; cancelling consumers", name_);
     for (const auto& [tag, q] : consumer_tags_) (void)amqp_.cancel(tag);
-    std::deque<Job> unstarted;
+    // Deliveries not yet running go back to the queue.
+    std::deque<Delivery> unstarted;
     {
       std::lock_guard lock(jobs_mu_);
       unstarted.swap(jobs_);
       draining_ = true;
     }
     jobs_cv_.notify_all();
-    for (const auto& job : unstarted) finish_job(job, Done::requeue);
-    // Running handlers get the grace period; acks keep flowing meanwhile.
+    for (const auto& d : unstarted) requeue(d);
+    for (const auto& d : starting_) requeue(d);
+    starting_.clear();
+    // Running handlers get the grace period; their outcomes are recorded and
+    // acked as they come.
     const auto deadline = clock_.now() + std::chrono::milliseconds(config_.worker.shutdown_grace_ms);
     while (clock_.now() < deadline) {
-      settle_done();
-      {
-        std::lock_guard lock(jobs_mu_);
-        if (running_ == 0) break;
-      }
+      collect_ran();
+      record();
+      if (running() == 0 && finishing_.empty()) break;
       wait(std::chrono::milliseconds(50));
     }
-    settle_done();
-    bool idle = false;
-    {
-      std::lock_guard lock(jobs_mu_);
-      idle = running_ == 0;
+    if (running() > 0) {
+      // Past the grace: tell handlers to give up (exec kills its command), and
+      // close the connection so their deliveries go back to the queue now.
+      spdlog::warn(
+          "worker {}: {} handlers still running after the grace period; cancelling them, their tasks will "
+          "be redelivered",
+          name_, running());
+      cancelled_.store(true);
+      amqp_.close();
     }
-    if (idle) {
-      for (auto& t : pool) t.join();
-    } else {
-      // Handlers still running past the grace: their deliveries are unacked and
-      // go back to the queue when the connection closes.
-      spdlog::warn("worker {}: handlers still running after the grace period; their tasks will be redelivered", name_);
-      for (auto& t : pool) t.detach();
-    }
+    for (auto& t : pool) t.join();
+    collect_ran();
+    for (int i = 0; i < 3 && !finishing_.empty(); ++i) record();  // unacked ones are redelivered regardless
     amqp_.close();
     std::lock_guard lock(stats_mu_);
     spdlog::info("worker {} stopped: received={} succeeded={} retried={} dead={} duplicates={} lateness {}", name_,
@@ -445,23 +547,30 @@ class Worker::Impl {
   Clock& clock_;
   std::string name_;
   Keys keys_;
-  RedisUrl redis_url_;
-  Amqp amqp_;
+  Redis redis_;  // the I/O thread's
+  Amqp amqp_;    // the I/O thread's
   int stop_fd_;
   int done_fd_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> cancelled_{false};
   std::unordered_map<std::string, Handler> handlers_;
   std::unordered_map<std::string, std::string> consumer_tags_;  // tag -> task queue
   uint64_t generation_ = 0;
+  std::mt19937_64 rng_;  // jitter for retry backoff
+  FailureLog amqp_log_{clock_}, redis_log_{clock_};
+
+  // Owned by the I/O thread.
+  std::vector<Delivery> starting_;  // read, start not yet recorded
+  std::vector<Finish> finishing_;   // ran, outcome not yet recorded
 
   std::mutex jobs_mu_;
   std::condition_variable jobs_cv_;
-  std::deque<Job> jobs_;
+  std::deque<Delivery> jobs_;  // started, waiting for a handler thread
   int running_ = 0;
   bool draining_ = false;
 
-  std::mutex done_mu_;
-  std::deque<Done> done_;
+  std::mutex ran_mu_;
+  std::deque<Ran> ran_;  // handler runs that ended
 
   mutable std::mutex stats_mu_;
   WorkerStats stats_;

@@ -32,7 +32,8 @@ struct DispatcherConfig {
 
 struct WorkerConfig {
   std::vector<std::string> queues = {"default"};
-  int concurrency = 4;
+  int concurrency = 4;                      // handlers running at once
+  int prefetch = 0;                         // unacked deliveries the broker may hand over; 0 = concurrency
   std::map<std::string, std::string> exec;  // task type -> command run by the exec handler
   int64_t exec_timeout_ms = 60'000;
   int64_t shutdown_grace_ms = 30'000;

@@ -35,12 +35,13 @@ class Permanent : public std::runtime_error {
 struct TaskContext {
   const Envelope& task;
   std::string id;
-  std::string idempotency_key;                  // the task's key, or its id when it has none
-  int attempt = 1;                              // 1 for the first run
-  int64_t due_ms = 0;                           // epoch ms, Redis TIME
-  int64_t timeout_ms = 0;                       // the time limit for this run
-  Clock::time_point deadline;                   // now + timeout_ms, on the worker's clock
-  const std::atomic<bool>* stopping = nullptr;  // set when the worker shuts down
+  std::string idempotency_key;                   // the task's key, or its id when it has none
+  int attempt = 1;                               // 1 for the first run
+  int64_t due_ms = 0;                            // epoch ms, Redis TIME
+  int64_t timeout_ms = 0;                        // the time limit for this run
+  Clock::time_point deadline;                    // now + timeout_ms, on the worker's clock
+  const std::atomic<bool>* stopping = nullptr;   // set when the worker begins to shut down
+  const std::atomic<bool>* cancelled = nullptr;  // set when its shutdown grace has passed: return at once
 };
 
 using Handler = std::function<void(const TaskContext&)>;

@@ -1,0 +1,153 @@
+// ripen-bench-broker: the ceiling for any RabbitMQ-based task system on this
+// machine. No Redis, no ripen: one publisher (persistent messages, mandatory,
+// publisher confirms with a window of unconfirmed publishes, as ripen's
+// dispatcher does) into one durable queue, and consumers with manual acks and a
+// prefetch (as ripen's workers do), running at the same time.
+//
+// It prints one line of key=value figures:
+//   publish_rate  messages confirmed per second, first publish -> last confirm
+//   e2e_rate      messages acked by consumers per second, first publish -> last ack
+#include <amqp.h>  // before amqp_framing.h, which needs its types
+#include <amqp_framing.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <spdlog/fmt/fmt.h>
+#include <CLI/CLI.hpp>
+
+#include "ripen/amqp.h"
+#include "ripen/config.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  int64_t messages = 100'000;
+  int bytes = 229;  // ripen's envelope with a 100-byte payload
+  int window = 1000;
+  int consumers = 2;
+  int prefetch = 8;
+  std::string amqp_url;
+  std::string queue;
+};
+
+[[noreturn]] void die(const std::string& what) {
+  std::cerr << "ripen-bench-broker: " << what << "\n";
+  std::exit(1);
+}
+
+void check(const ripen::Status& st, const char* what) {
+  if (!st) die(std::string(what) + ": " + st.error().message);
+}
+
+// Waits for one confirm frame; returns how many publishes it settled.
+int64_t read_confirms(ripen::Amqp& amqp, uint64_t& confirmed_tag) {
+  amqp_frame_t frame;
+  if (amqp_simple_wait_frame(amqp.raw(), &frame) != AMQP_STATUS_OK) die("publisher connection broke");
+  if (frame.frame_type != AMQP_FRAME_METHOD) return 0;
+  uint64_t tag = 0;
+  bool multiple = false;
+  if (frame.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+    auto* m = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
+    tag = m->delivery_tag;
+    multiple = m->multiple != 0;
+  } else if (frame.payload.method.id == AMQP_BASIC_NACK_METHOD) {
+    die("the broker nacked a publish");
+  } else if (frame.payload.method.id == AMQP_BASIC_RETURN_METHOD) {
+    die("a publish was returned unroutable");
+  } else {
+    return 0;
+  }
+  const uint64_t before = confirmed_tag;
+  confirmed_tag = multiple ? std::max(confirmed_tag, tag) : confirmed_tag + 1;
+  return static_cast<int64_t>(confirmed_tag - before);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ripen-bench-broker: bare RabbitMQ publish (confirms) + consume (manual acks) rate, no Redis"};
+  Options o;
+  app.add_option("--messages", o.messages, "messages to publish and consume")->check(CLI::Range(1, 100'000'000));
+  app.add_option("--bytes", o.bytes, "message body size")->check(CLI::Range(1, 1'000'000));
+  app.add_option("--confirm-window", o.window, "unconfirmed publishes in flight")->check(CLI::Range(1, 65535));
+  app.add_option("--consumers", o.consumers, "consumer connections")->check(CLI::Range(1, 64));
+  app.add_option("--prefetch", o.prefetch, "prefetch per consumer")->check(CLI::Range(1, 65535));
+  app.add_option("--amqp-url", o.amqp_url, "default: $RIPEN_AMQP_URL or the local default");
+  CLI11_PARSE(app, argc, argv);
+
+  ripen::Config config = ripen::load_config(std::nullopt);
+  if (!o.amqp_url.empty()) config.amqp_url = o.amqp_url;
+  const ripen::AmqpUrl url = ripen::amqp_url_of(config);
+  o.queue = fmt::format("ripen-bench-broker-{}", static_cast<long>(getpid()));
+  const std::string exchange = o.queue + ".x";
+
+  ripen::Amqp publisher(url);
+  check(publisher.connect(), "connecting");
+  check(publisher.declare_exchange(exchange, "direct"), "declaring the exchange");
+  check(publisher.declare_queue(o.queue), "declaring the queue");
+  check(publisher.bind_queue(o.queue, exchange, o.queue), "binding");
+  check(publisher.confirm_select(), "enabling confirms");
+
+  std::atomic<int64_t> consumed{0};
+  std::atomic<int64_t> last_ack_ns{0};
+  std::atomic<int> ready{0};
+  std::vector<std::thread> consumers;
+  for (int c = 0; c < o.consumers; ++c) {
+    consumers.emplace_back([&] {
+      ripen::Amqp amqp(url);
+      check(amqp.connect(), "consumer connecting");
+      check(amqp.qos(static_cast<uint16_t>(o.prefetch)), "setting prefetch");
+      auto tag = amqp.consume(o.queue);
+      if (!tag) die("consuming: " + tag.error().message);
+      ++ready;
+      while (consumed.load() < o.messages) {
+        amqp_envelope_t env;
+        timeval tv{0, 200'000};
+        amqp_maybe_release_buffers(amqp.raw());
+        auto r = amqp_consume_message(amqp.raw(), &env, &tv, 0);
+        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT) continue;
+        if (r.reply_type != AMQP_RESPONSE_NORMAL) die("consumer connection broke");
+        const uint64_t delivery = env.delivery_tag;
+        amqp_destroy_envelope(&env);
+        check(amqp.ack(delivery), "acking");
+        ++consumed;
+        last_ack_ns.store(Clock::now().time_since_epoch().count());
+      }
+    });
+  }
+  while (ready.load() < o.consumers) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+
+  const std::string body(static_cast<size_t>(o.bytes), 'x');
+  ripen::AmqpMessageProps props;
+  const auto t0 = Clock::now();
+  uint64_t published = 0, confirmed = 0;
+  while (published < static_cast<uint64_t>(o.messages)) {
+    while (published - confirmed >= static_cast<uint64_t>(o.window)) read_confirms(publisher, confirmed);
+    props.message_id = std::to_string(published);
+    check(publisher.publish(exchange, o.queue, body, props, /*mandatory=*/true), "publishing");
+    ++published;
+  }
+  while (confirmed < published) read_confirms(publisher, confirmed);
+  const auto t_confirmed = Clock::now();
+  for (auto& t : consumers) t.join();
+  const auto t_acked = Clock::time_point(Clock::duration(last_ack_ns.load()));
+
+  (void)publisher.delete_queue(o.queue);
+  const double pub_s = std::chrono::duration<double>(t_confirmed - t0).count();
+  const double e2e_s = std::chrono::duration<double>(t_acked - t0).count();
+  std::cout << fmt::format(
+      "broker-limit messages={} bytes={} confirm_window={} consumers={} prefetch={} publish_rate={:.0f} "
+      "e2e_rate={:.0f} e2e_s={:.3f}\n",
+      o.messages, o.bytes, o.window, o.consumers, o.prefetch, static_cast<double>(o.messages) / pub_s,
+      static_cast<double>(o.messages) / e2e_s, e2e_s);
+  return 0;
+}
