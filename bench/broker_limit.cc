@@ -35,6 +35,7 @@ struct Options {
   int window = 1000;
   int consumers = 2;
   int prefetch = 8;
+  int ack_every = 1;  // ack with `multiple` once per this many deliveries
   std::string amqp_url;
   std::string queue;
 };
@@ -81,6 +82,8 @@ int main(int argc, char** argv) {
   app.add_option("--confirm-window", o.window, "unconfirmed publishes in flight")->check(CLI::Range(1, 65535));
   app.add_option("--consumers", o.consumers, "consumer connections")->check(CLI::Range(1, 64));
   app.add_option("--prefetch", o.prefetch, "prefetch per consumer")->check(CLI::Range(1, 65535));
+  app.add_option("--ack-every", o.ack_every, "ack once per N deliveries (multiple=true); 1 = each")
+      ->check(CLI::Range(1, 65535));
   app.add_option("--amqp-url", o.amqp_url, "default: $RIPEN_AMQP_URL or the local default");
   CLI11_PARSE(app, argc, argv);
 
@@ -114,12 +117,19 @@ int main(int argc, char** argv) {
         timeval tv{0, 200'000};
         amqp_maybe_release_buffers(amqp.raw());
         auto r = amqp_consume_message(amqp.raw(), &env, &tv, 0);
-        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT) continue;
+        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT) {
+          if (o.ack_every > 1) (void)amqp.ack(0, true);  // everything delivered so far
+          continue;
+        }
         if (r.reply_type != AMQP_RESPONSE_NORMAL) die("consumer connection broke");
         const uint64_t delivery = env.delivery_tag;
         amqp_destroy_envelope(&env);
-        check(amqp.ack(delivery), "acking");
-        ++consumed;
+        const int64_t n = ++consumed;
+        // Ack every ack_every-th delivery with `multiple`, and always the last
+        // (with --consumers > 1 the last of each consumer is acked on its timeout).
+        if (o.ack_every == 1 || delivery % static_cast<uint64_t>(o.ack_every) == 0 || n == o.messages) {
+          check(amqp.ack(delivery, o.ack_every > 1), "acking");
+        }
         last_ack_ns.store(Clock::now().time_since_epoch().count());
       }
     });
@@ -146,8 +156,8 @@ int main(int argc, char** argv) {
   const double e2e_s = std::chrono::duration<double>(t_acked - t0).count();
   std::cout << fmt::format(
       "broker-limit messages={} bytes={} confirm_window={} consumers={} prefetch={} publish_rate={:.0f} "
-      "e2e_rate={:.0f} e2e_s={:.3f}\n",
+      "e2e_rate={:.0f} e2e_s={:.3f} ack_every={}\n",
       o.messages, o.bytes, o.window, o.consumers, o.prefetch, static_cast<double>(o.messages) / pub_s,
-      static_cast<double>(o.messages) / e2e_s, e2e_s);
+      static_cast<double>(o.messages) / e2e_s, e2e_s, o.ack_every);
   return 0;
 }

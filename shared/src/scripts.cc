@@ -66,13 +66,19 @@ end
 
 -- Ends a task's life with STATUS f: its live entries go, the compact ENDED
 -- record stays `retention` ms (Redis expires it), and its idempotency key is
--- free for new tasks.
-local function retire(prefix, id, f, retention)
-  local task = redis.call('HGET', prefix .. 'tasks', id)
-  local head = ''
-  if task then
-    local t = split(task, 6)
-    if t[5] ~= '' then
+-- free for new tasks. `head` is the TASK without its payload when the caller
+-- has it (a worker does), else it is read.
+local function retire(prefix, id, f, retention, head)
+  local t
+  if head and head ~= '' then
+    t = split(head, 5)
+  else
+    local task = redis.call('HGET', prefix .. 'tasks', id)
+    t = task and split(task, 6)
+  end
+  head = ''
+  if t then
+    if t[5] and t[5] ~= '' then
       local idem_key = prefix .. 'idem:' .. t[5]
       if redis.call('GET', idem_key) == id then redis.call('DEL', idem_key) end
     end
@@ -115,14 +121,13 @@ for i = 4, #ARGV, 6 do
     out[#out + 1] = existing
     out[#out + 1] = 0
     out[#out + 1] = due_of(prefix, existing)
-  elseif redis.call('HEXISTS', KEYS[2], id) == 1 then
+  elseif redis.call('HSETNX', KEYS[2], id, max .. US .. now .. US .. tail) == 0 then
     out[#out + 1] = id
     out[#out + 1] = -1
     out[#out + 1] = due_of(prefix, id)
   else
     local due
     if due_arg ~= '' then due = tonumber(due_arg) else due = now + tonumber(delay) end
-    redis.call('HSET', KEYS[2], id, max .. US .. now .. US .. tail)
     redis.call('ZADD', KEYS[1], due, id)
     if idem ~= '' then redis.call('SET', prefix .. 'idem:' .. idem, id) end
     if earliest == nil or due < earliest then earliest = due end
@@ -164,17 +169,23 @@ if #ripe > 0 then
   -- takes them all.
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, #ripe / 2 - 1)
   local deadline = now + tonumber(ARGV[3])
+  local leases = {}
   for i = 1, #ripe, 2 do
     local id, due = ripe[i], ripe[i + 1]
     local task = redis.call('HGET', KEYS[4], id)
     if task then
       -- First claim: the STATUS appears, carrying the due time the wheel held.
       redis.call('HSETNX', KEYS[5], id, 'scheduled' .. US .. '0' .. US .. due .. US .. US .. US .. US .. US)
-      redis.call('ZADD', KEYS[2], deadline, id)
+      leases[#leases + 1] = deadline
+      leases[#leases + 1] = id
       out[#out + 1] = id
       out[#out + 1] = task
       out[#out + 1] = due
     end
+  end
+  -- One ZADD for the batch (in slices: Lua's unpack has a stack limit).
+  for i = 1, #leases, 2000 do
+    redis.call('ZADD', KEYS[2], unpack(leases, i, math.min(i + 1999, #leases)))
   end
 end
 -- The next moment this shard needs a look: its earliest due task, or the
@@ -199,9 +210,26 @@ const LuaScript& settle() {
 local now = now_ms()
 local prefix = ARGV[1]
 local settled = 0
+-- Which are still in flight, in one call, then one ZREM for those.
+local ids = {}
+for i = 3, #ARGV, 3 do ids[#ids + 1] = ARGV[i] end
+local present = {}
+for i = 1, #ids, 1000 do
+  local scores = redis.call('ZMSCORE', KEYS[2], unpack(ids, i, math.min(i + 999, #ids)))
+  local gone = {}
+  for k, score in ipairs(scores) do
+    local id = ids[i + k - 1]
+    if score and not present[id] then
+      present[id] = true
+      gone[#gone + 1] = id
+    end
+  end
+  if #gone > 0 then redis.call('ZREM', KEYS[2], unpack(gone)) end
+end
 for i = 3, #ARGV, 3 do
   local id, outcome, reason = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if redis.call('ZREM', KEYS[2], id) == 1 then
+  if present[id] then
+    present[id] = nil  -- settled once, even if listed twice
     settled = settled + 1
     local f = read_status(KEYS[3], id)
     if not f and outcome == 'd' then
@@ -281,11 +309,12 @@ return live
 }
 
 // Records that deliveries of tasks of one shard begin running.
-// KEYS: status, tasks   ARGV: prefix, worker name, then task ids
-// Reply: per id five values: {'run', attempt, max_attempts, due_ms, now} when the
-//        handler should run; {'skip', state, 0, 0, 0} when the task has already
-//        ended; {'missing', 0, 0, 0, 0} when there is no record (retention passed,
-//        never existed, or another namespace).
+// KEYS: status   ARGV: prefix, worker name, then task ids
+// Reply: per id four values: {'run', attempt, due_ms, now} when the handler
+//        should run; {'skip', state, 0, 0} when the task has already ended;
+//        {'missing', 0, 0, 0} when there is no record (retention passed, never
+//        existed, or another namespace). A live task always has a STATUS by now:
+//        the claim that published it wrote one.
 const LuaScript& start() {
   static const LuaScript s = make("start", R"lua(
 local prefix, worker = ARGV[1], ARGV[2]
@@ -294,13 +323,11 @@ local out = {}
 for i = 3, #ARGV do
   local id = ARGV[i]
   local f = read_status(KEYS[1], id)
-  local task = redis.call('HGET', KEYS[2], id)
-  if f and task then
+  if f then
     f[1], f[2], f[5], f[7] = 'running', tonumber(f[2]) + 1, now, worker
     write_status(KEYS[1], id, f)
     out[#out + 1] = 'run'
     out[#out + 1] = f[2]
-    out[#out + 1] = tonumber(string.match(task, '^(%d+)'))
     out[#out + 1] = tonumber(f[3])
     out[#out + 1] = now
   else
@@ -314,7 +341,6 @@ for i = 3, #ARGV do
     end
     out[#out + 1] = 0
     out[#out + 1] = 0
-    out[#out + 1] = 0
   end
 end
 return out
@@ -324,16 +350,17 @@ return out
 
 // Records how runs of tasks of one shard ended.
 // KEYS: status, due
-// ARGV: prefix, retention_ms, wake_channel, shard, then per task four values:
-//       id, outcome ('ok' | 'retry' | 'dead'), error, retry_delay_ms
+// ARGV: prefix, retention_ms, wake_channel, shard, then per task five values:
+//       id, outcome ('ok' | 'retry' | 'dead'), error, retry_delay_ms,
+//       the TASK without its payload (see stored_task.h), or '' to read it
 // Reply: per task the state written ('succeeded', 'failed', 'dead'), or 'missing'.
 const LuaScript& finish() {
   static const LuaScript s = make("finish", R"lua(
 local prefix, retention, wake, shard = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now = now_ms()
 local out = {}
-for i = 5, #ARGV, 4 do
-  local id, outcome, err, delay = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+for i = 5, #ARGV, 5 do
+  local id, outcome, err, delay, head = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local f = read_status(KEYS[1], id)
   if not f then
     out[#out + 1] = 'missing'
@@ -341,7 +368,7 @@ for i = 5, #ARGV, 4 do
     f[6] = now
     if outcome == 'ok' then
       f[1] = 'succeeded'
-      retire(prefix, id, f, retention)
+      retire(prefix, id, f, retention, head)
     elseif outcome == 'retry' then
       -- Written back into the wheel before the worker acks the delivery: a crash
       -- in between duplicates a retry but never loses one.
@@ -351,7 +378,7 @@ for i = 5, #ARGV, 4 do
       schedule(KEYS[2], id, due, wake, shard)
     else
       f[1], f[8] = 'dead', err
-      retire(prefix, id, f, retention)
+      retire(prefix, id, f, retention, head)
     end
     out[#out + 1] = f[1]
   end

@@ -37,17 +37,35 @@ std::string field_safe(std::string_view text) {
   return out;
 }
 
-std::string pack_task_tail(const Envelope& task) {
+namespace {
+
+// The optional envelope members, as JSON object members without the braces.
+std::string extra_members(const Envelope& task) {
   nlohmann::json extra = nlohmann::json::object();
   if (!task.downstream.empty()) extra["downstream"] = task.downstream;
   if (task.timeout_ms != 0) extra["timeout_ms"] = task.timeout_ms;
   if (task.priority != 0) extra["priority"] = task.priority;
   if (!task.headers.empty()) extra["headers"] = task.headers;
-  std::string members;
-  if (!extra.empty()) {
-    members = extra.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    members = members.substr(1, members.size() - 2);  // without the braces
-  }
+  if (extra.empty()) return {};
+  const std::string members = extra.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return members.substr(1, members.size() - 2);
+}
+
+}  // namespace
+
+std::string pack_task_head(const Envelope& task) {
+  std::string out = std::to_string(task.max_attempts);
+  out.push_back(kSep);
+  out.append(std::to_string(task.created_ms)).push_back(kSep);
+  out.append(task.queue).push_back(kSep);
+  out.append(task.type).push_back(kSep);
+  out.append(task.idempotency_key).push_back(kSep);
+  out.append(extra_members(task));
+  return out;
+}
+
+std::string pack_task_tail(const Envelope& task) {
+  const std::string members = extra_members(task);
   std::string out;
   const std::string payload = task.payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   out.reserve(task.queue.size() + task.type.size() + task.idempotency_key.size() + members.size() + payload.size() + 4);

@@ -53,14 +53,14 @@ class Store : public NamespaceTest {
   }
 
   RedisReply start(const std::string& id) {
-    auto r = redis_->eval(scripts::start(), {keys_->status(0), keys_->tasks(0)}, {keys_->shard_prefix(0), "w1", id});
+    auto r = redis_->eval(scripts::start(), {keys_->status(0)}, {keys_->shard_prefix(0), "w1", id});
     EXPECT_TRUE(r.ok()) << r.error().describe();
     return r ? std::move(*r) : RedisReply();
   }
 
   std::string finish(const std::string& id, const std::string& outcome, const std::string& error = "") {
     auto r = redis_->eval(scripts::finish(), {keys_->status(0), keys_->due(0)},
-                          {keys_->shard_prefix(0), "60000", "", "0", id, outcome, error, "5000"});
+                          {keys_->shard_prefix(0), "60000", "", "0", id, outcome, error, "5000", ""});
     EXPECT_TRUE(r.ok()) << r.error().describe();
     return r ? r->at(0).str() : "";
   }

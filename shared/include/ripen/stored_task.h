@@ -37,6 +37,11 @@ inline constexpr char kSep = '\x1f';
 // puts max_attempts and Redis's own created_ms in front.
 std::string pack_task_tail(const Envelope& task);
 
+// The TASK fields but the payload (max_attempts | created_ms | queue | type |
+// idempotency_key | extra), from an envelope that came out of envelope_json():
+// what a worker hands back so that ending a task need not read its TASK.
+std::string pack_task_head(const Envelope& task);
+
 // A TASK as stored, viewing into the string it was parsed from.
 struct StoredTask {
   int max_attempts = 0;
