@@ -304,13 +304,21 @@ class Worker::Impl {
   // Sleeps up to `timeout`, waking for deliveries, finished handlers or stop.
   void wait(std::chrono::milliseconds timeout) {
     if (amqp_.connected() && (amqp_frames_enqueued(amqp_.raw()) || amqp_data_in_buffer(amqp_.raw()))) return;
+    // Handler threads write done_fd only while this thread says it sleeps (one
+    // syscall per sleep, not per task). The flag is raised before looking at ran_,
+    // so a result pushed after the look always sees it raised: no lost wake-up.
+    io_waiting_.store(true);
     {
       std::lock_guard lock(ran_mu_);
-      if (!ran_.empty()) return;
+      if (!ran_.empty()) {
+        io_waiting_.store(false);
+        return;
+      }
     }
     pollfd fds[3] = {{stop_fd_, POLLIN, 0}, {done_fd_, POLLIN, 0}, {-1, POLLIN, 0}};
     if (amqp_.connected()) fds[2].fd = amqp_get_sockfd(amqp_.raw());
     poll(fds, 3, static_cast<int>(timeout.count()));
+    io_waiting_.store(false);
     if (fds[1].revents != 0) drain(done_fd_);
   }
 
@@ -402,6 +410,7 @@ class Worker::Impl {
     }
     finishing_ = std::move(finish_again);
     starting_ = std::move(start_again);
+    dispatch_ready();
     return true;
   }
 
@@ -429,11 +438,24 @@ class Worker::Impl {
       std::lock_guard lock(stats_mu_);
       stats_.lateness.record(r.at(at + 3).integer() - d.due_ms);
     }
+    ready_.push_back(std::move(d));
+  }
+
+  // Hands the deliveries whose start was recorded to the handler threads, waking
+  // no more threads than there is work for.
+  void dispatch_ready() {
+    if (ready_.empty()) return;
+    const size_t n = ready_.size();
     {
       std::lock_guard lock(jobs_mu_);
-      jobs_.push_back(std::move(d));
+      for (auto& d : ready_) jobs_.push_back(std::move(d));
     }
-    jobs_cv_.notify_one();
+    ready_.clear();
+    if (n >= static_cast<size_t>(config_.worker.concurrency)) {
+      jobs_cv_.notify_all();
+    } else {
+      for (size_t i = 0; i < n; ++i) jobs_cv_.notify_one();
+    }
   }
 
   void finished(const Finish& f, const std::string& state) {
@@ -468,26 +490,35 @@ class Worker::Impl {
   // ---- handler threads ------------------------------------------------------------
 
   void handler_thread() {
+    const auto threads = static_cast<size_t>(config_.worker.concurrency);
+    std::vector<Delivery> chunk;
+    std::vector<Ran> results;
     while (true) {
-      Delivery d;
       {
         std::unique_lock lock(jobs_mu_);
         jobs_cv_.wait(lock, [&] { return !jobs_.empty() || draining_; });
         if (jobs_.empty()) return;
-        d = std::move(jobs_.front());
-        jobs_.pop_front();
-        ++running_;
+        // Its share of what waits: short handlers then cost one hand-over per
+        // share instead of one per task, and long ones still spread over all threads.
+        const size_t take = (jobs_.size() + threads - 1) / threads;
+        for (size_t i = 0; i < take; ++i) {
+          chunk.push_back(std::move(jobs_.front()));
+          jobs_.pop_front();
+        }
+        running_ += static_cast<int>(chunk.size());
       }
-      Ran ran = run_handler(std::move(d));
+      for (auto& d : chunk) results.push_back(run_handler(std::move(d)));
       {
         std::lock_guard lock(ran_mu_);
-        ran_.push_back(std::move(ran));
+        for (auto& r : results) ran_.push_back(std::move(r));
       }
       {
         std::lock_guard lock(jobs_mu_);
-        --running_;
+        running_ -= static_cast<int>(chunk.size());
       }
-      wake(done_fd_);
+      chunk.clear();
+      results.clear();
+      if (io_waiting_.exchange(false)) wake(done_fd_);
     }
   }
 
@@ -584,6 +615,7 @@ class Worker::Impl {
   int done_fd_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> cancelled_{false};
+  std::atomic<bool> io_waiting_{false};  // the I/O thread sleeps in poll() (see wait())
   std::unordered_map<std::string, Handler> handlers_;
   std::unordered_map<std::string, std::string> consumer_tags_;  // tag -> task queue
   uint64_t generation_ = 0;
@@ -593,6 +625,7 @@ class Worker::Impl {
   // Owned by the I/O thread.
   std::vector<Delivery> starting_;  // read, start not yet recorded
   std::vector<Finish> finishing_;   // ran, outcome not yet recorded
+  std::vector<Delivery> ready_;     // start recorded, to hand to the handler threads
   std::set<uint64_t> unacked_;      // delivery tags of this connection not yet acked or handed back
   std::vector<uint64_t> to_ack_;    // acks waiting for flush_acks()
 
