@@ -123,6 +123,7 @@ struct Options {
   int64_t rabbitmq_pid = 0;
   bool keep = false;
   std::string trace;
+  int64_t backlog = 0;
 
   // Resolved.
   int64_t window_ms = 0;
@@ -622,6 +623,7 @@ struct Results {
   std::optional<double> redis_cpu_s;
   std::optional<double> rabbitmq_cpu_s;
   double run_wall_s = 0;
+  double dispatch_rate = 0;           // tasks confirmed by the broker per second, first due -> last dispatched_ms
   std::optional<MachineCpu> machine;  // over the run
   std::string load_start, load_end;
 };
@@ -656,6 +658,8 @@ void print_report(std::ostream& out, const Options& o, const Machine& m, const s
   out << fmt::format("completed   {}/{}{}; throughput {:.0f} tasks/s over first due -> last handler end ({} s)\n",
                      h.runs, o.tasks, r.complete ? "" : " (INCOMPLETE at the deadline)", r.completion_rate,
                      fmt::format("{:.3f}", static_cast<double>(h.last_end_us - r.first_due_us) / 1e6));
+  out << fmt::format("dispatched  {:.0f} tasks/s confirmed by the broker, first due -> last dispatched_ms\n",
+                     r.dispatch_rate);
   out << fmt::format("drain       last handler started {} ms after the last due time\n",
                      ms(static_cast<double>(h.last_start_us - r.last_due_us)));
   if (h.runs > 0) {
@@ -763,6 +767,26 @@ void append_csv(const std::string& path, const Options& o, const Machine& m, con
   out << values << "\n";
 }
 
+// One line of key=value figures for scripts (bench/run) to pick up. CPU is in
+// seconds per 100k tasks; "workers" is the bench process without its producer
+// thread (the in-process workers and the bench's own bookkeeping).
+void print_result_line(std::ostream& out, const Options& o, const Results& r) {
+  const auto& h = r.handled;
+  const double per100k = 100'000.0 / static_cast<double>(std::max<int64_t>(o.tasks, 1));
+  auto cpu = [&](const std::optional<double>& v) { return v ? fmt::format("{:.2f}", *v * per100k) : "na"; };
+  out << fmt::format(
+      "result label={} tasks={} window_s={:.3f} backlog={} enqueue_rate={:.0f} dispatch_rate={:.0f} "
+      "completion_rate={:.0f} p50_ms={} p99_ms={} p999_ms={} max_ms={} drain_ms={} early={} duplicates={} "
+      "missing={} cpu100k_dispatcher={} cpu100k_workers={} cpu100k_redis={} cpu100k_rabbitmq={} "
+      "cpu100k_producer={}\n",
+      o.label.empty() ? "-" : o.label, o.tasks, static_cast<double>(o.window_ms) / 1000.0, o.backlog, r.enqueue_rate,
+      r.dispatch_rate, r.completion_rate, ms(static_cast<double>(h.lateness_us.quantile(0.5))),
+      ms(static_cast<double>(h.lateness_us.quantile(0.99))), ms(static_cast<double>(h.lateness_us.quantile(0.999))),
+      ms(static_cast<double>(h.lateness_us.max())), ms(static_cast<double>(h.last_start_us - r.last_due_us)), h.early,
+      r.duplicates, r.missing, cpu(r.dispatcher_cpu_s), cpu(r.bench_cpu_s - r.producer_cpu_s), cpu(r.redis_cpu_s),
+      cpu(r.rabbitmq_cpu_s), cpu(r.producer_cpu_s));
+}
+
 // ---- the run --------------------------------------------------------------------------------------
 
 class Bench {
@@ -804,7 +828,9 @@ class Bench {
     results_.offset_end = estimate_offset(redis_, 25);
     stop_all();
     collect();
+    measure_dispatch();
     print_report(std::cout, o_, machine_, redis_ver_, results_);
+    print_result_line(std::cout, o_, results_);
     if (!o_.csv.empty()) append_csv(o_.csv, o_, machine_, results_);
     if (!o_.trace.empty()) write_trace();
     cleanup();
@@ -902,6 +928,24 @@ class Bench {
 
   void enqueue_and_wait() {
     ripen::Producer producer(config_);
+    if (o_.backlog > 0) {
+      // Far-future tasks first: they sit in the same shards' due sets the whole run.
+      const int64_t year_ms = 365LL * 24 * 3600 * 1000;
+      const std::string backlog_pad(static_cast<size_t>(o_.payload_bytes), 'x');
+      for (int64_t i = 0; i < o_.backlog; i += 1000) {
+        std::vector<ripen::Envelope> batch(static_cast<size_t>(std::min<int64_t>(1000, o_.backlog - i)));
+        for (auto& e : batch) {
+          e.queue = kQueue;
+          e.type = "backlog";
+          e.payload = backlog_pad;
+          e.delay_ms = year_ms;
+        }
+        for (const auto& r : producer.enqueue_batch(std::move(batch))) {
+          if (!r) throw Fatal("backlog enqueue: " + r.error().describe());
+        }
+      }
+      std::cerr << fmt::format("ripen-bench: {} tasks due in a year are in the wheel\n", o_.backlog);
+    }
     std::string pad(static_cast<size_t>(o_.payload_bytes), 'x');
     const int64_t start_ms = redis_now_us() / 1000;
     const int64_t first_due = start_ms + o_.lead_ms;
@@ -1012,6 +1056,25 @@ class Bench {
     for (auto& t : threads_) {
       if (t.joinable()) t.join();
     }
+  }
+
+  // Dispatch rate from the records' dispatched_ms (Redis TIME): the broker's
+  // confirms as the dispatcher recorded them.
+  void measure_dispatch() {
+    int64_t last = 0;
+    int64_t stamped = 0;
+    for (size_t i = 0; i < ids_.size(); i += 1000) {
+      const std::vector<std::string> ids(ids_.begin() + static_cast<std::ptrdiff_t>(i),
+                                         ids_.begin() + static_cast<std::ptrdiff_t>(std::min(ids_.size(), i + 1000)));
+      for (const auto& r : ripen::read_task_records(redis_, keys_, ids)) {
+        if (r && r->dispatched_ms) {
+          last = std::max(last, *r->dispatched_ms);
+          ++stamped;
+        }
+      }
+    }
+    const double span_s = static_cast<double>(last * 1000 - results_.first_due_us) / 1e6;
+    results_.dispatch_rate = span_s > 0 ? static_cast<double>(stamped) / span_s : 0;
   }
 
   void collect() {
@@ -1163,6 +1226,9 @@ int main(int argc, char** argv) {
   app.add_option("--trace", o.trace,
                  "write one CSV line per task (due, created, dispatched, started, finished ms from its record; "
                  "handler start us) to this file before cleaning up");
+  app.add_option("--backlog", o.backlog,
+                 "tasks due a year from now put in the same wheel first: lateness with a full wheel")
+      ->check(CLI::Range(int64_t{0}, int64_t{100'000'000}));
   app.add_flag("--keep", o.keep, "leave the namespace's keys and queues in place after the run");
   CLI11_PARSE(app, argc, argv);
 
