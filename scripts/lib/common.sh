@@ -166,9 +166,11 @@ ripen_redis_ping() {
   [[ $(timeout 3 redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]]
 }
 
-# start_redis NAME PORT
+# start_redis NAME PORT [extra redis-server arguments...]
 start_redis() {
   local name=$1 port=$2
+  shift 2
+  local extra=("$@")
   local dir="$RIPEN_RUN_DIR/$name/redis"
   mkdir -p "$dir"
   local pid
@@ -193,7 +195,7 @@ start_redis() {
   start=$(ripen_now_ms)
   if ! redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" \
     --appendonly yes --save "" --daemonize yes \
-    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"; then
+    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" "${extra[@]}"; then
     tail -n 30 "$dir/redis.log" >&2 2>/dev/null || true
     ripen_die "redis ($name): redis-server failed to start"
   fi
