@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
     const double cpu0 = redis_cpu_s(redis);
     const auto c0 = Clock::now();
     int64_t claimed = 0;
-    std::vector<std::vector<std::string>> settles(static_cast<size_t>(config.shards));
+    std::vector<std::vector<std::pair<std::string, int64_t>>> settles(static_cast<size_t>(config.shards));
     for (bool more = true; more;) {
       for (int s = 0; s < config.shards; ++s) {
         redis.append_eval(ripen::scripts::claim(),
@@ -162,10 +162,10 @@ int main(int argc, char** argv) {
       for (int s = 0; s < config.shards; ++s) {
         const auto& r = (*replies)[static_cast<size_t>(s)];
         if (!r) die("claim: " + r.error().message);
-        const size_t items = (r->size() - 3) / 3;
-        claimed += static_cast<int64_t>(items);
-        more |= items == 500;
-        for (size_t i = 0; i < items; ++i) settles[static_cast<size_t>(s)].push_back(r->at(3 + i * 3).str());
+        const auto claim = ripen::scripts::read_claim_reply(*r);
+        claimed += static_cast<int64_t>(claim.tasks.size());
+        more |= claim.tasks.size() == 500;
+        for (const auto& t : claim.tasks) settles[static_cast<size_t>(s)].emplace_back(t.id, claim.lease_deadline);
       }
     }
     const double claim_s = std::chrono::duration<double>(Clock::now() - c0).count();
@@ -178,8 +178,8 @@ int main(int argc, char** argv) {
       std::vector<std::string> args = {keys.shard_prefix(s), "1000"};
       std::vector<std::string> del = {"HDEL", keys.status(s)};
       std::vector<std::string> del_tasks = {"HDEL", keys.tasks(s)};
-      for (const auto& id : ids) {
-        args.insert(args.end(), {id, "d", ""});
+      for (const auto& [id, deadline] : ids) {
+        args.insert(args.end(), {id, "d", std::to_string(deadline), ""});
         del.push_back(id);
         del_tasks.push_back(id);
       }

@@ -8,12 +8,16 @@
 
 #include <algorithm>
 #include <deque>
+#include <map>
 #include <random>
-#include <unordered_set>
+#include <string_view>
+#include <vector>
 
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "ripen/amqp.h"
+#include "ripen/envelope.h"
 #include "ripen/failure_log.h"
 #include "ripen/keys.h"
 #include "ripen/redis.h"
@@ -60,18 +64,35 @@ std::string default_owner() {
   return std::string(host) + ":" + std::to_string(getpid()) + ":" + std::to_string(rng() % 100000);
 }
 
-// One outstanding publish, waiting for the broker's confirm.
-struct Pending {
-  uint64_t tag = 0;
+// A claimed task, from its claim until its publish is settled.
+struct Claimed {
   int shard = 0;
   std::string id;
-  char outcome = 'd';  // what its confirm settles: 'd' dispatched, 'x' dead (a dead-letter copy)
-  std::string reason;  // for 'x'
+  int64_t deadline = 0;  // the in-flight lease of its claim: names that claim in settle()
+};
+
+// A claimed task waiting, with the others of its queue claimed in the same
+// round, to be published.
+struct Outgoing {
+  Claimed claimed;
+  std::string envelope;  // its JSON
+};
+
+// One outstanding publish (one task, or a bundle of them), waiting for the
+// broker's confirm.
+struct Pending {
+  uint64_t tag = 0;
+  std::vector<Claimed> tasks;
+  std::string message_id;  // the first task's id: how a basic.return names the publish
+  char outcome = 'd';      // what its confirm settles: 'd' dispatched, 'x' dead (a dead-letter copy)
+  std::string reason;      // for 'x'
+  bool returned = false;   // returned unroutable: its dead-letter copies settle its tasks instead
 };
 
 struct Settle {
   std::string id;
-  char outcome;  // 'd' confirmed, 'x' returned (dead), 'r' back to the wheel
+  int64_t deadline;  // as in Claimed
+  char outcome;      // 'd' confirmed, 'x' returned (dead), 'r' back to the wheel
   std::string reason;
 };
 
@@ -198,7 +219,9 @@ class Dispatcher::Impl {
 
   // ---- claim and publish -------------------------------------------------------
 
-  int window_space() const { return config_.dispatcher.confirm_window - static_cast<int>(pending_.size()); }
+  // The confirm window counts tasks, not messages: it bounds how much is
+  // published again if this dispatcher dies before the confirms are written.
+  int window_space() const { return config_.dispatcher.confirm_window - pending_tasks_; }
 
   // One round trip to Redis: the confirms waiting to be written, then a claim on
   // every owned shard that may have ripe tasks, sharing what the confirm window
@@ -237,10 +260,11 @@ class Dispatcher::Impl {
     for (size_t i = 0; i < claimed.size(); ++i) {
       any |= on_claim(claimed[i], per_shard, (*replies)[settled.size() + i]);
     }
+    publish_outbox();
     return any;
   }
 
-  // Acts on one shard's claim reply: publishes the tasks; returns whether any.
+  // Acts on one shard's claim reply: its tasks go to the outbox; returns whether any.
   bool on_claim(int shard, int batch, const Result<RedisReply>& r) {
     auto it = owned_.find(shard);
     if (it == owned_.end()) return false;
@@ -249,25 +273,22 @@ class Dispatcher::Impl {
       next_due_[static_cast<size_t>(shard)] = clock_.now() + std::chrono::milliseconds(200);
       return false;
     }
-    const int64_t redis_now = r->at(0).integer();
-    if (redis_now < 0) {
-      // Fenced: another dispatcher holds this shard now.
+    const scripts::ClaimReply claim = scripts::read_claim_reply(*r);
+    if (claim.fenced) {
       spdlog::warn("shard {}: fenced off by a newer lease; giving it up", shard);
       std::lock_guard lock(stats_mu_);
       owned_.erase(it);
       return false;
     }
-    const int64_t next_due = r->at(1).integer();
-    const int64_t recovered = r->at(2).integer();
-    const size_t items = (r->size() - 3) / 3;  // (id, TASK, due) triples
+    const size_t items = claim.tasks.size();
     {
       std::lock_guard lock(stats_mu_);
       stats_.claimed += items;
-      stats_.recovered += static_cast<uint64_t>(recovered);
-      for (size_t i = 0; i < items; ++i) stats_.lateness.record(redis_now - r->at(3 + i * 3 + 2).integer());
+      stats_.recovered += static_cast<uint64_t>(claim.recovered);
+      for (const auto& t : claim.tasks) stats_.lateness.record(claim.now_ms - t.due_ms);
     }
-    if (recovered > 0)
-      spdlog::warn("shard {}: {} in-flight tasks outlived their lease; publishing again", shard, recovered);
+    if (claim.recovered > 0)
+      spdlog::warn("shard {}: {} in-flight tasks outlived their lease; publishing again", shard, claim.recovered);
     // When the next task ripens (or an in-flight lease expires), as a local
     // deadline, but never later than max_poll: a wake-up lost while the
     // subscriber reconnected must not leave a shard unlooked-at. If the batch was
@@ -276,27 +297,23 @@ class Dispatcher::Impl {
     const auto poll_bound = clock_.now() + std::chrono::milliseconds(config_.dispatcher.max_poll_ms);
     if (static_cast<int>(items) >= batch && batch > 0) {
       wake = Clock::time_point::min();
-    } else if (next_due < 0) {
+    } else if (claim.next_ms < 0) {
       wake = poll_bound;
     } else {
-      wake = std::min(poll_bound, clock_.now() + std::chrono::milliseconds(std::max<int64_t>(next_due - redis_now, 0)));
+      wake = std::min(poll_bound,
+                      clock_.now() + std::chrono::milliseconds(std::max<int64_t>(claim.next_ms - claim.now_ms, 0)));
     }
-    for (size_t i = 0; i < items; ++i) {
-      const size_t base = 3 + i * 3;
-      std::string id = r->at(base).str();
-      const auto task = parse_stored_task(r->at(base + 1).sv());
+    const int64_t deadline = claim.lease_deadline;
+    for (const auto& t : claim.tasks) {
+      std::string id(t.id);
+      const auto task = parse_stored_task(t.task);
       if (!task) {
         // Cannot happen unless something else wrote the key; never drop it silently.
         spdlog::error("task {}: its stored form is malformed; dead-lettering it", id);
-        settles_[shard].push_back({std::move(id), 'x', "stored task is malformed"});
+        settles_[shard].push_back({std::move(id), deadline, 'x', "stored task is malformed"});
         continue;
       }
-      if (!amqp_.connected() || !publish(shard, id, *task, r->at(base + 2).integer())) {
-        // The connection broke mid-batch: this and the rest go back to the wheel.
-        settles_[shard].push_back({std::move(id), 'r', ""});
-        std::lock_guard lock(stats_mu_);
-        ++stats_.released;
-      }
+      outbox_[std::string(task->queue)].push_back({Claimed{shard, id, deadline}, envelope_json(id, *task)});
     }
     return items > 0;
   }
@@ -312,20 +329,61 @@ class Dispatcher::Impl {
     return true;
   }
 
-  bool publish(int shard, const std::string& id, const StoredTask& task, int64_t due_ms) {
-    const std::string queue(task.queue);
+  // Publishes what this round claimed: per queue, in messages of up to
+  // dispatcher.bundle tasks. Only tasks that ripened together share a message, so
+  // no task waits for company; under load, one persisted and confirmed broker
+  // message carries many tasks, which is what lets the pipeline outrun the
+  // broker's one-message-per-task rate.
+  void publish_outbox() {
+    const size_t bundle = static_cast<size_t>(std::max(config_.dispatcher.bundle, 1));
+    for (auto& [queue, tasks] : outbox_) {
+      for (size_t at = 0; at < tasks.size(); at += bundle) {
+        const size_t end = std::min(tasks.size(), at + bundle);
+        if (!amqp_.connected() || !publish(queue, tasks, at, end)) {
+          // The connection broke: these go back to the wheel.
+          std::lock_guard lock(stats_mu_);
+          for (size_t k = at; k < end; ++k) {
+            const Claimed& c = tasks[k].claimed;
+            settles_[c.shard].push_back({c.id, c.deadline, 'r', ""});
+            ++stats_.released;
+          }
+        }
+      }
+    }
+    outbox_.clear();
+  }
+
+  // Publishes tasks[at, end) of one queue as one message.
+  bool publish(const std::string& queue, std::vector<Outgoing>& tasks, size_t at, size_t end) {
     if (!ensure_queue(queue)) return false;
+    std::string body;
+    if (end - at == 1) {
+      body = std::move(tasks[at].envelope);
+    } else {
+      std::vector<std::string_view> parts;
+      parts.reserve(end - at);
+      for (size_t k = at; k < end; ++k) parts.emplace_back(tasks[k].envelope);
+      body = encode_bundle(parts);
+    }
     AmqpMessageProps props;
-    props.message_id = id;
-    props.headers = {{"ripen-due-ms", due_ms}};
-    if (auto st = amqp_.publish(keys_.task_exchange(), queue, envelope_json(id, task), props, /*mandatory=*/true);
-        !st) {
+    props.message_id = tasks[at].claimed.id;
+    if (auto st = amqp_.publish(keys_.task_exchange(), queue, body, props, /*mandatory=*/true); !st) {
       amqp_log_.fail(st.error().message);
       release_pending();
       return false;
     }
-    pending_.push_back({++next_tag_, shard, id});
+    Pending p;
+    p.tag = ++next_tag_;
+    p.message_id = props.message_id;
+    p.tasks.reserve(end - at);
+    for (size_t k = at; k < end; ++k) p.tasks.push_back(std::move(tasks[k].claimed));
+    track(std::move(p));
     return true;
+  }
+
+  void track(Pending p) {
+    pending_tasks_ += static_cast<int>(p.tasks.size());
+    pending_.push_back(std::move(p));
   }
 
   // ---- confirms ------------------------------------------------------------------
@@ -387,25 +445,62 @@ class Dispatcher::Impl {
       release_pending();
       return;
     }
-    std::string id = (msg.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? to_string(msg.properties.message_id) : "";
-    std::string body = to_string(msg.body);
+    const std::string message_id =
+        (msg.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? to_string(msg.properties.message_id) : "";
+    const std::string body = to_string(msg.body);
     amqp_destroy_message(&msg);
-    std::string reason = "unroutable: no queue bound for '" + routing_key + "' on exchange '" + keys_.task_exchange() +
-                         "' (" + reply_text + ")";
-    spdlog::error("task {} returned by the broker: {}; dead-lettering it", id, reason);
-    // A copy goes to the dead-letter queue for unroutable tasks, with the reason,
-    // so an operator can see and replay it. The task is settled as dead by the
-    // copy's confirm, not the original's: until the copy is safe in the broker the
-    // task stays in flight, and comes back if the connection breaks first.
-    returned_.insert(id);
-    AmqpMessageProps props;
-    props.message_id = id;
-    props.headers = {{"x-ripen-reason", reason}, {"x-ripen-queue", routing_key}};
-    if (auto st = amqp_.publish(keys_.dead_exchange(), std::string(Keys::kUnroutable), body, props, false); !st) {
-      release_pending();
+    // The publish it was: still outstanding, since its confirm follows the return.
+    auto original = std::find_if(pending_.begin(), pending_.end(), [&](const Pending& p) {
+      return p.outcome == 'd' && !p.returned && p.message_id == message_id;
+    });
+    if (original == pending_.end()) {
+      spdlog::error("a message returned by the broker ({}) matches no publish awaiting its confirm; ignoring it",
+                    message_id);
       return;
     }
-    pending_.push_back({++next_tag_, keys_.shard_of(id), id, 'x', reason});
+    original->returned = true;
+    const std::string reason = "unroutable: no queue bound for '" + routing_key + "' on exchange '" +
+                               keys_.task_exchange() + "' (" + reply_text + ")";
+    // Each task gets its own copy in the dead-letter queue for unroutable tasks,
+    // with the reason, so an operator can see and replay it. A task is settled as
+    // dead by its copy's confirm, not the original's: until the copy is safe in
+    // the broker the task stays in flight, and comes back if the connection
+    // breaks first.
+    const std::vector<std::string> envelopes = split_message(body, original->tasks.size());
+    const std::vector<Claimed> tasks = original->tasks;
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      const Claimed& t = tasks[i];
+      spdlog::error("task {} returned by the broker: {}; dead-lettering it", t.id, reason);
+      AmqpMessageProps props;
+      props.message_id = t.id;
+      props.headers = {{"x-ripen-reason", reason}, {"x-ripen-queue", routing_key}};
+      if (auto st = amqp_.publish(keys_.dead_exchange(), std::string(Keys::kUnroutable), envelopes[i], props, false);
+          !st) {
+        release_pending();
+        return;
+      }
+      Pending copy;
+      copy.tag = ++next_tag_;
+      copy.tasks = {t};
+      copy.message_id = t.id;
+      copy.outcome = 'x';
+      copy.reason = reason;
+      track(std::move(copy));
+    }
+  }
+
+  // The envelopes of a message body holding `count` tasks: the body itself, or
+  // the elements of a bundle.
+  static std::vector<std::string> split_message(const std::string& body, size_t count) {
+    if (count <= 1) return {body};
+    std::vector<std::string> out;
+    auto doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+    if (doc.is_array()) {
+      for (const auto& e : doc) out.push_back(e.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+    // We built the bundle, so this cannot fail; if it did, keep each task's copy whole.
+    if (out.size() != count) out.assign(count, body);
+    return out;
   }
 
   void confirm(uint64_t tag, bool multiple, bool acked) {
@@ -425,16 +520,14 @@ class Dispatcher::Impl {
   }
 
   void settle_one(const Pending& p, bool acked) {
+    pending_tasks_ -= static_cast<int>(p.tasks.size());
+    // The broker acks a returned publish too; its dead-letter copies settle its tasks.
+    if (acked && p.returned) return;
+    const char outcome = acked ? p.outcome : 'r';
     std::lock_guard lock(stats_mu_);
-    if (!acked) {
-      settles_[p.shard].push_back({p.id, 'r', ""});
-      ++stats_.released;
-      return;
-    }
-    // The broker acks a returned publish too; its dead-letter copy settles it.
-    if (p.outcome == 'd' && returned_.erase(p.id) != 0) return;
-    settles_[p.shard].push_back({p.id, p.outcome, p.reason});
-    ++(p.outcome == 'x' ? stats_.returned : stats_.confirmed);
+    for (const auto& t : p.tasks) settles_[t.shard].push_back({t.id, t.deadline, outcome, acked ? p.reason : ""});
+    const uint64_t n = p.tasks.size();
+    (outcome == 'r' ? stats_.released : outcome == 'x' ? stats_.returned : stats_.confirmed) += n;
   }
 
   // The connection is gone, so no confirm will come for what is outstanding:
@@ -442,11 +535,13 @@ class Dispatcher::Impl {
   void release_pending() {
     std::lock_guard lock(stats_mu_);
     for (const auto& p : pending_) {
-      settles_[p.shard].push_back({p.id, 'r', ""});
-      ++stats_.released;
+      for (const auto& t : p.tasks) {
+        settles_[t.shard].push_back({t.id, t.deadline, 'r', ""});
+        ++stats_.released;
+      }
     }
     pending_.clear();
-    returned_.clear();
+    pending_tasks_ = 0;
     declared_.clear();
     next_tag_ = 0;
   }
@@ -456,10 +551,11 @@ class Dispatcher::Impl {
     std::vector<int> shards;
     for (auto& [shard, list] : settles_) {
       std::vector<std::string> args = {keys_.shard_prefix(shard), std::to_string(config_.record_retention_ms)};
-      args.reserve(2 + list.size() * 3);
+      args.reserve(2 + list.size() * 4);
       for (auto& s : list) {
         args.push_back(s.id);
         args.push_back(std::string(1, s.outcome));
+        args.push_back(std::to_string(s.deadline));
         args.push_back(s.reason);
       }
       redis_.append_eval(scripts::settle(), {keys_.due(shard), keys_.inflight(shard), keys_.status(shard)}, args);
@@ -598,9 +694,10 @@ class Dispatcher::Impl {
   std::map<int, std::string> owned_;         // shard -> lease value "owner|token"
   std::vector<Clock::time_point> next_due_;  // per shard: when to claim next
   Clock::time_point next_maintenance_{};
-  std::deque<Pending> pending_;  // publishes awaiting confirms, by tag
+  std::map<std::string, std::vector<Outgoing>> outbox_;  // by queue: claimed this round, to publish
+  std::deque<Pending> pending_;                          // publishes awaiting confirms, by tag
+  int pending_tasks_ = 0;                                // tasks in pending_
   uint64_t next_tag_ = 0;
-  std::unordered_set<std::string> returned_;    // ids returned as unroutable whose own confirm has not come
   std::map<int, std::vector<Settle>> settles_;  // outcomes not yet written to Redis
   std::set<std::string> declared_;
 

@@ -62,9 +62,8 @@ constexpr int64_t kMaxEpochMs = 253402300799999;  // 9999-12-31T23:59:59.999Z
 constexpr int64_t kMaxDelayMs = 10LL * 365 * 24 * 3600 * 1000;
 constexpr int64_t kMaxTimeoutMs = 7LL * 24 * 3600 * 1000;
 
-}  // namespace
-
-Status validate_envelope(const Envelope& env, size_t max_bytes) {
+// Every rule but the size limit.
+Status validate_fields(const Envelope& env) {
   if (env.v != kEnvelopeVersion) {
     return field_error("v", "unsupported envelope version " + std::to_string(env.v) + " (this ripen reads " +
                                 std::to_string(kEnvelopeVersion) + ")");
@@ -102,6 +101,13 @@ Status validate_envelope(const Envelope& env, size_t max_bytes) {
     if (k.empty() || k.size() > 128) return field_error("headers", "names must be 1-128 bytes");
     if (v.size() > 4096) return field_error("headers", "value of '" + k + "' is over 4096 bytes");
   }
+  return {};
+}
+
+}  // namespace
+
+Status validate_envelope(const Envelope& env, size_t max_bytes) {
+  if (auto st = validate_fields(env); !st) return st;
   const size_t size = encode_envelope(env).size();
   if (size > max_bytes) {
     return make_error(Errc::invalid, "envelope is " + std::to_string(size) + " bytes, over the limit of " +
@@ -183,8 +189,62 @@ Result<Envelope> decode_envelope(std::string_view text, size_t max_bytes) {
   if (doc.is_discarded()) return make_error(Errc::invalid, "envelope is not valid JSON");
   auto env = envelope_from_json(doc);
   if (!env) return env;
-  if (auto st = validate_envelope(*env, max_bytes); !st) return st.error();
+  // The text's own size was checked above; encoding it again only to measure
+  // would cost every delivery a worker reads a second JSON dump.
+  if (auto st = validate_fields(*env); !st) return st.error();
   return env;
+}
+
+std::string encode_bundle(const std::vector<std::string_view>& envelopes) {
+  size_t size = 2 + envelopes.size();
+  for (auto e : envelopes) size += e.size();
+  std::string out;
+  out.reserve(size);
+  out.push_back('[');
+  for (size_t i = 0; i < envelopes.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    out.append(envelopes[i]);
+  }
+  out.push_back(']');
+  return out;
+}
+
+bool is_bundle(std::string_view body) {
+  const size_t start = body.find_first_not_of(" \t\r\n");
+  return start != std::string_view::npos && body[start] == '[';
+}
+
+Result<std::vector<MessageTask>> decode_message(std::string_view body, size_t max_bytes) {
+  if (!is_bundle(body)) {
+    std::vector<MessageTask> one;
+    one.push_back({decode_envelope(body, max_bytes), {}});
+    if (!one[0].envelope) one[0].text = std::string(body);
+    return one;
+  }
+  // The most a bundle can be: kMaxBundle elements at the limit, their commas
+  // and brackets. Checked before parsing, so a runaway body costs nothing.
+  const size_t limit = kMaxBundle * (max_bytes + 1) + 1;
+  if (body.size() > limit) {
+    return make_error(Errc::invalid, "bundle is " + std::to_string(body.size()) + " bytes, over the limit of " +
+                                         std::to_string(limit) + " bytes");
+  }
+  json doc = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return make_error(Errc::invalid, "bundle is not valid JSON");
+  if (doc.empty() || doc.size() > kMaxBundle) {
+    return make_error(Errc::invalid, "bundle must hold 1-" + std::to_string(kMaxBundle) + " envelopes");
+  }
+  std::vector<MessageTask> tasks;
+  tasks.reserve(doc.size());
+  for (auto& element : doc) {
+    auto env = envelope_from_json(element);
+    if (env) {
+      if (auto st = validate_fields(*env); !st) env = st.error();
+    }
+    std::string text;
+    if (!env) text = element.dump(-1, ' ', false, json::error_handler_t::replace);
+    tasks.push_back({std::move(env), std::move(text)});
+  }
+  return tasks;
 }
 
 json envelope_to_json(const Envelope& env) {

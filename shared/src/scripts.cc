@@ -35,16 +35,44 @@ local function split(s, n)
 end
 
 -- STATUS: state, attempts, due_ms, dispatched_ms, started_ms, finished_ms, worker, last_error
-local function read_status(status_key, id)
-  local st = redis.call('HGET', status_key, id)
-  if not st then return nil end
+local function parse_status(st)
   local f = split(st, 7)
   for i = #f + 1, 8 do f[i] = '' end
   return f
 end
 
+local function read_status(status_key, id)
+  local st = redis.call('HGET', status_key, id)
+  if not st then return nil end
+  return parse_status(st)
+end
+
+local function pack_status(f) return table.concat(f, US, 1, 8) end
+
 local function write_status(status_key, id, f)
-  redis.call('HSET', status_key, id, table.concat(f, US, 1, 8))
+  redis.call('HSET', status_key, id, pack_status(f))
+end
+
+-- Commands that take many members are sent in slices: Lua's unpack has a
+-- stack limit. One call per slice instead of one per task is most of what a
+-- script saves under load.
+local SLICE = 1000
+
+-- redis.call(cmd, key, list...), sliced; for commands whose reply is not needed.
+local function each_slice(cmd, key, list)
+  for i = 1, #list, SLICE do
+    redis.call(cmd, key, unpack(list, i, math.min(i + SLICE - 1, #list)))
+  end
+end
+
+-- One reply per member, like HMGET or ZMSCORE, for any number of members.
+local function gather(cmd, key, list)
+  local out = {}
+  for i = 1, #list, SLICE do
+    local part = redis.call(cmd, key, unpack(list, i, math.min(i + SLICE - 1, #list)))
+    for k = 1, #part do out[i + k - 1] = part[k] end
+  end
+  return out
 end
 
 -- A live task's due time: from its STATUS once claimed, else its score.
@@ -54,39 +82,50 @@ local function due_of(prefix, id)
   return tonumber(redis.call('ZSCORE', prefix .. 'due', id))
 end
 
--- Adds id to the due set; when it becomes the earliest entry, tells sleeping
--- dispatchers so none sleeps past it.
-local function schedule(due_key, id, due, wake_channel, shard)
+-- Adds (due, id) pairs to the due set; when one becomes the earliest entry,
+-- tells sleeping dispatchers so none sleeps past it.
+local function schedule(due_key, pairs_, earliest, wake_channel, shard)
+  if #pairs_ == 0 then return end
   local head = redis.call('ZRANGE', due_key, 0, 0, 'WITHSCORES')
-  redis.call('ZADD', due_key, due, id)
-  if wake_channel ~= '' and (head[2] == nil or due < tonumber(head[2])) then
+  each_slice('ZADD', due_key, pairs_)
+  if wake_channel ~= '' and (head[2] == nil or earliest < tonumber(head[2])) then
     redis.call('PUBLISH', wake_channel, shard)
   end
 end
 
--- Ends a task's life with STATUS f: its live entries go, the compact ENDED
--- record stays `retention` ms (Redis expires it), and its idempotency key is
--- free for new tasks. `head` is the TASK without its payload when the caller
--- has it (a worker does), else it is read.
-local function retire(prefix, id, f, retention, head)
-  local t
-  if head and head ~= '' then
-    t = split(head, 5)
-  else
-    local task = redis.call('HGET', prefix .. 'tasks', id)
-    t = task and split(task, 6)
-  end
-  head = ''
-  if t then
-    if t[5] and t[5] ~= '' then
+-- Ends tasks' lives. add() writes a task's compact ENDED record (it stays
+-- `retention` ms; Redis expires it) and frees its idempotency key; done()
+-- removes the live TASK and STATUS entries of all of them at once. `head` is
+-- the TASK without its payload when the caller has it (a worker does), else ''
+-- and it is read.
+local function retirer(prefix, retention)
+  local ids = {}
+  local r = {}
+  function r.add(id, f, head)
+    local t
+    if head and head ~= '' then
+      t = split(head, 5)
+    else
+      local task = redis.call('HGET', prefix .. 'tasks', id)
+      if task then
+        t = split(task, 6)
+        head = table.concat(t, US, 1, 6)
+      else
+        head = ''
+      end
+    end
+    if t and t[5] and t[5] ~= '' then
       local idem_key = prefix .. 'idem:' .. t[5]
       if redis.call('GET', idem_key) == id then redis.call('DEL', idem_key) end
     end
-    head = table.concat(t, US, 1, 6)
+    ids[#ids + 1] = id
+    redis.call('SET', prefix .. 'e:' .. id, pack_status(f) .. US .. head, 'PX', retention)
   end
-  redis.call('HDEL', prefix .. 'tasks', id)
-  redis.call('HDEL', prefix .. 'status', id)
-  redis.call('SET', prefix .. 'e:' .. id, table.concat(f, US, 1, 8) .. US .. head, 'PX', retention)
+  function r.done()
+    each_slice('HDEL', prefix .. 'tasks', ids)
+    each_slice('HDEL', prefix .. 'status', ids)
+  end
+  return r
 end
 )lua";
 
@@ -105,49 +144,71 @@ LuaScript make(const char* name, const char* body) { return LuaScript{name, std:
 const LuaScript& enqueue() {
   static const LuaScript s = make("enqueue", R"lua(
 local prefix, wake, shard = ARGV[1], ARGV[2], ARGV[3]
-local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-local head_due = tonumber(head[2])
 local now = now_ms()
+local ids = {}
+for i = 4, #ARGV, 6 do ids[#ids + 1] = ARGV[i] end
+local stored = gather('HMGET', KEYS[2], ids)
+-- What this call creates, so a later task of the same call sees it: by id, its
+-- due time; by idempotency key, its id.
+local created, keyed = {}, {}
+local fields, entries, out = {}, {}, {}
 local earliest = nil
-local out = {}
-for i = 4, #ARGV, 6 do
+for k = 1, #ids do
+  local i = 4 + (k - 1) * 6
   local id, due_arg, delay, max, idem, tail = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local existing = nil
   if idem ~= '' then
-    existing = redis.call('GET', prefix .. 'idem:' .. idem)
-    if existing and redis.call('HEXISTS', KEYS[2], existing) == 0 then existing = nil end
+    existing = keyed[idem]
+    if not existing then
+      existing = redis.call('GET', prefix .. 'idem:' .. idem)
+      if existing and redis.call('HEXISTS', KEYS[2], existing) == 0 then existing = nil end
+    end
   end
   if existing then
     out[#out + 1] = existing
     out[#out + 1] = 0
-    out[#out + 1] = due_of(prefix, existing)
-  elseif redis.call('HSETNX', KEYS[2], id, max .. US .. now .. US .. tail) == 0 then
+    out[#out + 1] = created[existing] or due_of(prefix, existing)
+  elseif stored[k] or created[id] then
     out[#out + 1] = id
     out[#out + 1] = -1
-    out[#out + 1] = due_of(prefix, id)
+    out[#out + 1] = created[id] or due_of(prefix, id)
   else
     local due
     if due_arg ~= '' then due = tonumber(due_arg) else due = now + tonumber(delay) end
-    redis.call('ZADD', KEYS[1], due, id)
-    if idem ~= '' then redis.call('SET', prefix .. 'idem:' .. idem, id) end
+    created[id] = due
+    fields[#fields + 1] = id
+    fields[#fields + 1] = max .. US .. now .. US .. tail
+    entries[#entries + 1] = due
+    entries[#entries + 1] = id
+    if idem ~= '' then
+      keyed[idem] = id
+      redis.call('SET', prefix .. 'idem:' .. idem, id)
+    end
     if earliest == nil or due < earliest then earliest = due end
     out[#out + 1] = id
     out[#out + 1] = 1
     out[#out + 1] = due
   end
 end
-if earliest and wake ~= '' and (head_due == nil or earliest < head_due) then redis.call('PUBLISH', wake, shard) end
+each_slice('HSET', KEYS[2], fields)
+schedule(KEYS[1], entries, earliest, wake, shard)
 return out
 )lua");
   return s;
 }
 
+// Takes the ripe tasks of a shard for publishing: out of the due set, into the
+// in-flight set under a lease, STATUS stamped `dispatched` now. Until the
+// broker's confirm is settled the task stays in flight, and readers show it as
+// still waiting (see task_record.cc); if the confirm never comes, the lease
+// expires and the task goes back to the due set.
 // KEYS: due, inflight, lease, tasks, status
 // ARGV: lease value held ("owner|token"), batch, inflight_lease_ms
-// Reply: {now_ms, next_ms (-1 = none), recovered, id1, task1, due1, ...}
+// Reply: {now_ms, next_ms (-1 = none), recovered, lease_deadline, id1, task1, due1, ...}
 //        with each task the packed TASK, or {-1} when the caller no longer holds
 //        the shard (fenced off). next_ms is the earliest due time or in-flight
-//        lease deadline left.
+//        lease deadline left. lease_deadline (the in-flight score of every task
+//        claimed here) is what settle() is handed back.
 const LuaScript& claim() {
   static const LuaScript s = make("claim", R"lua(
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return { -1 } end
@@ -160,22 +221,41 @@ local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, ba
 for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[2], id)
   local f = read_status(KEYS[5], id)
-  if f then redis.call('ZADD', KEYS[1], f[3], id) end
+  if f then
+    redis.call('ZADD', KEYS[1], f[3], id)
+    if f[1] == 'dispatched' then
+      f[1] = tonumber(f[2]) > 0 and 'failed' or 'scheduled'
+      write_status(KEYS[5], id, f)
+    end
+  end
 end
-local out = { now, -1, #expired }
+local deadline = now + tonumber(ARGV[3])
+local out = { now, -1, #expired, deadline }
 local ripe = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, batch)
-if #ripe > 0 then
+local n = #ripe / 2
+if n > 0 then
   -- The ripe entries are exactly the head of the set, so one rank-range removal
   -- takes them all.
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, #ripe / 2 - 1)
-  local deadline = now + tonumber(ARGV[3])
-  local leases = {}
-  for i = 1, #ripe, 2 do
-    local id, due = ripe[i], ripe[i + 1]
-    local task = redis.call('HGET', KEYS[4], id)
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - 1)
+  local ids = {}
+  for i = 1, n do ids[i] = ripe[2 * i - 1] end
+  local tasks = gather('HMGET', KEYS[4], ids)
+  local statuses = gather('HMGET', KEYS[5], ids)
+  local fields, leases = {}, {}
+  for i = 1, n do
+    local id, task, due = ids[i], tasks[i], ripe[2 * i]
     if task then
-      -- First claim: the STATUS appears, carrying the due time the wheel held.
-      redis.call('HSETNX', KEYS[5], id, 'scheduled' .. US .. '0' .. US .. due .. US .. US .. US .. US .. US)
+      local status
+      if statuses[i] then
+        -- A retry, or a task whose earlier publish was never confirmed.
+        local f = parse_status(statuses[i])
+        f[1], f[3], f[4] = 'dispatched', due, now
+        status = pack_status(f)
+      else
+        status = 'dispatched' .. US .. '0' .. US .. due .. US .. now .. US .. US .. US .. US
+      end
+      fields[#fields + 1] = id
+      fields[#fields + 1] = status
       leases[#leases + 1] = deadline
       leases[#leases + 1] = id
       out[#out + 1] = id
@@ -183,10 +263,8 @@ if #ripe > 0 then
       out[#out + 1] = due
     end
   end
-  -- One ZADD for the batch (in slices: Lua's unpack has a stack limit).
-  for i = 1, #leases, 2000 do
-    redis.call('ZADD', KEYS[2], unpack(leases, i, math.min(i + 1999, #leases)))
-  end
+  each_slice('HSET', KEYS[5], fields)
+  each_slice('ZADD', KEYS[2], leases)
 end
 -- The next moment this shard needs a look: its earliest due task, or the
 -- earliest in-flight lease to expire (a dead dispatcher's tasks come back then).
@@ -199,67 +277,52 @@ return out
   return s;
 }
 
+// Records what became of publishes, once the broker has answered (or the
+// connection broke). Each outcome names the claim it belongs to by its lease
+// deadline: a task can be claimed again before the outcome of its earlier
+// publish is written (a retry due at once, claimed before the first confirm
+// arrived), and that later claim's in-flight entry must not be taken for it.
 // KEYS: due, inflight, status
-// ARGV: prefix, retention_ms, then triples (id, outcome, reason) where outcome is
-//   'd' the broker confirmed it: state scheduled/failed -> dispatched
-//   'x' the broker returned it (unroutable): the task ends dead, reason kept
-//   'r' the broker refused it or the connection broke: back to the due set
-// Reply: number of entries that were still in flight.
+// ARGV: prefix, retention_ms, then per publish 4 values: id, outcome, lease_deadline, reason
+//   outcome 'd' the broker confirmed it: out of the in-flight set (its STATUS
+//               says dispatched since the claim)
+//           'x' the broker returned it (unroutable): the task ends dead, reason kept
+//           'r' the broker refused it or the connection broke: back to the due set
+// Reply: number of publishes whose claim was still in flight.
 const LuaScript& settle() {
   static const LuaScript s = make("settle", R"lua(
-local now = now_ms()
-local prefix = ARGV[1]
-local settled = 0
--- Which are still in flight, in one call, then one ZREM for those.
+local prefix, retention = ARGV[1], ARGV[2]
 local ids = {}
-for i = 3, #ARGV, 3 do ids[#ids + 1] = ARGV[i] end
-local present = {}
-for i = 1, #ids, 1000 do
-  local scores = redis.call('ZMSCORE', KEYS[2], unpack(ids, i, math.min(i + 999, #ids)))
-  local gone = {}
-  for k, score in ipairs(scores) do
-    local id = ids[i + k - 1]
-    if score and not present[id] then
-      present[id] = true
-      gone[#gone + 1] = id
-    end
-  end
-  if #gone > 0 then redis.call('ZREM', KEYS[2], unpack(gone)) end
-end
-for i = 3, #ARGV, 3 do
-  local id, outcome, reason = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if present[id] then
-    present[id] = nil  -- settled once, even if listed twice
-    settled = settled + 1
-    local f = read_status(KEYS[3], id)
-    if not f and outcome == 'd' then
-      -- A worker ran it to the end before this confirm was written: stamp the
-      -- ended record instead.
-      local ended_key = prefix .. 'e:' .. id
-      local ended = redis.call('GET', ended_key)
-      if ended then
-        local e = split(ended, 8)
-        if e[4] == '' then
-          e[4] = now
-          redis.call('SET', ended_key, table.concat(e, US), 'KEEPTTL')
+for i = 3, #ARGV, 4 do ids[#ids + 1] = ARGV[i] end
+local scores = gather('ZMSCORE', KEYS[2], ids)
+local gone, seen = {}, {}
+local now = nil
+local retire = retirer(prefix, retention)
+for k = 1, #ids do
+  local i = 3 + (k - 1) * 4
+  local id, outcome, deadline, reason = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  if scores[k] and not seen[id] and tonumber(scores[k]) == tonumber(deadline) then
+    seen[id] = true
+    gone[#gone + 1] = id
+    if outcome ~= 'd' then
+      local f = read_status(KEYS[3], id)
+      if f and outcome == 'x' then
+        now = now or now_ms()
+        f[1], f[6], f[8] = 'dead', now, reason
+        retire.add(id, f, '')
+      elseif f then
+        redis.call('ZADD', KEYS[1], f[3], id)
+        if f[1] == 'dispatched' then
+          f[1] = tonumber(f[2]) > 0 and 'failed' or 'scheduled'
+          write_status(KEYS[3], id, f)
         end
       end
-    elseif f then
-      if outcome == 'd' then
-        -- A worker may already have started it (the confirm came late): keep its state.
-        if f[1] == 'scheduled' or f[1] == 'failed' then f[1] = 'dispatched' end
-        f[4] = now
-        write_status(KEYS[3], id, f)
-      elseif outcome == 'x' then
-        f[1], f[6], f[8] = 'dead', now, reason
-        retire(prefix, id, f, ARGV[2])
-      else
-        redis.call('ZADD', KEYS[1], f[3], id)
-      end
     end
   end
 end
-return settled
+each_slice('ZREM', KEYS[2], gone)
+retire.done()
+return #gone
 )lua");
   return s;
 }
@@ -319,13 +382,20 @@ const LuaScript& start() {
   static const LuaScript s = make("start", R"lua(
 local prefix, worker = ARGV[1], ARGV[2]
 local now = now_ms()
-local out = {}
-for i = 3, #ARGV do
-  local id = ARGV[i]
-  local f = read_status(KEYS[1], id)
-  if f then
+local ids = {}
+for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
+local statuses = gather('HMGET', KEYS[1], ids)
+-- STATUS as this call left it, so a task listed twice starts twice, in order.
+local written = {}
+local fields, out = {}, {}
+for k, id in ipairs(ids) do
+  local st = written[id] or statuses[k]
+  if st then
+    local f = parse_status(st)
     f[1], f[2], f[5], f[7] = 'running', tonumber(f[2]) + 1, now, worker
-    write_status(KEYS[1], id, f)
+    written[id] = pack_status(f)
+    fields[#fields + 1] = id
+    fields[#fields + 1] = written[id]
     out[#out + 1] = 'run'
     out[#out + 1] = f[2]
     out[#out + 1] = tonumber(f[3])
@@ -343,6 +413,7 @@ for i = 3, #ARGV do
     out[#out + 1] = 0
   end
 end
+each_slice('HSET', KEYS[1], fields)
 return out
 )lua");
   return s;
@@ -358,34 +429,65 @@ const LuaScript& finish() {
   static const LuaScript s = make("finish", R"lua(
 local prefix, retention, wake, shard = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now = now_ms()
-local out = {}
-for i = 5, #ARGV, 5 do
-  local id, outcome, err, delay, head = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local f = read_status(KEYS[1], id)
-  if not f then
+local ids = {}
+for i = 5, #ARGV, 5 do ids[#ids + 1] = ARGV[i] end
+local statuses = gather('HMGET', KEYS[1], ids)
+-- STATUS as this call left it (false once retired), for a task listed twice.
+local written = {}
+local retire = retirer(prefix, retention)
+local fields, entries, out = {}, {}, {}
+local earliest = nil
+for k, id in ipairs(ids) do
+  local i = 5 + (k - 1) * 5
+  local outcome, err, delay, head = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local st = statuses[k]
+  if written[id] ~= nil then st = written[id] end
+  if not st then
     out[#out + 1] = 'missing'
   else
+    local f = parse_status(st)
     f[6] = now
-    if outcome == 'ok' then
-      f[1] = 'succeeded'
-      retire(prefix, id, f, retention, head)
-    elseif outcome == 'retry' then
+    if outcome == 'retry' then
       -- Written back into the wheel before the worker acks the delivery: a crash
       -- in between duplicates a retry but never loses one.
       local due = now + tonumber(delay)
       f[1], f[3], f[8] = 'failed', due, err
-      write_status(KEYS[1], id, f)
-      schedule(KEYS[2], id, due, wake, shard)
+      written[id] = pack_status(f)
+      fields[#fields + 1] = id
+      fields[#fields + 1] = written[id]
+      entries[#entries + 1] = due
+      entries[#entries + 1] = id
+      if earliest == nil or due < earliest then earliest = due end
     else
-      f[1], f[8] = 'dead', err
-      retire(prefix, id, f, retention, head)
+      if outcome == 'ok' then f[1] = 'succeeded' else f[1], f[8] = 'dead', err end
+      retire.add(id, f, head)
+      written[id] = false
     end
     out[#out + 1] = f[1]
   end
 end
+each_slice('HSET', KEYS[1], fields)
+schedule(KEYS[2], entries, earliest, wake, shard)
+retire.done()
 return out
 )lua");
   return s;
+}
+
+ClaimReply read_claim_reply(const RedisReply& r) {
+  ClaimReply out;
+  if (r.size() < 4) {
+    out.fenced = true;  // {-1}
+    return out;
+  }
+  out.now_ms = r.at(0).integer();
+  out.next_ms = r.at(1).integer();
+  out.recovered = r.at(2).integer();
+  out.lease_deadline = r.at(3).integer();
+  out.tasks.reserve((r.size() - 4) / 3);
+  for (size_t i = 4; i + 2 < r.size(); i += 3)
+    out.tasks.push_back({r.at(i).sv(), r.at(i + 1).sv(), r.at(i + 2).integer()});
+  return out;
 }
 
 }  // namespace ripen::scripts

@@ -61,9 +61,9 @@ Error corrupt(const std::string& id, const char* what) {
   return make_error(Errc::internal, "task '" + id + "': its " + std::string(what) + " in Redis is malformed");
 }
 
-// From the replies to HGET tasks, HGET status, ZSCORE due, GET ended.
+// From the replies to HGET tasks, HGET status, ZSCORE due, ZSCORE inflight, GET ended.
 Result<TaskRecord> assemble(const std::string& id, const RedisReply& task, const RedisReply& status,
-                            const RedisReply& score, const RedisReply& ended) {
+                            const RedisReply& score, const RedisReply& inflight, const RedisReply& ended) {
   TaskRecord t;
   t.id = id;
   if (ended.is_string()) {
@@ -90,6 +90,10 @@ Result<TaskRecord> assemble(const std::string& id, const RedisReply& task, const
     auto f = split_fields(packed_status, 8);
     if (f.size() != 8) return corrupt(id, "status");
     apply_status(t, f);
+    // The claim stamps `dispatched` as it takes the task; until the broker's
+    // confirm is settled the task is still the wheel's (it goes back there if the
+    // confirm never comes), so it reads as waiting.
+    if (t.state == "dispatched" && !inflight.is_nil()) t.state = t.attempts > 0 ? "failed" : "scheduled";
   } else {
     // Never claimed: waiting in the wheel.
     t.state = "scheduled";
@@ -111,6 +115,7 @@ std::vector<Result<TaskRecord>> read_task_records(Redis& redis, const Keys& keys
     redis.append({"HGET", keys.tasks(shard), id});
     redis.append({"HGET", keys.status(shard), id});
     redis.append({"ZSCORE", keys.due(shard), id});
+    redis.append({"ZSCORE", keys.inflight(shard), id});
     redis.append({"GET", keys.ended(id)});
     asked.push_back(i);
   }
@@ -127,15 +132,16 @@ std::vector<Result<TaskRecord>> read_task_records(Redis& redis, const Keys& keys
       out.emplace_back(replies.error());
     } else {
       const auto& r = *replies;
-      const size_t at = next * 4;
+      constexpr size_t kPerId = 5;
+      const size_t at = next * kPerId;
       const Result<RedisReply>* failed = nullptr;
-      for (size_t k = 0; k < 4; ++k) {
+      for (size_t k = 0; k < kPerId; ++k) {
         if (!r[at + k]) failed = &r[at + k];
       }
       if (failed != nullptr) {
         out.emplace_back(failed->error());
       } else {
-        out.push_back(assemble(ids[i], *r[at], *r[at + 1], *r[at + 2], *r[at + 3]));
+        out.push_back(assemble(ids[i], *r[at], *r[at + 1], *r[at + 2], *r[at + 3], *r[at + 4]));
       }
     }
     ++next;

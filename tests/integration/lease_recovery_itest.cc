@@ -59,6 +59,8 @@ class LeaseRecovery : public NamespaceTest {
     proxy.drop_publishes(true);
     Config first = config_;
     first.dispatcher.inflight_lease_ms = inflight_lease_ms;
+    // One message per task, so the swallowed publishes can be counted per task.
+    first.dispatcher.bundle = 1;
     const std::string file = write_config_file(first, config_.ns + "-first");
     Child dispatcher(binary("dispatcher/ripen-dispatcher"),
                      {"--config", file, "--amqp-url", proxy.url_for(*broker), "--id", "doomed"}, child_env(config_));

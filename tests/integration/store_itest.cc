@@ -37,19 +37,26 @@ class Store : public NamespaceTest {
     return r ? r->id.get() : "";
   }
 
-  // Runs the claim script; returns its reply.
+  // Runs the claim script; returns its reply. The lease deadline of the last
+  // claim is what settle() names by default.
   RedisReply claim() {
     auto r = redis_->eval(scripts::claim(),
                           {keys_->due(0), keys_->inflight(0), keys_->lease(0), keys_->tasks(0), keys_->status(0)},
                           {lease_, "100", "30000"});
     EXPECT_TRUE(r.ok()) << r.error().describe();
-    return r ? std::move(*r) : RedisReply();
+    if (!r) return RedisReply();
+    deadline_ = scripts::read_claim_reply(*r).lease_deadline;
+    return std::move(*r);
   }
 
-  void settle(const std::string& id, const std::string& outcome, const std::string& reason = "") {
-    auto r = redis_->eval(scripts::settle(), {keys_->due(0), keys_->inflight(0), keys_->status(0)},
-                          {keys_->shard_prefix(0), "60000", id, outcome, reason});
-    ASSERT_TRUE(r.ok()) << r.error().describe();
+  // Returns how many publishes the script found still in flight.
+  int64_t settle(const std::string& id, const std::string& outcome, const std::string& reason = "",
+                 std::optional<int64_t> deadline = std::nullopt) {
+    auto r = redis_->eval(
+        scripts::settle(), {keys_->due(0), keys_->inflight(0), keys_->status(0)},
+        {keys_->shard_prefix(0), "60000", id, outcome, std::to_string(deadline.value_or(deadline_)), reason});
+    EXPECT_TRUE(r.ok()) << r.error().describe();
+    return r ? r->integer() : -1;
   }
 
   RedisReply start(const std::string& id) {
@@ -58,9 +65,11 @@ class Store : public NamespaceTest {
     return r ? std::move(*r) : RedisReply();
   }
 
-  std::string finish(const std::string& id, const std::string& outcome, const std::string& error = "") {
-    auto r = redis_->eval(scripts::finish(), {keys_->status(0), keys_->due(0)},
-                          {keys_->shard_prefix(0), "60000", "", "0", id, outcome, error, "5000", ""});
+  std::string finish(const std::string& id, const std::string& outcome, const std::string& error = "",
+                     int64_t retry_delay_ms = 5000) {
+    auto r = redis_->eval(
+        scripts::finish(), {keys_->status(0), keys_->due(0)},
+        {keys_->shard_prefix(0), "60000", "", "0", id, outcome, error, std::to_string(retry_delay_ms), ""});
     EXPECT_TRUE(r.ok()) << r.error().describe();
     return r ? r->at(0).str() : "";
   }
@@ -74,6 +83,7 @@ class Store : public NamespaceTest {
   std::unique_ptr<Redis> redis_;
   std::unique_ptr<Keys> keys_;
   std::string lease_;
+  int64_t deadline_ = 0;
 };
 
 TEST_F(Store, ScheduledTaskIsOneTaskFieldAndOneDueEntryAndNoStatus) {
@@ -97,17 +107,19 @@ TEST_F(Store, ClaimReturnsTheStoredTaskAndTheEnvelopeBuiltFromItDecodes) {
   const nlohmann::json payload = {{"to", "+15550100"}, {"text", "tab\there, quote \" and \u001f unit sep"}};
   const std::string id = enqueue_due_now(payload);
   const RedisReply r = claim();
-  ASSERT_EQ(r.size(), 6u) << "now, next, recovered, then one (id, task, due)";
-  EXPECT_EQ(r.at(3).str(), id);
-  auto stored = parse_stored_task(r.at(4).sv());
-  ASSERT_TRUE(stored.has_value()) << r.at(4).str();
+  const auto c = scripts::read_claim_reply(r);
+  ASSERT_EQ(c.tasks.size(), 1u);
+  EXPECT_EQ(c.tasks[0].id, id);
+  EXPECT_EQ(c.lease_deadline, c.now_ms + 30000);
+  auto stored = parse_stored_task(c.tasks[0].task);
+  ASSERT_TRUE(stored.has_value()) << c.tasks[0].task;
   auto env = decode_envelope(envelope_json(id, *stored));
   ASSERT_TRUE(env.ok()) << env.error().describe() << "\n" << envelope_json(id, *stored);
   EXPECT_EQ(env->id, id);
   EXPECT_EQ(env->queue, "default");
   EXPECT_EQ(env->type, "send");
   EXPECT_EQ(env->payload, payload);
-  EXPECT_EQ(record(id).state, "scheduled") << "claimed, not yet confirmed";
+  EXPECT_EQ(record(id).state, "scheduled") << "claimed, not yet confirmed: still the wheel's";
   EXPECT_EQ(inflight_count(*redis_, *keys_), 1);
 }
 
@@ -140,17 +152,40 @@ TEST_F(Store, LifeOfATaskThatSucceeds) {
   EXPECT_EQ(start(id).at(0).str(), "skip") << "a redelivery of an ended task is skipped";
 }
 
-TEST_F(Store, ConfirmWrittenAfterTheWorkerFinishedStillStampsDispatched) {
+TEST_F(Store, ConfirmWrittenAfterTheWorkerFinishedOnlyClearsTheInFlightEntry) {
   const std::string id = enqueue_due_now();
   claim();
   start(id);  // the worker got the message before the dispatcher wrote the confirm
   ASSERT_EQ(finish(id, "ok"), "succeeded");
-  ASSERT_FALSE(record(id).dispatched_ms.has_value());
-  settle(id, "d");
+  const TaskRecord before = record(id);
+  EXPECT_TRUE(before.dispatched_ms.has_value()) << "stamped by the claim that published it";
+  EXPECT_EQ(settle(id, "d"), 1);
   const TaskRecord t = record(id);
   EXPECT_EQ(t.state, "succeeded");
-  EXPECT_TRUE(t.dispatched_ms.has_value());
+  EXPECT_EQ(t.dispatched_ms, before.dispatched_ms);
   EXPECT_EQ(inflight_count(*redis_, *keys_), 0);
+}
+
+TEST_F(Store, ConfirmOfAnEarlierPublishDoesNotSettleALaterClaimOfTheSameTask) {
+  const std::string id = enqueue_due_now();
+  claim();
+  const int64_t first = deadline_;
+  start(id);  // delivered before its confirm was written, failed, retried at once
+  ASSERT_EQ(finish(id, "retry", "boom", 0), "failed");
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto r = redis_->command({"ZSCORE", keys_->due(0), id});
+        auto now = redis_->command({"TIME"});
+        return r.ok() && now.ok() && r->integer() < now->at(0).integer() * 1000 + now->at(1).integer() / 1000;
+      },
+      10s));
+  ASSERT_EQ(scripts::read_claim_reply(claim()).tasks.size(), 1u) << "the retry, claimed again";
+  ASSERT_NE(deadline_, first) << "two claims a round trip apart have different lease deadlines";
+  EXPECT_EQ(settle(id, "d", "", first), 0) << "the first publish's confirm, written late, matches no claim";
+  EXPECT_EQ(inflight_count(*redis_, *keys_), 1) << "the retry's claim is still in flight";
+  EXPECT_EQ(settle(id, "r"), 1) << "its publish failed: back to the wheel, not lost";
+  EXPECT_EQ(due_count(*redis_, *keys_), 1);
+  EXPECT_EQ(record(id).state, "failed");
 }
 
 TEST_F(Store, RetryGoesBackToTheWheelWithItsErrorAndANewDueTime) {
@@ -202,6 +237,65 @@ TEST_F(Store, SameKeyWhilePendingGivesTheExistingIdAndItsDueTime) {
   EXPECT_EQ(second->id, first->id);
   EXPECT_EQ(second->due_ms, first->due_ms);
   EXPECT_EQ(record(first->id.get()).idempotency_key, "k|with|pipes");
+}
+
+// The scripts take whole batches with one command per step; what one call
+// writes must still read as if its tasks came one after another.
+TEST_F(Store, OneBatchNamingTheSameKeyTwiceStoresOneTask) {
+  Producer producer(config_);
+  Envelope a = make_task("send", 1);
+  a.idempotency_key = "once";
+  auto r = producer.enqueue_batch({a, a});
+  ASSERT_TRUE(r[0].ok() && r[1].ok());
+  EXPECT_TRUE(r[0]->created);
+  EXPECT_FALSE(r[1]->created);
+  EXPECT_EQ(r[1]->id, r[0]->id);
+  EXPECT_EQ(r[1]->due_ms, r[0]->due_ms);
+  auto tasks = redis_->command({"HLEN", keys_->tasks(0)});
+  EXPECT_EQ(tasks->integer(), 1);
+  EXPECT_EQ(due_count(*redis_, *keys_), 1);
+}
+
+TEST_F(Store, OneBatchNamingTheSameIdTwiceStoresItOnceAndRefusesTheOther) {
+  Producer producer(config_);
+  Envelope a = make_task("send", 1);
+  a.id = "same-id-twice";
+  Envelope b = a;
+  b.payload = 2;
+  auto r = producer.enqueue_batch({a, b});
+  ASSERT_TRUE(r[0].ok()) << r[0].error().describe();
+  ASSERT_FALSE(r[1].ok());
+  EXPECT_EQ(r[1].error().code, Errc::conflict);
+  auto stored = redis_->command({"HGET", keys_->tasks(0), "same-id-twice"});
+  ASSERT_TRUE(stored.ok() && stored->is_string());
+  EXPECT_EQ(parse_stored_task(stored->str())->payload, "1") << "the first one written, not overwritten";
+  EXPECT_EQ(due_count(*redis_, *keys_), 1);
+}
+
+TEST_F(Store, TaskStartedTwiceInOneCallCountsTwoAttempts) {
+  const std::string id = enqueue_due_now();
+  claim();
+  auto r = redis_->eval(scripts::start(), {keys_->status(0)}, {keys_->shard_prefix(0), "w1", id, id});
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  ASSERT_EQ(r->size(), 8u);
+  EXPECT_EQ(r->at(0).str(), "run");
+  EXPECT_EQ(r->at(1).integer(), 1);
+  EXPECT_EQ(r->at(4).str(), "run");
+  EXPECT_EQ(r->at(5).integer(), 2);
+  EXPECT_EQ(record(id).attempts, 2);
+}
+
+TEST_F(Store, TaskFinishedTwiceInOneCallEndsOnceAndTheSecondFindsItGone) {
+  const std::string id = enqueue_due_now();
+  claim();
+  start(id);
+  auto r = redis_->eval(scripts::finish(), {keys_->status(0), keys_->due(0)},
+                        {keys_->shard_prefix(0), "60000", "", "0", id, "ok", "", "0", "", id, "ok", "", "0", ""});
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ(r->at(0).str(), "succeeded");
+  EXPECT_EQ(r->at(1).str(), "missing");
+  EXPECT_EQ(record(id).state, "succeeded");
 }
 
 }  // namespace

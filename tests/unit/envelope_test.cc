@@ -553,5 +553,78 @@ TEST(EnvelopeRoundTrip, EncodeDoesNotThrowOnInvalidUtf8) {
   EXPECT_TRUE(json::accept(text)) << "the replacement keeps the output valid JSON";
 }
 
+// ---- messages: one envelope, or a bundle of them ---------------------------------
+
+TEST(DecodeMessage, PlainEnvelopeIsOneTask) {
+  const std::string text = encode_envelope(minimal_envelope());
+  EXPECT_FALSE(is_bundle(text));
+  auto tasks = decode_message(text, kDefaultMaxEnvelopeBytes);
+  ASSERT_TRUE(tasks.ok()) << tasks.error().describe();
+  ASSERT_EQ(tasks->size(), 1u);
+  ASSERT_TRUE((*tasks)[0].envelope.ok());
+  expect_same_envelope(minimal_envelope(), *(*tasks)[0].envelope);
+}
+
+TEST(DecodeMessage, InvalidPlainEnvelopeIsOneFailedTaskKeepingItsText) {
+  const std::string text = R"({"v":1,"queue":"emails"})";
+  auto tasks = decode_message(text, kDefaultMaxEnvelopeBytes);
+  ASSERT_TRUE(tasks.ok());
+  ASSERT_EQ(tasks->size(), 1u);
+  ASSERT_FALSE((*tasks)[0].envelope.ok());
+  EXPECT_NE((*tasks)[0].envelope.error().message.find("'type'"), std::string::npos);
+  EXPECT_EQ((*tasks)[0].text, text);
+}
+
+TEST(DecodeMessage, BundleElementsDecodeInOrderAndABadOneFailsAlone) {
+  Envelope a = minimal_envelope();
+  a.id = "first";
+  Envelope c = minimal_envelope();
+  c.id = "third";
+  const std::string bad = R"({"v":2,"queue":"emails","type":"send_email"})";
+  const std::string bundle = encode_bundle({encode_envelope(a), bad, encode_envelope(c)});
+  EXPECT_TRUE(is_bundle(bundle));
+  EXPECT_TRUE(json::accept(bundle)) << bundle;
+  auto tasks = decode_message(bundle, kDefaultMaxEnvelopeBytes);
+  ASSERT_TRUE(tasks.ok()) << tasks.error().describe();
+  ASSERT_EQ(tasks->size(), 3u);
+  ASSERT_TRUE((*tasks)[0].envelope.ok());
+  EXPECT_EQ((*tasks)[0].envelope->id, "first");
+  EXPECT_TRUE((*tasks)[0].text.empty()) << "a good element's text is not kept";
+  ASSERT_FALSE((*tasks)[1].envelope.ok());
+  EXPECT_NE((*tasks)[1].envelope.error().message.find("'v'"), std::string::npos);
+  EXPECT_EQ(json::parse((*tasks)[1].text), json::parse(bad));
+  ASSERT_TRUE((*tasks)[2].envelope.ok());
+  EXPECT_EQ((*tasks)[2].envelope->id, "third");
+}
+
+TEST(DecodeMessage, BundleOfOneIsABundle) {
+  const std::string bundle = encode_bundle({encode_envelope(minimal_envelope())});
+  EXPECT_TRUE(is_bundle(bundle));
+  auto tasks = decode_message(bundle, kDefaultMaxEnvelopeBytes);
+  ASSERT_TRUE(tasks.ok());
+  EXPECT_EQ(tasks->size(), 1u);
+}
+
+TEST(DecodeMessage, BrokenOrEmptyBundleFailsAsAWhole) {
+  for (const std::string body : {"[{\"v\":1", "[]", " [ ] "}) {
+    auto tasks = decode_message(body, kDefaultMaxEnvelopeBytes);
+    ASSERT_FALSE(tasks.ok()) << body;
+    EXPECT_EQ(tasks.error().code, Errc::invalid);
+    EXPECT_NE(tasks.error().message.find("bundle"), std::string::npos) << tasks.error().message;
+  }
+}
+
+TEST(DecodeMessage, BundleLargerThanItsMostElementsAtTheirLimitIsRefused) {
+  const std::string element = encode_envelope(minimal_envelope());
+  const size_t limit = element.size();  // each element exactly at the limit
+  std::vector<std::string> many(kMaxBundle, element);
+  std::vector<std::string_view> views(many.begin(), many.end());
+  const std::string bundle = encode_bundle(views);
+  EXPECT_TRUE(decode_message(bundle, limit).ok());
+  auto over = decode_message(bundle, limit - 1);
+  ASSERT_FALSE(over.ok());
+  EXPECT_NE(over.error().message.find("over the limit"), std::string::npos) << over.error().message;
+}
+
 }  // namespace
 }  // namespace ripen

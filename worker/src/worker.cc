@@ -36,13 +36,15 @@ std::string default_name() {
   return std::string(host) + ":" + std::to_string(getpid());
 }
 
-// A delivery, from the moment it is read off the channel until it is acked,
-// requeued or dead-lettered.
+// One task of a delivery, from the moment it is read off the channel until it
+// is recorded, dead-lettered or given back. A delivery holds one task, or a
+// bundle of tasks that ripened together (envelope.h); it is acked once all of
+// its tasks are done with.
 struct Delivery {
   uint64_t generation = 0;  // connection generation; tags are only valid on their own
   uint64_t tag = 0;
   std::string queue;  // the task queue name (not the AMQP name)
-  std::string body;
+  std::string body;   // this task's envelope JSON as received; empty for a bundle's (encoded when needed)
   std::string message_id;
   Envelope task;
   int attempt = 0;
@@ -55,6 +57,7 @@ struct Ran {
   Delivery delivery;
   std::string error;  // empty: success
   bool permanent = false;
+  bool not_run = false;  // the worker began to stop before it started: give it back
 };
 
 // A finish waiting to be recorded in Redis.
@@ -159,6 +162,7 @@ class Worker::Impl {
     if (auto st = amqp_.ensure_connected(); !st) return st;
     ++generation_;
     unacked_.clear();
+    open_.clear();
     to_ack_.clear();
     if (auto st = declare_exchanges(amqp_, keys_); !st) return st;
     // The prefetch is shared by all consumers of the channel: the broker never
@@ -187,7 +191,8 @@ class Worker::Impl {
         d.generation = generation_;
         d.tag = env.delivery_tag;
         unacked_.insert(d.tag);
-        auto it = consumer_tags_.find(to_string(env.consumer_tag));
+        auto it = consumer_tags_.find(
+            std::string_view(static_cast<const char*>(env.consumer_tag.bytes), env.consumer_tag.len));
         d.queue = it != consumer_tags_.end() ? it->second : "";
         d.body = to_string(env.message.body);
         if (env.message.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
@@ -227,22 +232,44 @@ class Worker::Impl {
     }
   }
 
-  // A new delivery: a poison message is dead-lettered at once; a task waits for
-  // its start to be recorded.
+  // A new delivery: its tasks wait for their starts to be recorded; a poison
+  // message (or a bundle's poison element) is dead-lettered at once.
   void accept(Delivery d) {
-    {
-      std::lock_guard lock(stats_mu_);
-      ++stats_.received;
-    }
-    auto env = decode_envelope(d.body, static_cast<size_t>(config_.max_envelope_bytes));
-    if (!env || env->id.empty()) {
-      const std::string error = env ? "envelope has no id" : env.error().message;
-      spdlog::error("worker {}: poison message {} on '{}': {}", name_, d.message_id, d.queue, error);
-      dead_letter(d, "invalid envelope", error, 0);
+    auto tasks = decode_message(d.body, static_cast<size_t>(config_.max_envelope_bytes));
+    if (!tasks) {
+      open_[d.tag] = {1, false};
+      count_received(1);
+      poison(d, tasks.error().message);
       return;
     }
-    d.task = std::move(*env);
-    starting_.push_back(std::move(d));
+    open_[d.tag] = {tasks->size(), false};
+    count_received(tasks->size());
+    const bool bundle = is_bundle(d.body);
+    for (auto& t : *tasks) {
+      Delivery one;
+      one.generation = d.generation;
+      one.tag = d.tag;
+      one.queue = d.queue;
+      one.message_id = d.message_id;
+      if (!bundle) one.body = std::move(d.body);
+      if (!t.envelope || t.envelope->id.empty()) {
+        if (bundle) one.body = std::move(t.text);
+        poison(one, t.envelope ? "envelope has no id" : t.envelope.error().message);
+        continue;
+      }
+      one.task = std::move(*t.envelope);
+      starting_.push_back(std::move(one));
+    }
+  }
+
+  void count_received(size_t n) {
+    std::lock_guard lock(stats_mu_);
+    stats_.received += n;
+  }
+
+  void poison(const Delivery& d, const std::string& error) {
+    spdlog::error("worker {}: poison message {} on '{}': {}", name_, d.message_id, d.queue, error);
+    dead_letter(d, "invalid envelope", error, 0);
   }
 
   // Copies the delivery to its queue's dead-letter queue with the reason, then acks it.
@@ -258,19 +285,41 @@ class Worker::Impl {
                      {"x-ripen-error", error},
                      {"x-ripen-attempts", static_cast<int64_t>(attempts)},
                      {"x-ripen-worker", name_}};
-    if (auto st = amqp_.publish(keys_.dead_exchange(), d.queue, d.body, props, false); !st) {
+    const std::string body = d.body.empty() ? encode_envelope(d.task) : std::string();
+    if (auto st = amqp_.publish(keys_.dead_exchange(), d.queue, d.body.empty() ? body : d.body, props, false); !st) {
       spdlog::warn("worker {}: dead-lettering {}: {}", name_, d.message_id, st.error().message);
       return;
     }
     ack(d);
   }
 
-  // Queues the ack; flush_acks() sends them.
-  void ack(const Delivery& d) {
+  // This task of its delivery is done with. The delivery is acked (by
+  // flush_acks()) once all its tasks are.
+  void ack(const Delivery& d) { release(d, false); }
+
+  // Hands the task back undone (shutting down). Its delivery goes back to the
+  // queue once all its tasks are done with; a bundle's tasks that ended
+  // meanwhile are skipped when it comes again.
+  void requeue(const Delivery& d) { release(d, true); }
+
+  void release(const Delivery& d, bool give_back) {
     // A delivery from a connection that has since broken is redelivered by the
     // broker; its tag means nothing on the new channel.
     if (d.generation != generation_ || !amqp_.connected()) return;
-    to_ack_.push_back(d.tag);
+    auto it = open_.find(d.tag);
+    if (it == open_.end()) return;
+    it->second.give_back = it->second.give_back || give_back;
+    if (--it->second.tasks > 0) return;
+    const bool back = it->second.give_back;
+    open_.erase(it);
+    if (!back) {
+      to_ack_.push_back(d.tag);
+      return;
+    }
+    unacked_.erase(d.tag);
+    if (auto st = amqp_.nack(d.tag, /*requeue=*/true); !st) {
+      spdlog::warn("worker {}: handing back a delivery: {}", name_, st.error().message);
+    }
   }
 
   // Sends the queued acks: one `multiple` ack covers every tag below the lowest
@@ -291,14 +340,6 @@ class Worker::Impl {
     }
     if (!st) spdlog::warn("worker {}: acking: {}", name_, st.error().message);
     to_ack_.clear();
-  }
-
-  void requeue(const Delivery& d) {
-    if (d.generation != generation_ || !amqp_.connected()) return;
-    unacked_.erase(d.tag);
-    if (auto st = amqp_.nack(d.tag, /*requeue=*/true); !st) {
-      spdlog::warn("worker {}: handing back a delivery: {}", name_, st.error().message);
-    }
   }
 
   // Sleeps up to `timeout`, waking for deliveries, finished handlers or stop.
@@ -333,6 +374,10 @@ class Worker::Impl {
     }
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
     for (auto& r : batch) {
+      if (r.not_run) {
+        requeue(r.delivery);
+        continue;
+      }
       Finish f;
       f.permanent = r.permanent;
       f.error = field_safe(r.error);
@@ -507,7 +552,18 @@ class Worker::Impl {
         }
         running_ += static_cast<int>(chunk.size());
       }
-      for (auto& d : chunk) results.push_back(run_handler(std::move(d)));
+      for (auto& d : chunk) {
+        if (!stopping_.load()) {
+          results.push_back(run_handler(std::move(d)));
+          continue;
+        }
+        // Taken in this thread's share but not started: it goes back to the
+        // queue like every task the stopping worker did not start.
+        Ran back;
+        back.delivery = std::move(d);
+        back.not_run = true;
+        results.push_back(std::move(back));
+      }
       {
         std::lock_guard lock(ran_mu_);
         for (auto& r : results) ran_.push_back(std::move(r));
@@ -617,7 +673,7 @@ class Worker::Impl {
   std::atomic<bool> cancelled_{false};
   std::atomic<bool> io_waiting_{false};  // the I/O thread sleeps in poll() (see wait())
   std::unordered_map<std::string, Handler> handlers_;
-  std::unordered_map<std::string, std::string> consumer_tags_;  // tag -> task queue
+  std::map<std::string, std::string, std::less<>> consumer_tags_;  // tag -> task queue
   uint64_t generation_ = 0;
   std::mt19937_64 rng_;  // jitter for retry backoff
   FailureLog amqp_log_{clock_}, redis_log_{clock_};
@@ -626,8 +682,13 @@ class Worker::Impl {
   std::vector<Delivery> starting_;  // read, start not yet recorded
   std::vector<Finish> finishing_;   // ran, outcome not yet recorded
   std::vector<Delivery> ready_;     // start recorded, to hand to the handler threads
-  std::set<uint64_t> unacked_;      // delivery tags of this connection not yet acked or handed back
-  std::vector<uint64_t> to_ack_;    // acks waiting for flush_acks()
+  struct Open {
+    size_t tasks = 0;        // its tasks not yet done with
+    bool give_back = false;  // one of them was handed back: requeue it rather than ack
+  };
+  std::unordered_map<uint64_t, Open> open_;  // deliveries of this connection by tag, until acked or handed back
+  std::set<uint64_t> unacked_;               // delivery tags of this connection not yet acked or handed back
+  std::vector<uint64_t> to_ack_;             // acks waiting for flush_acks()
 
   std::mutex jobs_mu_;
   std::condition_variable jobs_cv_;

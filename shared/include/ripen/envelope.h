@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -47,5 +48,25 @@ Status validate_envelope(const Envelope& env, size_t max_bytes = kDefaultMaxEnve
 
 nlohmann::json envelope_to_json(const Envelope& env);
 std::string encode_envelope(const Envelope& env);
+
+// A message on a task queue holds one envelope, or a bundle: a JSON array of up
+// to kMaxBundle envelopes that the dispatcher published together because they
+// ripened together (one broker message, persisted and confirmed once, instead of
+// one each). A worker runs a bundle's tasks one by one, as if they had come alone.
+inline constexpr size_t kMaxBundle = 1000;
+
+// "[e1,e2,...]" from envelopes already encoded.
+// Whether a message body is a bundle (a JSON array) rather than one envelope.
+bool is_bundle(std::string_view body);
+std::string encode_bundle(const std::vector<std::string_view>& envelopes);
+
+struct MessageTask {
+  Result<Envelope> envelope;
+  std::string text;  // when the envelope did not decode: its own JSON, for the dead-letter queue
+};
+// The tasks of a message, each decoded and validated on its own, so one bad
+// element of a bundle fails alone. An error for the whole message when it is a
+// bundle that does not parse (a single envelope that does not is one failed task).
+Result<std::vector<MessageTask>> decode_message(std::string_view body, size_t max_envelope_bytes);
 
 }  // namespace ripen

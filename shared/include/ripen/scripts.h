@@ -4,6 +4,10 @@
 // scripts.cc.
 #pragma once
 
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
 #include "ripen/redis.h"
 
 namespace ripen::scripts {
@@ -16,5 +20,21 @@ const LuaScript& shard_release();  // give a shard back
 const LuaScript& heartbeat();      // register a live dispatcher, list the live ones
 const LuaScript& start();          // worker: a delivery begins running
 const LuaScript& finish();         // worker: succeeded, retry later, or dead
+
+// claim()'s reply, read. The views point into the reply, which must outlive them.
+struct ClaimedTask {
+  std::string_view id;
+  std::string_view task;  // the packed TASK (stored_task.h)
+  int64_t due_ms = 0;
+};
+struct ClaimReply {
+  bool fenced = false;         // the caller no longer holds the shard; nothing was claimed
+  int64_t now_ms = 0;          // Redis TIME as the script ran
+  int64_t next_ms = -1;        // earliest due time or in-flight lease deadline left; -1 = none
+  int64_t recovered = 0;       // expired in-flight entries put back in the due set
+  int64_t lease_deadline = 0;  // in-flight score of every task claimed: settle() is handed it back
+  std::vector<ClaimedTask> tasks;
+};
+ClaimReply read_claim_reply(const RedisReply& reply);
 
 }  // namespace ripen::scripts

@@ -15,6 +15,9 @@
 //   STATUS  <ns>:{sN}:status[id]  from the first claim until the task ends; while
 //           absent the task is scheduled, attempts 0, due = its score in the due set
 //           state | attempts | due_ms | dispatched_ms | started_ms | finished_ms | worker | last_error
+//           A claim writes state `dispatched` and dispatched_ms as it takes the task
+//           to publish; while the task is still in the in-flight set (its confirm not
+//           yet settled) readers show it as waiting (task_record.cc).
 //   ENDED   <ns>:{sN}:e:<id>      STRING with a TTL (record_retention) once it ended
 //           STATUS | TASK without its payload
 //
