@@ -507,6 +507,15 @@ std::string last_dispatch_line(const std::string& log) {
   return at == std::string::npos ? "" : last.substr(at + 12);
 }
 
+// The value of "name=N" in a dispatcher's report line; 0 when absent.
+uint64_t counter(const std::string& line, const std::string& name) {
+  const auto at = line.find(" " + name + "=");
+  const size_t from = at != std::string::npos ? at + name.size() + 2
+                                              : (line.rfind(name + "=", 0) == 0 ? name.size() + 1 : std::string::npos);
+  if (from == std::string::npos) return 0;
+  return std::strtoull(line.c_str() + from, nullptr, 10);
+}
+
 // ---- AMQP helpers ------------------------------------------------------------------------------
 
 // Consumers on a queue, by passive declare; nullopt on error (the connection is
@@ -613,7 +622,9 @@ struct Results {
   // Cross-checks from the components
   ripen::Histogram worker_lateness_ms;  // start-script time - due, ms
   uint64_t worker_duplicates = 0, worker_retried = 0, worker_dead = 0;
-  std::string dispatcher_lateness;  // claim time - due, from the dispatcher(s)
+  std::string dispatcher_lateness;   // claim time - due, from the dispatcher(s)
+  uint64_t dispatcher_claimed = 0;   // tasks the dispatcher(s) claimed
+  uint64_t dispatcher_messages = 0;  // and the broker messages they went in
   // Clocks
   ClockOffset offset_start, offset_end;
   // CPU seconds over the run (enqueue start -> last handler)
@@ -627,6 +638,11 @@ struct Results {
   std::optional<MachineCpu> machine;  // over the run
   std::string load_start, load_end;
 };
+
+std::string tasks_per_message(const Results& r) {
+  if (r.dispatcher_messages == 0) return "n/a";
+  return fmt::format("{:.2f}", static_cast<double>(r.dispatcher_claimed) / static_cast<double>(r.dispatcher_messages));
+}
 
 void print_report(std::ostream& out, const Options& o, const Machine& m, const std::string& redis_ver,
                   const Results& r) {
@@ -658,8 +674,9 @@ void print_report(std::ostream& out, const Options& o, const Machine& m, const s
   out << fmt::format("completed   {}/{}{}; throughput {:.0f} tasks/s over first due -> last handler end ({} s)\n",
                      h.runs, o.tasks, r.complete ? "" : " (INCOMPLETE at the deadline)", r.completion_rate,
                      fmt::format("{:.3f}", static_cast<double>(h.last_end_us - r.first_due_us) / 1e6));
-  out << fmt::format("dispatched  {:.0f} tasks/s confirmed by the broker, first due -> last dispatched_ms\n",
-                     r.dispatch_rate);
+  out << fmt::format(
+      "dispatched  {:.0f} tasks/s taken to publish, first due -> last dispatched_ms; {} tasks in {} messages ({})\n",
+      r.dispatch_rate, r.dispatcher_claimed, r.dispatcher_messages, tasks_per_message(r));
   out << fmt::format("drain       last handler started {} ms after the last due time\n",
                      ms(static_cast<double>(h.last_start_us - r.last_due_us)));
   if (h.runs > 0) {
@@ -742,6 +759,7 @@ void append_csv(const std::string& path, const Options& o, const Machine& m, con
       {"duplicates", std::to_string(r.duplicates)},
       {"missing", std::to_string(r.missing)},
       {"dispatcher_lateness", csv_quote(r.dispatcher_lateness)},
+      {"tasks_per_message", tasks_per_message(r)},
       {"bench_cpu_s", f2(r.bench_cpu_s)},
       {"dispatcher_cpu_s", opt_seconds(r.dispatcher_cpu_s)},
       {"redis_cpu_s", opt_seconds(r.redis_cpu_s)},
@@ -778,13 +796,13 @@ void print_result_line(std::ostream& out, const Options& o, const Results& r) {
       "result label={} tasks={} window_s={:.3f} backlog={} enqueue_rate={:.0f} dispatch_rate={:.0f} "
       "completion_rate={:.0f} p50_ms={} p99_ms={} p999_ms={} max_ms={} drain_ms={} early={} duplicates={} "
       "missing={} cpu100k_dispatcher={} cpu100k_workers={} cpu100k_redis={} cpu100k_rabbitmq={} "
-      "cpu100k_producer={}\n",
+      "cpu100k_producer={} tasks_per_message={}\n",
       o.label.empty() ? "-" : o.label, o.tasks, static_cast<double>(o.window_ms) / 1000.0, o.backlog, r.enqueue_rate,
       r.dispatch_rate, r.completion_rate, ms(static_cast<double>(h.lateness_us.quantile(0.5))),
       ms(static_cast<double>(h.lateness_us.quantile(0.99))), ms(static_cast<double>(h.lateness_us.quantile(0.999))),
       ms(static_cast<double>(h.lateness_us.max())), ms(static_cast<double>(h.last_start_us - r.last_due_us)), h.early,
       r.duplicates, r.missing, cpu(r.dispatcher_cpu_s), cpu(r.bench_cpu_s - r.producer_cpu_s), cpu(r.redis_cpu_s),
-      cpu(r.rabbitmq_cpu_s), cpu(r.producer_cpu_s));
+      cpu(r.rabbitmq_cpu_s), cpu(r.producer_cpu_s), tasks_per_message(r));
 }
 
 // ---- the run --------------------------------------------------------------------------------------
@@ -1105,13 +1123,20 @@ class Bench {
     }
     if (!dispatchers_.empty()) {
       ripen::Histogram all;
-      for (const auto& d : dispatchers_) all.merge(d->stats().lateness);
+      for (const auto& d : dispatchers_) {
+        const auto s = d->stats();
+        all.merge(s.lateness);
+        results_.dispatcher_claimed += s.claimed;
+        results_.dispatcher_messages += s.messages;
+      }
       results_.dispatcher_lateness = all.summary();
     }
     std::vector<std::string> lines;
     std::optional<double> total;
     for (const auto& c : children_) {
       auto line = last_dispatch_line(c.log);
+      results_.dispatcher_claimed += counter(line, "claimed");
+      results_.dispatcher_messages += counter(line, "messages");
       const auto at = line.find("lateness ");
       if (at != std::string::npos) lines.push_back(line.substr(at + 9));
       if (c.cpu_total >= 0) total = total.value_or(0) + c.cpu_total;

@@ -151,18 +151,20 @@ int main(int argc, char** argv) {
     int64_t claimed = 0;
     std::vector<std::vector<std::pair<std::string, int64_t>>> settles(static_cast<size_t>(config.shards));
     for (bool more = true; more;) {
+      // As the dispatcher claims: every shard in one script run.
+      ripen::scripts::ScriptCall call(ripen::scripts::claim(), 5);
       for (int s = 0; s < config.shards; ++s) {
-        redis.append_eval(ripen::scripts::claim(),
-                          {keys.due(s), keys.inflight(s), keys.lease(s), keys.tasks(s), keys.status(s)},
-                          {leases[static_cast<size_t>(s)], "500", "600000"});
+        call.add({keys.due(s), keys.inflight(s), keys.lease(s), keys.tasks(s), keys.status(s)},
+                 {leases[static_cast<size_t>(s)], "500", "600000"});
       }
+      call.append_to(redis);
       auto replies = redis.flush();
       if (!replies) die("claim: " + replies.error().message);
+      const auto& r = replies->front();
+      if (!r) die("claim: " + r.error().message);
       more = false;
       for (int s = 0; s < config.shards; ++s) {
-        const auto& r = (*replies)[static_cast<size_t>(s)];
-        if (!r) die("claim: " + r.error().message);
-        const auto claim = ripen::scripts::read_claim_reply(*r);
+        const auto claim = ripen::scripts::read_claim_reply(r->at(static_cast<size_t>(s)));
         claimed += static_cast<int64_t>(claim.tasks.size());
         more |= claim.tasks.size() == 500;
         for (const auto& t : claim.tasks) settles[static_cast<size_t>(s)].emplace_back(t.id, claim.lease_deadline);
@@ -184,7 +186,9 @@ int main(int argc, char** argv) {
         del_tasks.push_back(id);
       }
       if (ids.empty()) continue;
-      redis.append_eval(ripen::scripts::settle(), {keys.due(s), keys.inflight(s), keys.status(s)}, args);
+      ripen::scripts::ScriptCall settle(ripen::scripts::settle(), 3);
+      settle.add({keys.due(s), keys.inflight(s), keys.status(s)}, args);
+      settle.append_to(redis);
       redis.append(del);
       redis.append(del_tasks);
     }

@@ -144,7 +144,7 @@ class Dispatcher::Impl {
       // Settles go first in the same round trip as the claims: after a Redis
       // outage, a confirm not yet written must not look like an expired lease to
       // the claim script (a needless re-publish).
-      const bool claimed = claim_round();
+      const bool claimed = now >= next_round_ && claim_round();
       if (now - last_report >= std::chrono::seconds(10)) {
         report();
         last_report = now;
@@ -228,6 +228,10 @@ class Dispatcher::Impl {
   // allows between them. Publishes what was claimed; returns whether anything was.
   bool claim_round() {
     const auto now = clock_.now();
+    // At most one round per tick: under load, the tasks that ripen within a
+    // tick are claimed together and share messages; a task due while nothing
+    // was claimed for a tick is still taken at once.
+    next_round_ = now + std::chrono::milliseconds(config_.dispatcher.tick_ms);
     std::vector<int> ripe;
     for (const auto& [s, lease] : owned_) {
       if (next_due_[static_cast<size_t>(s)] <= now) ripe.push_back(s);
@@ -237,13 +241,15 @@ class Dispatcher::Impl {
         ripe.empty() ? 0 : std::max(1, std::min(config_.dispatcher.batch, space / static_cast<int>(ripe.size())));
     const std::vector<int> settled = append_settles();
     std::vector<int> claimed;
-    if (space > 0) {
+    if (space > 0 && !ripe.empty()) {
+      // Every ripe shard in one script run: one section each.
+      scripts::ScriptCall call(scripts::claim(), 5);
       for (int s : ripe) {
-        redis_.append_eval(
-            scripts::claim(), {keys_.due(s), keys_.inflight(s), keys_.lease(s), keys_.tasks(s), keys_.status(s)},
-            {owned_[s], std::to_string(per_shard), std::to_string(config_.dispatcher.inflight_lease_ms)});
+        call.add({keys_.due(s), keys_.inflight(s), keys_.lease(s), keys_.tasks(s), keys_.status(s)},
+                 {owned_[s], std::to_string(per_shard), std::to_string(config_.dispatcher.inflight_lease_ms)});
         claimed.push_back(s);
       }
+      call.append_to(redis_);
     }
     if (settled.empty() && claimed.empty()) return false;
     auto replies = redis_.flush();
@@ -257,23 +263,30 @@ class Dispatcher::Impl {
     redis_log_.ok("redis");
     on_settled(settled, *replies);
     bool any = false;
-    for (size_t i = 0; i < claimed.size(); ++i) {
-      any |= on_claim(claimed[i], per_shard, (*replies)[settled.size() + i]);
+    if (!claimed.empty()) {
+      const auto& reply = replies->back();
+      for (size_t i = 0; i < claimed.size(); ++i) {
+        if (!reply) {
+          on_claim_failed(claimed[i], reply.error());
+        } else {
+          any |= on_claim(claimed[i], per_shard, reply->at(i));
+        }
+      }
     }
     publish_outbox();
     return any;
   }
 
+  void on_claim_failed(int shard, const Error& e) {
+    spdlog::error("claim on shard {}: {}", shard, e.message);
+    next_due_[static_cast<size_t>(shard)] = clock_.now() + std::chrono::milliseconds(200);
+  }
+
   // Acts on one shard's claim reply: its tasks go to the outbox; returns whether any.
-  bool on_claim(int shard, int batch, const Result<RedisReply>& r) {
+  bool on_claim(int shard, int batch, RedisReply::View r) {
     auto it = owned_.find(shard);
     if (it == owned_.end()) return false;
-    if (!r) {
-      spdlog::error("claim on shard {}: {}", shard, r.error().message);
-      next_due_[static_cast<size_t>(shard)] = clock_.now() + std::chrono::milliseconds(200);
-      return false;
-    }
-    const scripts::ClaimReply claim = scripts::read_claim_reply(*r);
+    const scripts::ClaimReply claim = scripts::read_claim_reply(r);
     if (claim.fenced) {
       spdlog::warn("shard {}: fenced off by a newer lease; giving it up", shard);
       std::lock_guard lock(stats_mu_);
@@ -371,6 +384,10 @@ class Dispatcher::Impl {
       amqp_log_.fail(st.error().message);
       release_pending();
       return false;
+    }
+    {
+      std::lock_guard lock(stats_mu_);
+      ++stats_.messages;
     }
     Pending p;
     p.tag = ++next_tag_;
@@ -549,6 +566,7 @@ class Dispatcher::Impl {
   // Appends one settle call per shard with outcomes waiting; returns those shards.
   std::vector<int> append_settles() {
     std::vector<int> shards;
+    scripts::ScriptCall call(scripts::settle(), 3);
     for (auto& [shard, list] : settles_) {
       std::vector<std::string> args = {keys_.shard_prefix(shard), std::to_string(config_.record_retention_ms)};
       args.reserve(2 + list.size() * 4);
@@ -558,21 +576,21 @@ class Dispatcher::Impl {
         args.push_back(std::to_string(s.deadline));
         args.push_back(s.reason);
       }
-      redis_.append_eval(scripts::settle(), {keys_.due(shard), keys_.inflight(shard), keys_.status(shard)}, args);
+      call.add({keys_.due(shard), keys_.inflight(shard), keys_.status(shard)}, args);
       shards.push_back(shard);
     }
+    if (!shards.empty()) call.append_to(redis_);
     return shards;
   }
 
-  // The first replies are those of append_settles(): drop what was written.
+  // The first reply is that of append_settles() when it had any: drop what was written.
   void on_settled(const std::vector<int>& shards, const std::vector<Result<RedisReply>>& replies) {
-    for (size_t i = 0; i < shards.size(); ++i) {
-      if (replies[i]) {
-        settles_.erase(shards[i]);
-      } else {
-        spdlog::error("settle on shard {}: {}", shards[i], replies[i].error().message);
-      }
+    if (shards.empty()) return;
+    if (!replies.front()) {
+      spdlog::error("settling shards' confirms: {}", replies.front().error().message);
+      return;
     }
+    for (int shard : shards) settles_.erase(shard);
   }
 
   void flush_settles() {
@@ -621,23 +639,28 @@ class Dispatcher::Impl {
 
   // How long to sleep: until the earliest known due time, bounded by max_poll and
   // the next lease maintenance.
-  std::chrono::milliseconds sleep_budget() const {
+  std::chrono::microseconds sleep_budget() const {
     auto until = std::min(next_maintenance_, clock_.now() + std::chrono::milliseconds(config_.dispatcher.max_poll_ms));
-    for (const auto& [s, lease] : owned_) until = std::min(until, next_due_[static_cast<size_t>(s)]);
-    auto d = std::chrono::ceil<std::chrono::milliseconds>(until - clock_.now());
+    for (const auto& [s, lease] : owned_)
+      until = std::min(until, std::max(next_due_[static_cast<size_t>(s)], next_round_));
+    if (!settles_.empty()) until = std::min(until, next_round_);
+    auto d = std::chrono::ceil<std::chrono::microseconds>(until - clock_.now());
     // Outstanding confirms are read as they come, so the wait can stay long.
-    return std::max(d, std::chrono::milliseconds(0));
+    return std::max(d, std::chrono::microseconds(0));
   }
 
   // Sleeps up to `timeout`, waking for broker frames, wake-ups or stop.
-  void wait(std::chrono::milliseconds timeout) {
+  void wait(std::chrono::microseconds timeout) {
     if (amqp_.connected() && (amqp_frames_enqueued(amqp_.raw()) || amqp_data_in_buffer(amqp_.raw()))) {
       pump_amqp(std::chrono::milliseconds(0));
       return;
     }
     pollfd fds[3] = {{stop_fd_, POLLIN, 0}, {sub_.fd(), POLLIN, 0}, {-1, POLLIN, 0}};
     if (amqp_.connected()) fds[2].fd = amqp_get_sockfd(amqp_.raw());
-    if (poll(fds, 3, static_cast<int>(timeout.count())) <= 0) return;
+    // ppoll, not poll: a tick is shorter than poll's millisecond.
+    const timespec ts{static_cast<time_t>(timeout.count() / 1'000'000),
+                      static_cast<long>((timeout.count() % 1'000'000) * 1000)};
+    if (ppoll(fds, 3, &ts, nullptr) <= 0) return;
     if ((fds[2].revents & (POLLIN | POLLHUP | POLLERR)) != 0) pump_amqp(std::chrono::milliseconds(0));
     if ((fds[1].revents & (POLLIN | POLLHUP | POLLERR)) != 0) read_wakeups();
   }
@@ -676,9 +699,10 @@ class Dispatcher::Impl {
   void report() {
     std::lock_guard lock(stats_mu_);
     if (stats_.lateness.count() == 0 && stats_.released == 0) return;
-    spdlog::info("dispatched: claimed={} confirmed={} returned={} released={} recovered={} shards={} lateness {}",
-                 stats_.claimed, stats_.confirmed, stats_.returned, stats_.released, stats_.recovered, owned_.size(),
-                 stats_.lateness.summary());
+    spdlog::info(
+        "dispatched: claimed={} messages={} confirmed={} returned={} released={} recovered={} shards={} lateness {}",
+        stats_.claimed, stats_.messages, stats_.confirmed, stats_.returned, stats_.released, stats_.recovered,
+        owned_.size(), stats_.lateness.summary());
   }
 
   Config config_;
@@ -694,6 +718,7 @@ class Dispatcher::Impl {
   std::map<int, std::string> owned_;         // shard -> lease value "owner|token"
   std::vector<Clock::time_point> next_due_;  // per shard: when to claim next
   Clock::time_point next_maintenance_{};
+  Clock::time_point next_round_{};                       // no claim round before this (one per tick)
   std::map<std::string, std::vector<Outgoing>> outbox_;  // by queue: claimed this round, to publish
   std::deque<Pending> pending_;                          // publishes awaiting confirms, by tag
   int pending_tasks_ = 0;                                // tasks in pending_

@@ -78,9 +78,9 @@ Result<Enqueued> Producer::enqueue_at(Envelope task, int64_t due_epoch_ms) {
 }
 
 std::vector<Result<Enqueued>> Producer::enqueue_batch(std::vector<Envelope> tasks) {
-  // One script call stores up to this many tasks of one shard: large enough to
-  // pay the call's fixed cost once per many tasks, small enough that a call
-  // never holds Redis for long.
+  // One script call stores up to this many tasks: large enough to pay the call's
+  // fixed cost once per many tasks, small enough that a call never holds Redis
+  // for long.
   constexpr size_t kPerCall = 256;
   std::vector<std::optional<Result<Enqueued>>> out(tasks.size());
   std::vector<Prepared> pending;
@@ -97,19 +97,28 @@ std::vector<Result<Enqueued>> Producer::enqueue_batch(std::vector<Envelope> task
   Error last{Errc::unavailable, "not sent"};
   int broken = 0;  // sends that broke off; bounded by kSendAttempts
   while (!pending.empty() && broken < kSendAttempts) {
-    // Group by shard, then chunk: each call's tasks share one hash slot.
+    // Group by shard, then chunk: a section's tasks share one hash slot, and a
+    // call carries sections of several shards up to kPerCall tasks in all.
     std::map<int, std::vector<size_t>> by_shard;
     for (size_t k = 0; k < pending.size(); ++k) by_shard[pending[k].shard].push_back(k);
-    std::vector<std::vector<size_t>> calls;
+    std::vector<std::vector<std::vector<size_t>>> calls;  // call -> section -> tasks
+    std::vector<scripts::ScriptCall> scripts_calls;
+    size_t in_call = kPerCall;
     for (auto& [shard, members] : by_shard) {
-      for (size_t at = 0; at < members.size(); at += kPerCall) {
-        calls.emplace_back(members.begin() + static_cast<std::ptrdiff_t>(at),
-                           members.begin() + static_cast<std::ptrdiff_t>(std::min(members.size(), at + kPerCall)));
-        const int shard_of_call = shard;
-        std::vector<std::string> args = {keys_.shard_prefix(shard_of_call), keys_.wake_channel(),
-                                         std::to_string(shard_of_call)};
-        args.reserve(3 + calls.back().size() * 6);
-        for (size_t k : calls.back()) {
+      for (size_t at = 0; at < members.size();) {
+        if (in_call >= kPerCall) {
+          calls.emplace_back();
+          scripts_calls.emplace_back(scripts::enqueue(), 2);
+          in_call = 0;
+        }
+        const size_t take = std::min(members.size() - at, kPerCall - in_call);
+        std::vector<size_t> section(members.begin() + static_cast<std::ptrdiff_t>(at),
+                                    members.begin() + static_cast<std::ptrdiff_t>(at + take));
+        at += take;
+        in_call += take;
+        std::vector<std::string> args = {keys_.shard_prefix(shard), keys_.wake_channel(), std::to_string(shard)};
+        args.reserve(3 + section.size() * 6);
+        for (size_t k : section) {
           const Envelope& e = pending[k].env;
           args.push_back(e.id);
           args.push_back(e.due_ms ? std::to_string(*e.due_ms) : "");
@@ -118,9 +127,11 @@ std::vector<Result<Enqueued>> Producer::enqueue_batch(std::vector<Envelope> task
           args.push_back(e.idempotency_key);
           args.push_back(pending[k].tail);
         }
-        redis_.append_eval(scripts::enqueue(), {keys_.due(shard_of_call), keys_.tasks(shard_of_call)}, args);
+        scripts_calls.back().add({keys_.due(shard), keys_.tasks(shard)}, args);
+        calls.back().push_back(std::move(section));
       }
     }
+    for (const auto& call : scripts_calls) call.append_to(redis_);
     auto replies = redis_.flush();
     std::vector<Prepared> again;
     auto keep = [&](Prepared& p, bool may_have_landed) {
@@ -136,39 +147,45 @@ std::vector<Result<Enqueued>> Producer::enqueue_batch(std::vector<Envelope> task
         const auto& reply = (*replies)[c];
         if (!reply) {
           last = reply.error();
-          for (size_t k : calls[c]) {
-            if (retryable(last)) {
-              keep(pending[k], true);
-            } else {
-              out[pending[k].index] = last;
+          for (const auto& section : calls[c]) {
+            for (size_t k : section) {
+              if (retryable(last)) {
+                keep(pending[k], true);
+              } else {
+                out[pending[k].index] = last;
+              }
             }
           }
           continue;
         }
-        if (!reply->is_array() || reply->size() != calls[c].size() * 3) {
-          for (size_t k : calls[c])
-            out[pending[k].index] = make_error(Errc::internal, "enqueue script: unexpected reply");
-          continue;
-        }
-        for (size_t j = 0; j < calls[c].size(); ++j) {
-          Prepared& p = pending[calls[c][j]];
-          const int64_t status = reply->at(j * 3 + 1).integer();
-          Enqueued e{TaskId(reply->at(j * 3).str()), status == 1, reply->at(j * 3 + 2).integer()};
-          // After a send that broke off, "the id exists" (or "the key is held by
-          // this very id") is our own earlier write that landed.
-          if (status != 1 && p.maybe_landed && e.id.get() == p.env.id) {
-            e.created = true;
-            out[p.index] = e;
-          } else if (status == -1 && p.auto_id) {
-            // Another task drew the same id in the same millisecond: draw again.
-            p.env.id = draw_id(p.env);
-            p.shard = keys_.shard_of(p.env.id);
-            p.maybe_landed = false;
-            again.push_back(std::move(p));
-          } else if (status == -1) {
-            out[p.index] = make_error(Errc::conflict, "field 'id': a task with id '" + p.env.id + "' already exists");
-          } else {
-            out[p.index] = e;
+        for (size_t sec = 0; sec < calls[c].size(); ++sec) {
+          const auto& section = calls[c][sec];
+          const RedisReply::View r = reply->at(sec);
+          if (sec >= reply->size() || !r.is_array() || r.size() != section.size() * 3) {
+            for (size_t k : section)
+              out[pending[k].index] = make_error(Errc::internal, "enqueue script: unexpected reply");
+            continue;
+          }
+          for (size_t j = 0; j < section.size(); ++j) {
+            Prepared& p = pending[section[j]];
+            const int64_t status = r.at(j * 3 + 1).integer();
+            Enqueued e{TaskId(r.at(j * 3).str()), status == 1, r.at(j * 3 + 2).integer()};
+            // After a send that broke off, "the id exists" (or "the key is held by
+            // this very id") is our own earlier write that landed.
+            if (status != 1 && p.maybe_landed && e.id.get() == p.env.id) {
+              e.created = true;
+              out[p.index] = e;
+            } else if (status == -1 && p.auto_id) {
+              // Another task drew the same id in the same millisecond: draw again.
+              p.env.id = draw_id(p.env);
+              p.shard = keys_.shard_of(p.env.id);
+              p.maybe_landed = false;
+              again.push_back(std::move(p));
+            } else if (status == -1) {
+              out[p.index] = make_error(Errc::conflict, "field 'id': a task with id '" + p.env.id + "' already exists");
+            } else {
+              out[p.index] = e;
+            }
           }
         }
       }

@@ -166,6 +166,7 @@ void apply_toml(Config& c, const std::string& text, const std::string& source) {
     r.read("batch", d.batch, 1, 10000);
     r.read("confirm_window", d.confirm_window, 1, 65535);
     r.read("bundle", d.bundle, 1, static_cast<int>(kMaxBundle));
+    r.read_duration("tick", d.tick_ms, 0);
     r.read_duration("inflight_lease", d.inflight_lease_ms, 100);
     r.read_duration("shard_lease", d.shard_lease_ms, 300);
     r.read_duration("max_poll", d.max_poll_ms, 1);

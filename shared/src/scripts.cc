@@ -1,5 +1,6 @@
 #include "ripen/scripts.h"
 
+#include <cassert>
 #include <string>
 
 namespace ripen::scripts {
@@ -17,6 +18,10 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+
+-- Lua turns a number into a string with sprintf each time it is concatenated
+-- or passed to redis.call: a stamp written into many records is converted once.
+local function text(n) return string.format('%d', n) end
 
 -- The first n fields of a packed string, and the rest as field n + 1.
 local function split(s, n)
@@ -131,6 +136,29 @@ end
 
 LuaScript make(const char* name, const char* body) { return LuaScript{name, std::string(kPrelude) + body}; }
 
+// Runs the body once per section, each with one shard's KEYS and ARGV: a
+// call carries as many shards as the caller has work for (see ScriptCall).
+constexpr const char* kSections = R"lua(
+-- ARGV[1]: keys per section; then per section: how many ARGV it has, and them.
+local nkeys = tonumber(ARGV[1])
+local replies = {}
+local at, kat = 2, 0
+while at <= #ARGV do
+  local argc = tonumber(ARGV[at])
+  local keys, args = {}, {}
+  for i = 1, nkeys do keys[i] = KEYS[kat + i] end
+  for i = 1, argc do args[i] = ARGV[at + i] end
+  replies[#replies + 1] = run(keys, args)
+  kat = kat + nkeys
+  at = at + argc + 1
+end
+return replies
+)lua";
+
+LuaScript make_sectioned(const char* name, const char* body) {
+  return LuaScript{name, std::string(kPrelude) + "local function run(KEYS, ARGV)\n" + body + "end\n" + kSections};
+}
+
 }  // namespace
 
 // Stores a batch of tasks of one shard and puts them in its wheel.
@@ -142,9 +170,10 @@ LuaScript make(const char* name, const char* body) { return LuaScript{name, std:
 //        already holds the idempotency key (its id and due time are returned);
 //        -1 = the id exists (its due time is returned).
 const LuaScript& enqueue() {
-  static const LuaScript s = make("enqueue", R"lua(
+  static const LuaScript s = make_sectioned("enqueue", R"lua(
 local prefix, wake, shard = ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()
+local now_s = text(now)
 local ids = {}
 for i = 4, #ARGV, 6 do ids[#ids + 1] = ARGV[i] end
 local stored = gather('HMGET', KEYS[2], ids)
@@ -173,12 +202,17 @@ for k = 1, #ids do
     out[#out + 1] = -1
     out[#out + 1] = created[id] or due_of(prefix, id)
   else
-    local due
-    if due_arg ~= '' then due = tonumber(due_arg) else due = now + tonumber(delay) end
+    local due, due_s
+    if due_arg ~= '' then
+      due, due_s = tonumber(due_arg), due_arg
+    else
+      due = now + tonumber(delay)
+      due_s = text(due)
+    end
     created[id] = due
     fields[#fields + 1] = id
-    fields[#fields + 1] = max .. US .. now .. US .. tail
-    entries[#entries + 1] = due
+    fields[#fields + 1] = max .. US .. now_s .. US .. tail
+    entries[#entries + 1] = due_s
     entries[#entries + 1] = id
     if idem ~= '' then
       keyed[idem] = id
@@ -210,7 +244,7 @@ return out
 //        lease deadline left. lease_deadline (the in-flight score of every task
 //        claimed here) is what settle() is handed back.
 const LuaScript& claim() {
-  static const LuaScript s = make("claim", R"lua(
+  static const LuaScript s = make_sectioned("claim", R"lua(
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return { -1 } end
 local now = now_ms()
 local batch = tonumber(ARGV[2])
@@ -230,6 +264,7 @@ for _, id in ipairs(expired) do
   end
 end
 local deadline = now + tonumber(ARGV[3])
+local now_s, deadline_s = text(now), text(deadline)
 local out = { now, -1, #expired, deadline }
 local ripe = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, batch)
 local n = #ripe / 2
@@ -249,14 +284,14 @@ if n > 0 then
       if statuses[i] then
         -- A retry, or a task whose earlier publish was never confirmed.
         local f = parse_status(statuses[i])
-        f[1], f[3], f[4] = 'dispatched', due, now
+        f[1], f[3], f[4] = 'dispatched', due, now_s
         status = pack_status(f)
       else
-        status = 'dispatched' .. US .. '0' .. US .. due .. US .. now .. US .. US .. US .. US
+        status = 'dispatched' .. US .. '0' .. US .. due .. US .. now_s .. US .. US .. US .. US
       end
       fields[#fields + 1] = id
       fields[#fields + 1] = status
-      leases[#leases + 1] = deadline
+      leases[#leases + 1] = deadline_s
       leases[#leases + 1] = id
       out[#out + 1] = id
       out[#out + 1] = task
@@ -290,7 +325,7 @@ return out
 //           'r' the broker refused it or the connection broke: back to the due set
 // Reply: number of publishes whose claim was still in flight.
 const LuaScript& settle() {
-  static const LuaScript s = make("settle", R"lua(
+  static const LuaScript s = make_sectioned("settle", R"lua(
 local prefix, retention = ARGV[1], ARGV[2]
 local ids = {}
 for i = 3, #ARGV, 4 do ids[#ids + 1] = ARGV[i] end
@@ -379,9 +414,10 @@ return live
 //        existed, or another namespace). A live task always has a STATUS by now:
 //        the claim that published it wrote one.
 const LuaScript& start() {
-  static const LuaScript s = make("start", R"lua(
+  static const LuaScript s = make_sectioned("start", R"lua(
 local prefix, worker = ARGV[1], ARGV[2]
 local now = now_ms()
+local now_s = text(now)
 local ids = {}
 for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
 local statuses = gather('HMGET', KEYS[1], ids)
@@ -392,12 +428,12 @@ for k, id in ipairs(ids) do
   local st = written[id] or statuses[k]
   if st then
     local f = parse_status(st)
-    f[1], f[2], f[5], f[7] = 'running', tonumber(f[2]) + 1, now, worker
+    f[1], f[2], f[5], f[7] = 'running', text(tonumber(f[2]) + 1), now_s, worker
     written[id] = pack_status(f)
     fields[#fields + 1] = id
     fields[#fields + 1] = written[id]
     out[#out + 1] = 'run'
-    out[#out + 1] = f[2]
+    out[#out + 1] = tonumber(f[2])
     out[#out + 1] = tonumber(f[3])
     out[#out + 1] = now
   else
@@ -426,9 +462,10 @@ return out
 //       the TASK without its payload (see stored_task.h), or '' to read it
 // Reply: per task the state written ('succeeded', 'failed', 'dead'), or 'missing'.
 const LuaScript& finish() {
-  static const LuaScript s = make("finish", R"lua(
+  static const LuaScript s = make_sectioned("finish", R"lua(
 local prefix, retention, wake, shard = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now = now_ms()
+local now_s = text(now)
 local ids = {}
 for i = 5, #ARGV, 5 do ids[#ids + 1] = ARGV[i] end
 local statuses = gather('HMGET', KEYS[1], ids)
@@ -446,16 +483,16 @@ for k, id in ipairs(ids) do
     out[#out + 1] = 'missing'
   else
     local f = parse_status(st)
-    f[6] = now
+    f[6] = now_s
     if outcome == 'retry' then
       -- Written back into the wheel before the worker acks the delivery: a crash
       -- in between duplicates a retry but never loses one.
       local due = now + tonumber(delay)
-      f[1], f[3], f[8] = 'failed', due, err
+      f[1], f[3], f[8] = 'failed', text(due), err
       written[id] = pack_status(f)
       fields[#fields + 1] = id
       fields[#fields + 1] = written[id]
-      entries[#entries + 1] = due
+      entries[#entries + 1] = f[3]
       entries[#entries + 1] = id
       if earliest == nil or due < earliest then earliest = due end
     else
@@ -474,7 +511,22 @@ return out
   return s;
 }
 
-ClaimReply read_claim_reply(const RedisReply& r) {
+ScriptCall::ScriptCall(const LuaScript& script, size_t keys_per_section)
+    : script_(script), keys_per_section_(keys_per_section) {
+  args_.push_back(std::to_string(keys_per_section));
+}
+
+void ScriptCall::add(const std::vector<std::string>& keys, const std::vector<std::string>& args) {
+  assert(keys.size() == keys_per_section_);
+  keys_.insert(keys_.end(), keys.begin(), keys.end());
+  args_.push_back(std::to_string(args.size()));
+  args_.insert(args_.end(), args.begin(), args.end());
+  ++sections_;
+}
+
+void ScriptCall::append_to(Redis& redis) const { redis.append_eval(script_, keys_, args_); }
+
+ClaimReply read_claim_reply(RedisReply::View r) {
   ClaimReply out;
   if (r.size() < 4) {
     out.fenced = true;  // {-1}

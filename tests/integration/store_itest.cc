@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -37,41 +38,49 @@ class Store : public NamespaceTest {
     return r ? r->id.get() : "";
   }
 
+  // Runs a sectioned script with one section (shard 0); returns the section's reply.
+  RedisReply::View run(const LuaScript& script, const std::vector<std::string>& keys,
+                       const std::vector<std::string>& args) {
+    scripts::ScriptCall call(script, keys.size());
+    call.add(keys, args);
+    call.append_to(*redis_);
+    auto r = redis_->flush();
+    EXPECT_TRUE(r.ok()) << r.error().describe();
+    if (!r) return RedisReply::View(nullptr);
+    EXPECT_TRUE(r->front().ok()) << r->front().error().describe();
+    if (!r->front()) return RedisReply::View(nullptr);
+    replies_.push_back(std::move(*r->front()));
+    EXPECT_EQ(replies_.back().size(), 1u) << "one reply per section";
+    return replies_.back().at(0);
+  }
+
   // Runs the claim script; returns its reply. The lease deadline of the last
   // claim is what settle() names by default.
-  RedisReply claim() {
-    auto r = redis_->eval(scripts::claim(),
-                          {keys_->due(0), keys_->inflight(0), keys_->lease(0), keys_->tasks(0), keys_->status(0)},
-                          {lease_, "100", "30000"});
-    EXPECT_TRUE(r.ok()) << r.error().describe();
-    if (!r) return RedisReply();
-    deadline_ = scripts::read_claim_reply(*r).lease_deadline;
-    return std::move(*r);
+  RedisReply::View claim() {
+    auto r =
+        run(scripts::claim(), {keys_->due(0), keys_->inflight(0), keys_->lease(0), keys_->tasks(0), keys_->status(0)},
+            {lease_, "100", "30000"});
+    deadline_ = scripts::read_claim_reply(r).lease_deadline;
+    return r;
   }
 
   // Returns how many publishes the script found still in flight.
   int64_t settle(const std::string& id, const std::string& outcome, const std::string& reason = "",
                  std::optional<int64_t> deadline = std::nullopt) {
-    auto r = redis_->eval(
-        scripts::settle(), {keys_->due(0), keys_->inflight(0), keys_->status(0)},
-        {keys_->shard_prefix(0), "60000", id, outcome, std::to_string(deadline.value_or(deadline_)), reason});
-    EXPECT_TRUE(r.ok()) << r.error().describe();
-    return r ? r->integer() : -1;
+    auto r = run(scripts::settle(), {keys_->due(0), keys_->inflight(0), keys_->status(0)},
+                 {keys_->shard_prefix(0), "60000", id, outcome, std::to_string(deadline.value_or(deadline_)), reason});
+    return r.is_integer() ? r.integer() : -1;
   }
 
-  RedisReply start(const std::string& id) {
-    auto r = redis_->eval(scripts::start(), {keys_->status(0)}, {keys_->shard_prefix(0), "w1", id});
-    EXPECT_TRUE(r.ok()) << r.error().describe();
-    return r ? std::move(*r) : RedisReply();
+  RedisReply::View start(const std::string& id) {
+    return run(scripts::start(), {keys_->status(0)}, {keys_->shard_prefix(0), "w1", id});
   }
 
   std::string finish(const std::string& id, const std::string& outcome, const std::string& error = "",
                      int64_t retry_delay_ms = 5000) {
-    auto r = redis_->eval(
-        scripts::finish(), {keys_->status(0), keys_->due(0)},
-        {keys_->shard_prefix(0), "60000", "", "0", id, outcome, error, std::to_string(retry_delay_ms), ""});
-    EXPECT_TRUE(r.ok()) << r.error().describe();
-    return r ? r->at(0).str() : "";
+    auto r = run(scripts::finish(), {keys_->status(0), keys_->due(0)},
+                 {keys_->shard_prefix(0), "60000", "", "0", id, outcome, error, std::to_string(retry_delay_ms), ""});
+    return r.at(0).str();
   }
 
   TaskRecord record(const std::string& id) {
@@ -84,6 +93,7 @@ class Store : public NamespaceTest {
   std::unique_ptr<Keys> keys_;
   std::string lease_;
   int64_t deadline_ = 0;
+  std::deque<RedisReply> replies_;  // own what run() returned views of
 };
 
 TEST_F(Store, ScheduledTaskIsOneTaskFieldAndOneDueEntryAndNoStatus) {
@@ -106,8 +116,7 @@ TEST_F(Store, ScheduledTaskIsOneTaskFieldAndOneDueEntryAndNoStatus) {
 TEST_F(Store, ClaimReturnsTheStoredTaskAndTheEnvelopeBuiltFromItDecodes) {
   const nlohmann::json payload = {{"to", "+15550100"}, {"text", "tab\there, quote \" and \u001f unit sep"}};
   const std::string id = enqueue_due_now(payload);
-  const RedisReply r = claim();
-  const auto c = scripts::read_claim_reply(r);
+  const auto c = scripts::read_claim_reply(claim());
   ASSERT_EQ(c.tasks.size(), 1u);
   EXPECT_EQ(c.tasks[0].id, id);
   EXPECT_EQ(c.lease_deadline, c.now_ms + 30000);
@@ -132,7 +141,7 @@ TEST_F(Store, LifeOfATaskThatSucceeds) {
   ASSERT_TRUE(t.dispatched_ms.has_value());
   EXPECT_EQ(inflight_count(*redis_, *keys_), 0);
 
-  const RedisReply s = start(id);
+  const RedisReply::View s = start(id);
   EXPECT_EQ(s.at(0).str(), "run");
   EXPECT_EQ(s.at(1).integer(), 1) << "attempt";
   EXPECT_EQ(record(id).state, "running");
@@ -275,13 +284,12 @@ TEST_F(Store, OneBatchNamingTheSameIdTwiceStoresItOnceAndRefusesTheOther) {
 TEST_F(Store, TaskStartedTwiceInOneCallCountsTwoAttempts) {
   const std::string id = enqueue_due_now();
   claim();
-  auto r = redis_->eval(scripts::start(), {keys_->status(0)}, {keys_->shard_prefix(0), "w1", id, id});
-  ASSERT_TRUE(r.ok()) << r.error().describe();
-  ASSERT_EQ(r->size(), 8u);
-  EXPECT_EQ(r->at(0).str(), "run");
-  EXPECT_EQ(r->at(1).integer(), 1);
-  EXPECT_EQ(r->at(4).str(), "run");
-  EXPECT_EQ(r->at(5).integer(), 2);
+  auto r = run(scripts::start(), {keys_->status(0)}, {keys_->shard_prefix(0), "w1", id, id});
+  ASSERT_EQ(r.size(), 8u);
+  EXPECT_EQ(r.at(0).str(), "run");
+  EXPECT_EQ(r.at(1).integer(), 1);
+  EXPECT_EQ(r.at(4).str(), "run");
+  EXPECT_EQ(r.at(5).integer(), 2);
   EXPECT_EQ(record(id).attempts, 2);
 }
 
@@ -289,12 +297,11 @@ TEST_F(Store, TaskFinishedTwiceInOneCallEndsOnceAndTheSecondFindsItGone) {
   const std::string id = enqueue_due_now();
   claim();
   start(id);
-  auto r = redis_->eval(scripts::finish(), {keys_->status(0), keys_->due(0)},
-                        {keys_->shard_prefix(0), "60000", "", "0", id, "ok", "", "0", "", id, "ok", "", "0", ""});
-  ASSERT_TRUE(r.ok()) << r.error().describe();
-  ASSERT_EQ(r->size(), 2u);
-  EXPECT_EQ(r->at(0).str(), "succeeded");
-  EXPECT_EQ(r->at(1).str(), "missing");
+  auto r = run(scripts::finish(), {keys_->status(0), keys_->due(0)},
+               {keys_->shard_prefix(0), "60000", "", "0", id, "ok", "", "0", "", id, "ok", "", "0", ""});
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r.at(0).str(), "succeeded");
+  EXPECT_EQ(r.at(1).str(), "missing");
   EXPECT_EQ(record(id).state, "succeeded");
 }
 

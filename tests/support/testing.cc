@@ -81,8 +81,9 @@ std::string write_config_file(const Config& c, const std::string& name) {
       << "[retry]\nbase = " << c.retry_backoff.base_ms << "\ncap = " << c.retry_backoff.cap_ms << "\n"
       << "[log]\nlevel = " << q(c.log_level) << "\nformat = " << q(c.log_format) << "\n"
       << "[dispatcher]\nbatch = " << c.dispatcher.batch << "\nconfirm_window = " << c.dispatcher.confirm_window
-      << "\nbundle = " << c.dispatcher.bundle << "\ninflight_lease = " << c.dispatcher.inflight_lease_ms
-      << "\nshard_lease = " << c.dispatcher.shard_lease_ms << "\nmax_poll = " << c.dispatcher.max_poll_ms
+      << "\nbundle = " << c.dispatcher.bundle << "\ntick = " << c.dispatcher.tick_ms
+      << "\ninflight_lease = " << c.dispatcher.inflight_lease_ms << "\nshard_lease = " << c.dispatcher.shard_lease_ms
+      << "\nmax_poll = " << c.dispatcher.max_poll_ms
       << "\nauto_declare = " << (c.dispatcher.auto_declare ? "true" : "false")
       << "\nqueues = " << list(c.dispatcher.queues) << "\n"
       << "[worker]\nqueues = " << list(c.worker.queues) << "\nconcurrency = " << c.worker.concurrency

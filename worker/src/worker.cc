@@ -403,7 +403,10 @@ class Worker::Impl {
     for (size_t i = 0; i < finishing_.size(); ++i)
       finish_by_shard[keys_.shard_of(finishing_[i].delivery.task.id)].push_back(i);
     for (size_t i = 0; i < starting_.size(); ++i) start_by_shard[keys_.shard_of(starting_[i].task.id)].push_back(i);
+    // One script run for the outcomes and one for the starts, each with a
+    // section per shard.
     const std::string retention = std::to_string(config_.record_retention_ms);
+    scripts::ScriptCall finishes(scripts::finish(), 2), starts(scripts::start(), 1);
     for (const auto& [shard, members] : finish_by_shard) {
       std::vector<std::string> args = {keys_.shard_prefix(shard), retention, keys_.wake_channel(),
                                        std::to_string(shard)};
@@ -412,13 +415,15 @@ class Worker::Impl {
         args.insert(args.end(), {f.delivery.task.id, f.outcome, f.error, std::to_string(f.delay_ms),
                                  f.outcome == "retry" ? std::string() : pack_task_head(f.delivery.task)});
       }
-      redis_.append_eval(scripts::finish(), {keys_.status(shard), keys_.due(shard)}, args);
+      finishes.add({keys_.status(shard), keys_.due(shard)}, args);
     }
     for (const auto& [shard, members] : start_by_shard) {
       std::vector<std::string> args = {keys_.shard_prefix(shard), name_};
       for (size_t i : members) args.push_back(starting_[i].task.id);
-      redis_.append_eval(scripts::start(), {keys_.status(shard)}, args);
+      starts.add({keys_.status(shard)}, args);
     }
+    if (finishes.sections() > 0) finishes.append_to(redis_);
+    if (starts.sections() > 0) starts.append_to(redis_);
     auto replies = redis_.flush();
     if (!replies) {
       redis_log_.fail("redis: recording task starts and outcomes: " + replies.error().message);
@@ -427,30 +432,38 @@ class Worker::Impl {
     redis_log_.ok("redis");
     size_t at = 0;
     std::vector<Finish> finish_again;
-    for (const auto& [shard, members] : finish_by_shard) {
+    if (finishes.sections() > 0) {
       const auto& reply = (*replies)[at++];
-      for (size_t k = 0; k < members.size(); ++k) {
-        Finish& f = finishing_[members[k]];
-        if (!reply) {
-          spdlog::error("worker {}: task {}: recording its outcome: {}", name_, f.delivery.task.id,
-                        reply.error().message);
-          finish_again.push_back(std::move(f));
-          continue;
+      size_t section = 0;
+      for (const auto& [shard, members] : finish_by_shard) {
+        const RedisReply::View r = reply ? reply->at(section++) : RedisReply::View(nullptr);
+        for (size_t k = 0; k < members.size(); ++k) {
+          Finish& f = finishing_[members[k]];
+          if (!reply) {
+            spdlog::error("worker {}: task {}: recording its outcome: {}", name_, f.delivery.task.id,
+                          reply.error().message);
+            finish_again.push_back(std::move(f));
+            continue;
+          }
+          finished(f, r.at(k).str());
         }
-        finished(f, reply->at(k).str());
       }
     }
     std::vector<Delivery> start_again;
-    for (const auto& [shard, members] : start_by_shard) {
+    if (starts.sections() > 0) {
       const auto& reply = (*replies)[at++];
-      for (size_t k = 0; k < members.size(); ++k) {
-        Delivery& d = starting_[members[k]];
-        if (!reply) {
-          spdlog::error("worker {}: task {}: recording its start: {}", name_, d.task.id, reply.error().message);
-          start_again.push_back(std::move(d));
-          continue;
+      size_t section = 0;
+      for (const auto& [shard, members] : start_by_shard) {
+        const RedisReply::View r = reply ? reply->at(section++) : RedisReply::View(nullptr);
+        for (size_t k = 0; k < members.size(); ++k) {
+          Delivery& d = starting_[members[k]];
+          if (!reply) {
+            spdlog::error("worker {}: task {}: recording its start: {}", name_, d.task.id, reply.error().message);
+            start_again.push_back(std::move(d));
+            continue;
+          }
+          started(std::move(d), r.at(k * 4).str(), r, k * 4);
         }
-        started(std::move(d), reply->at(k * 4).str(), *reply, k * 4);
       }
     }
     finishing_ = std::move(finish_again);
@@ -459,7 +472,7 @@ class Worker::Impl {
     return true;
   }
 
-  void started(Delivery d, const std::string& verdict, const RedisReply& r, size_t at) {
+  void started(Delivery d, const std::string& verdict, RedisReply::View r, size_t at) {
     if (verdict == "skip") {
       spdlog::debug("worker {}: task {} already {}; duplicate delivery acked", name_, d.task.id, r.at(at + 1).str());
       {

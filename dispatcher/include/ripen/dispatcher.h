@@ -32,6 +32,7 @@ namespace ripen {
 
 struct DispatcherStats {
   uint64_t claimed = 0;     // tasks taken from the wheel
+  uint64_t messages = 0;    // messages published to task queues (a bundle of tasks is one)
   uint64_t confirmed = 0;   // publishes the broker confirmed
   uint64_t returned = 0;    // publishes the broker returned as unroutable (dead-lettered)
   uint64_t released = 0;    // publishes put back in the wheel (nack or broken connection)

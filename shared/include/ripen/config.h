@@ -24,6 +24,7 @@ struct DispatcherConfig {
   int batch = 500;                                // tasks per claim
   int confirm_window = 1000;                      // claimed tasks published and not yet confirmed
   int bundle = 50;                                // most tasks per broker message (1: one message each)
+  int64_t tick_ms = 1;                            // at most one claim round per tick (0: no limit)
   int64_t inflight_lease_ms = 30'000;             // a claimed task not confirmed by then is published again
   int64_t shard_lease_ms = 10'000;                // a dead dispatcher's shards are free after this
   int64_t max_poll_ms = 1000;                     // longest sleep without looking at the wheel

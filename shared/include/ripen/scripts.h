@@ -1,10 +1,16 @@
-// The Lua scripts that make each timer-wheel step atomic. Each touches the keys of
-// one shard only (one hash slot) and reads the time from Redis TIME, the single
-// clock of the fleet. Arguments and replies are documented beside each script in
-// scripts.cc.
+// The Lua scripts that make each timer-wheel step atomic. They read the time from
+// Redis TIME, the single clock of the fleet. Arguments and replies are documented
+// beside each script in scripts.cc.
+//
+// The five task scripts (enqueue ... finish) work on one shard at a time: a
+// section's keys share the shard's hash tag. One call carries any number of
+// sections (ScriptCall), so a process with work for many shards pays one script
+// run, not one per shard; on Redis Cluster a call would carry one section, in
+// one slot, and the scripts run unchanged.
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -35,6 +41,23 @@ struct ClaimReply {
   int64_t lease_deadline = 0;  // in-flight score of every task claimed: settle() is handed it back
   std::vector<ClaimedTask> tasks;
 };
-ClaimReply read_claim_reply(const RedisReply& reply);
+ClaimReply read_claim_reply(RedisReply::View reply);
+
+// One call of a sectioned script: add() a section per shard, append_to() a
+// pipeline; the reply holds one element per section, in order.
+class ScriptCall {
+ public:
+  ScriptCall(const LuaScript& script, size_t keys_per_section);
+  void add(const std::vector<std::string>& keys, const std::vector<std::string>& args);
+  size_t sections() const { return sections_; }
+  void append_to(Redis& redis) const;
+
+ private:
+  const LuaScript& script_;
+  size_t keys_per_section_;
+  size_t sections_ = 0;
+  std::vector<std::string> keys_;
+  std::vector<std::string> args_;
+};
 
 }  // namespace ripen::scripts
