@@ -35,7 +35,8 @@ struct Options {
   int window = 1000;
   int consumers = 2;
   int prefetch = 8;
-  int ack_every = 1;  // ack with `multiple` once per this many deliveries
+  int ack_every = 1;      // ack with `multiple` once per this many deliveries
+  int queue_version = 0;  // x-queue-version; 0 = the broker's default
   std::string amqp_url;
   std::string queue;
 };
@@ -84,6 +85,8 @@ int main(int argc, char** argv) {
   app.add_option("--prefetch", o.prefetch, "prefetch per consumer")->check(CLI::Range(1, 65535));
   app.add_option("--ack-every", o.ack_every, "ack once per N deliveries (multiple=true); 1 = each")
       ->check(CLI::Range(1, 65535));
+  app.add_option("--queue-version", o.queue_version, "classic queue version (x-queue-version); 0 = broker default")
+      ->check(CLI::Range(0, 2));
   app.add_option("--amqp-url", o.amqp_url, "default: $RIPEN_AMQP_URL or the local default");
   CLI11_PARSE(app, argc, argv);
 
@@ -96,7 +99,9 @@ int main(int argc, char** argv) {
   ripen::Amqp publisher(url);
   check(publisher.connect(), "connecting");
   check(publisher.declare_exchange(exchange, "direct"), "declaring the exchange");
-  check(publisher.declare_queue(o.queue), "declaring the queue");
+  ripen::AmqpTable queue_args;
+  if (o.queue_version > 0) queue_args.emplace_back("x-queue-version", int64_t{o.queue_version});
+  check(publisher.declare_queue(o.queue, queue_args), "declaring the queue");
   check(publisher.bind_queue(o.queue, exchange, o.queue), "binding");
   check(publisher.confirm_select(), "enabling confirms");
 
