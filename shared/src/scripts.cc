@@ -11,71 +11,63 @@ namespace {
 // (e:<id>, idem:<key>) are built from the shard prefix (ARGV) because they are
 // only known inside the script; they share the prefix's hash tag, so the script
 // still touches a single slot.
+//
+// Written for the Lua interpreter's costs, which a profile of Redis under load
+// shows: a packed record is taken apart with one string.match (one C call) and
+// put together with one concatenation (one allocation), not field by field in
+// Lua; numbers become text once per run; argument lists are not copied.
 constexpr const char* kPrelude = R"lua(
 local US = '\31'
+local match, format, unpack = string.match, string.format, unpack
 
+-- Redis TIME in ms, read once per script run: every section and task of one
+-- run is stamped with the same instant.
+local now_cache = nil
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
--- Lua turns a number into a string with sprintf each time it is concatenated
--- or passed to redis.call: a stamp written into many records is converted once.
-local function text(n) return string.format('%d', n) end
-
--- The first n fields of a packed string, and the rest as field n + 1.
-local function split(s, n)
-  local out, pos = {}, 1
-  for i = 1, n do
-    local j = string.find(s, US, pos, true)
-    if not j then
-      out[i] = string.sub(s, pos)
-      return out
-    end
-    out[i] = string.sub(s, pos, j - 1)
-    pos = j + 1
+  if not now_cache then
+    local t = redis.call('TIME')
+    now_cache = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   end
-  out[n + 1] = string.sub(s, pos)
-  return out
+  return now_cache
 end
 
--- STATUS: state, attempts, due_ms, dispatched_ms, started_ms, finished_ms, worker, last_error
-local function parse_status(st)
-  local f = split(st, 7)
-  for i = #f + 1, 8 do f[i] = '' end
-  return f
+-- Lua turns a number into text with sprintf('%.14g') each time it is
+-- concatenated or passed to redis.call; '%d' once is much cheaper.
+local function text(n) return format('%d', n) end
+
+-- STATUS: state | attempts | due_ms | dispatched_ms | started_ms | finished_ms | worker | last_error
+local STATUS = '^([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31(.*)$'
+local function status(state, attempts, due, dispatched, started, finished, worker, err)
+  return state .. US .. attempts .. US .. due .. US .. dispatched .. US .. started .. US .. finished .. US ..
+    worker .. US .. err
 end
 
-local function read_status(status_key, id)
-  local st = redis.call('HGET', status_key, id)
-  if not st then return nil end
-  return parse_status(st)
-end
+-- The due time a STATUS holds.
+local function status_due(st) return match(st, '^[^\31]*\31[^\31]*\31([^\31]*)') end
 
-local function pack_status(f) return table.concat(f, US, 1, 8) end
-
-local function write_status(status_key, id, f)
-  redis.call('HSET', status_key, id, pack_status(f))
-end
+-- A state for a task back in the due set: a first attempt waits as
+-- `scheduled`, a retry as `failed` (an attempt failed; the next one waits).
+local function waiting(attempts) return attempts ~= '0' and attempts ~= '' and 'failed' or 'scheduled' end
 
 -- Commands that take many members are sent in slices: Lua's unpack has a
 -- stack limit. One call per slice instead of one per task is most of what a
 -- script saves under load.
 local SLICE = 1000
 
--- redis.call(cmd, key, list...), sliced; for commands whose reply is not needed.
-local function each_slice(cmd, key, list)
-  for i = 1, #list, SLICE do
-    redis.call(cmd, key, unpack(list, i, math.min(i + SLICE - 1, #list)))
-  end
+-- redis.call(cmd, key, list[from..to]...), sliced; for replies not needed.
+local function each_slice(cmd, key, list, from, to)
+  from, to = from or 1, to or #list
+  for i = from, to, SLICE do redis.call(cmd, key, unpack(list, i, math.min(i + SLICE - 1, to))) end
 end
 
--- One reply per member, like HMGET or ZMSCORE, for any number of members.
-local function gather(cmd, key, list)
+-- One reply per member of list[from..to], as HMGET or ZMSCORE give them.
+local function gather(cmd, key, list, from, to)
+  from, to = from or 1, to or #list
+  if to - from < SLICE then return redis.call(cmd, key, unpack(list, from, to)) end
   local out = {}
-  for i = 1, #list, SLICE do
-    local part = redis.call(cmd, key, unpack(list, i, math.min(i + SLICE - 1, #list)))
-    for k = 1, #part do out[i + k - 1] = part[k] end
+  for i = from, to, SLICE do
+    local part = redis.call(cmd, key, unpack(list, i, math.min(i + SLICE - 1, to)))
+    for k = 1, #part do out[#out + 1] = part[k] end
   end
   return out
 end
@@ -83,50 +75,49 @@ end
 -- A live task's due time: from its STATUS once claimed, else its score.
 local function due_of(prefix, id)
   local st = redis.call('HGET', prefix .. 'status', id)
-  if st then return tonumber(split(st, 3)[3]) end
+  if st then return tonumber(status_due(st)) end
   return tonumber(redis.call('ZSCORE', prefix .. 'due', id))
 end
 
 -- Adds (due, id) pairs to the due set; when one becomes the earliest entry,
 -- tells sleeping dispatchers so none sleeps past it.
-local function schedule(due_key, pairs_, earliest, wake_channel, shard)
-  if #pairs_ == 0 then return end
+local function schedule(due_key, entries, earliest, wake_channel, shard)
+  if #entries == 0 then return end
   local head = redis.call('ZRANGE', due_key, 0, 0, 'WITHSCORES')
-  each_slice('ZADD', due_key, pairs_)
+  each_slice('ZADD', due_key, entries)
   if wake_channel ~= '' and (head[2] == nil or earliest < tonumber(head[2])) then
     redis.call('PUBLISH', wake_channel, shard)
   end
 end
 
--- Ends tasks' lives. add() writes a task's compact ENDED record (it stays
--- `retention` ms; Redis expires it) and frees its idempotency key; done()
--- removes the live TASK and STATUS entries of all of them at once. `head` is
--- the TASK without its payload when the caller has it (a worker does), else ''
--- and it is read.
+-- Ends tasks' lives. add() writes a task's compact ENDED record (STATUS, then
+-- the TASK without its payload; it stays `retention` ms, Redis expires it) and
+-- frees its idempotency key; done() removes the live TASK and STATUS entries of
+-- all of them at once. `head` is the TASK without its payload when the caller
+-- has it (a worker does), else '' and it is read.
+local TASK_HEAD = '^([^\31]*\31[^\31]*\31[^\31]*\31[^\31]*\31([^\31]*)\31[^\31]*)'
 local function retirer(prefix, retention)
   local ids = {}
   local r = {}
-  function r.add(id, f, head)
-    local t
+  function r.add(id, ended_status, head)
+    local idem
     if head and head ~= '' then
-      t = split(head, 5)
+      idem = match(head, '^[^\31]*\31[^\31]*\31[^\31]*\31[^\31]*\31([^\31]*)')
     else
       local task = redis.call('HGET', prefix .. 'tasks', id)
-      if task then
-        t = split(task, 6)
-        head = table.concat(t, US, 1, 6)
-      else
-        head = ''
-      end
+      head = ''
+      if task then head, idem = match(task, TASK_HEAD) end
+      head = head or ''
     end
-    if t and t[5] and t[5] ~= '' then
-      local idem_key = prefix .. 'idem:' .. t[5]
+    if idem and idem ~= '' then
+      local idem_key = prefix .. 'idem:' .. idem
       if redis.call('GET', idem_key) == id then redis.call('DEL', idem_key) end
     end
     ids[#ids + 1] = id
-    redis.call('SET', prefix .. 'e:' .. id, pack_status(f) .. US .. head, 'PX', retention)
+    redis.call('SET', prefix .. 'e:' .. id, ended_status .. US .. head, 'PX', retention)
   end
   function r.done()
+    if #ids == 0 then return end
     each_slice('HDEL', prefix .. 'tasks', ids)
     each_slice('HDEL', prefix .. 'status', ids)
   end
@@ -136,30 +127,33 @@ end
 
 LuaScript make(const char* name, const char* body) { return LuaScript{name, std::string(kPrelude) + body}; }
 
-// Runs the body once per section, each with one shard's KEYS and ARGV: a
-// call carries as many shards as the caller has work for (see ScriptCall).
+// Runs the body once per section, each with one shard's KEYS: a call carries
+// as many shards as the caller has work for (see ScriptCall). A body reads its
+// section's arguments in place, as A[o + 1] .. A[o + n], rather than copies.
 constexpr const char* kSections = R"lua(
 -- ARGV[1]: keys per section; then per section: how many ARGV it has, and them.
 local nkeys = tonumber(ARGV[1])
 local replies = {}
 local at, kat = 2, 0
 while at <= #ARGV do
-  local argc = tonumber(ARGV[at])
-  local keys, args = {}, {}
+  local n = tonumber(ARGV[at])
+  local keys = {}
   for i = 1, nkeys do keys[i] = KEYS[kat + i] end
-  for i = 1, argc do args[i] = ARGV[at + i] end
-  replies[#replies + 1] = run(keys, args)
+  replies[#replies + 1] = run(keys, ARGV, at, n)
   kat = kat + nkeys
-  at = at + argc + 1
+  at = at + n + 1
 end
 return replies
 )lua";
 
 LuaScript make_sectioned(const char* name, const char* body) {
-  return LuaScript{name, std::string(kPrelude) + "local function run(KEYS, ARGV)\n" + body + "end\n" + kSections};
+  return LuaScript{name, std::string(kPrelude) + "local function run(KEYS, A, o, n)\n" + body + "end\n" + kSections};
 }
 
 }  // namespace
+
+// Every task script below is sectioned: KEYS and ARGV are given per section
+// (one shard each), and the reply is one element per section.
 
 // Stores a batch of tasks of one shard and puts them in its wheel.
 // KEYS: due, tasks
@@ -171,11 +165,11 @@ LuaScript make_sectioned(const char* name, const char* body) {
 //        -1 = the id exists (its due time is returned).
 const LuaScript& enqueue() {
   static const LuaScript s = make_sectioned("enqueue", R"lua(
-local prefix, wake, shard = ARGV[1], ARGV[2], ARGV[3]
+local prefix, wake, shard = A[o + 1], A[o + 2], A[o + 3]
 local now = now_ms()
 local now_s = text(now)
 local ids = {}
-for i = 4, #ARGV, 6 do ids[#ids + 1] = ARGV[i] end
+for i = o + 4, o + n, 6 do ids[#ids + 1] = A[i] end
 local stored = gather('HMGET', KEYS[2], ids)
 -- What this call creates, so a later task of the same call sees it: by id, its
 -- due time; by idempotency key, its id.
@@ -183,8 +177,8 @@ local created, keyed = {}, {}
 local fields, entries, out = {}, {}, {}
 local earliest = nil
 for k = 1, #ids do
-  local i = 4 + (k - 1) * 6
-  local id, due_arg, delay, max, idem, tail = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  local i = o + 4 + (k - 1) * 6
+  local id, due_arg, delay, max, idem, tail = A[i], A[i + 1], A[i + 2], A[i + 3], A[i + 4], A[i + 5]
   local existing = nil
   if idem ~= '' then
     existing = keyed[idem]
@@ -224,7 +218,7 @@ for k = 1, #ids do
     out[#out + 1] = due
   end
 end
-each_slice('HSET', KEYS[2], fields)
+if #fields > 0 then each_slice('HSET', KEYS[2], fields) end
 schedule(KEYS[1], entries, earliest, wake, shard)
 return out
 )lua");
@@ -245,52 +239,59 @@ return out
 //        claimed here) is what settle() is handed back.
 const LuaScript& claim() {
   static const LuaScript s = make_sectioned("claim", R"lua(
-if redis.call('GET', KEYS[3]) ~= ARGV[1] then return { -1 } end
+if redis.call('GET', KEYS[3]) ~= A[o + 1] then return { -1 } end
 local now = now_ms()
-local batch = tonumber(ARGV[2])
+local batch = tonumber(A[o + 2])
+local deadline = now + tonumber(A[o + 3])
+local now_s, deadline_s = text(now), text(deadline)
 -- A dispatcher that died between claim and confirm leaves its in-flight entries
 -- to expire; they go back to the due set with their due time. One that ended
--- meanwhile (no STATUS) is simply dropped.
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, batch)
-for _, id in ipairs(expired) do
-  redis.call('ZREM', KEYS[2], id)
-  local f = read_status(KEYS[5], id)
-  if f then
-    redis.call('ZADD', KEYS[1], f[3], id)
-    if f[1] == 'dispatched' then
-      f[1] = tonumber(f[2]) > 0 and 'failed' or 'scheduled'
-      write_status(KEYS[5], id, f)
+-- meanwhile (no STATUS) is simply dropped. The earliest lease is looked at
+-- first: it is also the shard's next deadline when none expired.
+local recovered = 0
+local inflight_head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if inflight_head[2] and tonumber(inflight_head[2]) <= now then
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, batch)
+  recovered = #expired
+  for _, id in ipairs(expired) do
+    redis.call('ZREM', KEYS[2], id)
+    local st = redis.call('HGET', KEYS[5], id)
+    if st then
+      local state, attempts, due, dispatched, started, finished, worker, err = match(st, STATUS)
+      redis.call('ZADD', KEYS[1], due, id)
+      if state == 'dispatched' then
+        redis.call('HSET', KEYS[5], id,
+          status(waiting(attempts), attempts, due, dispatched, started, finished, worker, err))
+      end
     end
   end
+  inflight_head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 end
-local deadline = now + tonumber(ARGV[3])
-local now_s, deadline_s = text(now), text(deadline)
-local out = { now, -1, #expired, deadline }
+local out = { now, -1, recovered, deadline }
 local ripe = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, batch)
-local n = #ripe / 2
-if n > 0 then
+local count = #ripe / 2
+if count > 0 then
   -- The ripe entries are exactly the head of the set, so one rank-range removal
   -- takes them all.
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, count - 1)
   local ids = {}
-  for i = 1, n do ids[i] = ripe[2 * i - 1] end
+  for i = 1, count do ids[i] = ripe[2 * i - 1] end
   local tasks = gather('HMGET', KEYS[4], ids)
   local statuses = gather('HMGET', KEYS[5], ids)
   local fields, leases = {}, {}
-  for i = 1, n do
+  for i = 1, count do
     local id, task, due = ids[i], tasks[i], ripe[2 * i]
     if task then
-      local status
-      if statuses[i] then
+      local st = statuses[i]
+      if st then
         -- A retry, or a task whose earlier publish was never confirmed.
-        local f = parse_status(statuses[i])
-        f[1], f[3], f[4] = 'dispatched', due, now_s
-        status = pack_status(f)
+        local _, attempts, _, _, started, finished, worker, err = match(st, STATUS)
+        st = status('dispatched', attempts, due, now_s, started, finished, worker, err)
       else
-        status = 'dispatched' .. US .. '0' .. US .. due .. US .. now_s .. US .. US .. US .. US
+        st = 'dispatched' .. US .. '0' .. US .. due .. US .. now_s .. US .. US .. US .. US
       end
       fields[#fields + 1] = id
-      fields[#fields + 1] = status
+      fields[#fields + 1] = st
       leases[#leases + 1] = deadline_s
       leases[#leases + 1] = id
       out[#out + 1] = id
@@ -298,13 +299,16 @@ if n > 0 then
       out[#out + 1] = due
     end
   end
-  each_slice('HSET', KEYS[5], fields)
-  each_slice('ZADD', KEYS[2], leases)
+  if #fields > 0 then
+    each_slice('HSET', KEYS[5], fields)
+    each_slice('ZADD', KEYS[2], leases)
+    if not inflight_head[2] or deadline < tonumber(inflight_head[2]) then inflight_head = { '', deadline } end
+  end
 end
 -- The next moment this shard needs a look: its earliest due task, or the
 -- earliest in-flight lease to expire (a dead dispatcher's tasks come back then).
-for _, key in ipairs({ KEYS[1], KEYS[2] }) do
-  local head = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+local due_head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+for _, head in ipairs({ due_head, inflight_head }) do
   if head[2] and (out[2] < 0 or tonumber(head[2]) < out[2]) then out[2] = tonumber(head[2]) end
 end
 return out
@@ -326,36 +330,36 @@ return out
 // Reply: number of publishes whose claim was still in flight.
 const LuaScript& settle() {
   static const LuaScript s = make_sectioned("settle", R"lua(
-local prefix, retention = ARGV[1], ARGV[2]
+local prefix, retention = A[o + 1], A[o + 2]
 local ids = {}
-for i = 3, #ARGV, 4 do ids[#ids + 1] = ARGV[i] end
+for i = o + 3, o + n, 4 do ids[#ids + 1] = A[i] end
 local scores = gather('ZMSCORE', KEYS[2], ids)
 local gone, seen = {}, {}
-local now = nil
 local retire = retirer(prefix, retention)
 for k = 1, #ids do
-  local i = 3 + (k - 1) * 4
-  local id, outcome, deadline, reason = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local i = o + 3 + (k - 1) * 4
+  local id, outcome, deadline = A[i], A[i + 1], A[i + 2]
   if scores[k] and not seen[id] and tonumber(scores[k]) == tonumber(deadline) then
     seen[id] = true
     gone[#gone + 1] = id
     if outcome ~= 'd' then
-      local f = read_status(KEYS[3], id)
-      if f and outcome == 'x' then
-        now = now or now_ms()
-        f[1], f[6], f[8] = 'dead', now, reason
-        retire.add(id, f, '')
-      elseif f then
-        redis.call('ZADD', KEYS[1], f[3], id)
-        if f[1] == 'dispatched' then
-          f[1] = tonumber(f[2]) > 0 and 'failed' or 'scheduled'
-          write_status(KEYS[3], id, f)
+      local st = redis.call('HGET', KEYS[3], id)
+      if st then
+        local state, attempts, due, dispatched, started, finished, worker, err = match(st, STATUS)
+        if outcome == 'x' then
+          retire.add(id, status('dead', attempts, due, dispatched, started, text(now_ms()), worker, A[i + 3]), '')
+        else
+          redis.call('ZADD', KEYS[1], due, id)
+          if state == 'dispatched' then
+            redis.call('HSET', KEYS[3], id,
+              status(waiting(attempts), attempts, due, dispatched, started, finished, worker, err))
+          end
         end
       end
     end
   end
 end
-each_slice('ZREM', KEYS[2], gone)
+if #gone > 0 then each_slice('ZREM', KEYS[2], gone) end
 retire.done()
 return #gone
 )lua");
@@ -415,32 +419,32 @@ return live
 //        the claim that published it wrote one.
 const LuaScript& start() {
   static const LuaScript s = make_sectioned("start", R"lua(
-local prefix, worker = ARGV[1], ARGV[2]
+local prefix, worker = A[o + 1], A[o + 2]
 local now = now_ms()
 local now_s = text(now)
-local ids = {}
-for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
-local statuses = gather('HMGET', KEYS[1], ids)
+local statuses = gather('HMGET', KEYS[1], A, o + 3, o + n)
 -- STATUS as this call left it, so a task listed twice starts twice, in order.
 local written = {}
 local fields, out = {}, {}
-for k, id in ipairs(ids) do
+for k = 1, n - 2 do
+  local id = A[o + 2 + k]
   local st = written[id] or statuses[k]
   if st then
-    local f = parse_status(st)
-    f[1], f[2], f[5], f[7] = 'running', text(tonumber(f[2]) + 1), now_s, worker
-    written[id] = pack_status(f)
+    local _, attempts, due, dispatched, _, finished, _, err = match(st, STATUS)
+    local attempt = tonumber(attempts) + 1
+    st = status('running', text(attempt), due, dispatched, now_s, finished, worker, err)
+    written[id] = st
     fields[#fields + 1] = id
-    fields[#fields + 1] = written[id]
+    fields[#fields + 1] = st
     out[#out + 1] = 'run'
-    out[#out + 1] = tonumber(f[2])
-    out[#out + 1] = tonumber(f[3])
+    out[#out + 1] = attempt
+    out[#out + 1] = tonumber(due)
     out[#out + 1] = now
   else
     local ended = redis.call('GET', prefix .. 'e:' .. id)
     if ended then
       out[#out + 1] = 'skip'
-      out[#out + 1] = split(ended, 1)[1]
+      out[#out + 1] = match(ended, '^[^\31]*')
     else
       out[#out + 1] = 'missing'
       out[#out + 1] = 0
@@ -449,7 +453,7 @@ for k, id in ipairs(ids) do
     out[#out + 1] = 0
   end
 end
-each_slice('HSET', KEYS[1], fields)
+if #fields > 0 then each_slice('HSET', KEYS[1], fields) end
 return out
 )lua");
   return s;
@@ -463,11 +467,11 @@ return out
 // Reply: per task the state written ('succeeded', 'failed', 'dead'), or 'missing'.
 const LuaScript& finish() {
   static const LuaScript s = make_sectioned("finish", R"lua(
-local prefix, retention, wake, shard = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local prefix, retention, wake, shard = A[o + 1], A[o + 2], A[o + 3], A[o + 4]
 local now = now_ms()
 local now_s = text(now)
 local ids = {}
-for i = 5, #ARGV, 5 do ids[#ids + 1] = ARGV[i] end
+for i = o + 5, o + n, 5 do ids[#ids + 1] = A[i] end
 local statuses = gather('HMGET', KEYS[1], ids)
 -- STATUS as this call left it (false once retired), for a task listed twice.
 local written = {}
@@ -475,35 +479,37 @@ local retire = retirer(prefix, retention)
 local fields, entries, out = {}, {}, {}
 local earliest = nil
 for k, id in ipairs(ids) do
-  local i = 5 + (k - 1) * 5
-  local outcome, err, delay, head = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local i = o + 5 + (k - 1) * 5
+  local outcome = A[i + 1]
   local st = statuses[k]
   if written[id] ~= nil then st = written[id] end
   if not st then
     out[#out + 1] = 'missing'
   else
-    local f = parse_status(st)
-    f[6] = now_s
+    local _, attempts, due, dispatched, started, _, worker, err = match(st, STATUS)
+    local state
     if outcome == 'retry' then
       -- Written back into the wheel before the worker acks the delivery: a crash
       -- in between duplicates a retry but never loses one.
-      local due = now + tonumber(delay)
-      f[1], f[3], f[8] = 'failed', text(due), err
-      written[id] = pack_status(f)
+      local next_due = now + tonumber(A[i + 3])
+      local next_due_s = text(next_due)
+      state = 'failed'
+      st = status(state, attempts, next_due_s, dispatched, started, now_s, worker, A[i + 2])
+      written[id] = st
       fields[#fields + 1] = id
-      fields[#fields + 1] = written[id]
-      entries[#entries + 1] = f[3]
+      fields[#fields + 1] = st
+      entries[#entries + 1] = next_due_s
       entries[#entries + 1] = id
-      if earliest == nil or due < earliest then earliest = due end
+      if earliest == nil or next_due < earliest then earliest = next_due end
     else
-      if outcome == 'ok' then f[1] = 'succeeded' else f[1], f[8] = 'dead', err end
-      retire.add(id, f, head)
+      if outcome == 'ok' then state = 'succeeded' else state, err = 'dead', A[i + 2] end
+      retire.add(id, status(state, attempts, due, dispatched, started, now_s, worker, err), A[i + 4])
       written[id] = false
     end
-    out[#out + 1] = f[1]
+    out[#out + 1] = state
   end
 end
-each_slice('HSET', KEYS[1], fields)
+if #fields > 0 then each_slice('HSET', KEYS[1], fields) end
 schedule(KEYS[2], entries, earliest, wake, shard)
 retire.done()
 return out
