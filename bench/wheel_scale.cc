@@ -187,7 +187,7 @@ int main(int argc, char** argv) {
       }
       if (ids.empty()) continue;
       ripen::scripts::ScriptCall settle(ripen::scripts::settle(), 3);
-      settle.add({keys.due(s), keys.inflight(s), keys.status(s)}, args);
+      settle.add({keys.due(s), keys.inflight(s), keys.status(s)}, std::move(args));
       settle.append_to(redis);
       redis.append(del);
       redis.append(del_tasks);

@@ -576,7 +576,7 @@ class Dispatcher::Impl {
         args.push_back(std::to_string(s.deadline));
         args.push_back(s.reason);
       }
-      call.add({keys_.due(shard), keys_.inflight(shard), keys_.status(shard)}, args);
+      call.add({keys_.due(shard), keys_.inflight(shard), keys_.status(shard)}, std::move(args));
       shards.push_back(shard);
     }
     if (!shards.empty()) call.append_to(redis_);

@@ -41,7 +41,11 @@ std::string Producer::draw_id(const Envelope& task) {
 }
 
 Result<Producer::Prepared> Producer::prepare(Envelope task) {
-  if (auto st = validate_envelope(task, static_cast<size_t>(config_.max_envelope_bytes)); !st) return st.error();
+  // The payload is encoded once: for the size check and for the stored task.
+  const std::string payload = encode_payload(task.payload);
+  if (auto st = validate_envelope(task, static_cast<size_t>(config_.max_envelope_bytes), payload); !st) {
+    return st.error();
+  }
   if (task.max_attempts == 0) task.max_attempts = config_.default_max_attempts;
   Prepared p;
   if (task.id.empty()) {
@@ -55,7 +59,7 @@ Result<Producer::Prepared> Producer::prepare(Envelope task) {
   p.shard = keys_.shard_of(task.id);
   // When it is due is the wheel's business (a retry moves it), and created_ms is
   // stamped by Redis: neither is in the stored fields.
-  p.tail = pack_task_tail(task);
+  p.tail = pack_task_tail(task, payload);
   p.env = std::move(task);
   return p;
 }
@@ -127,11 +131,11 @@ std::vector<Result<Enqueued>> Producer::enqueue_batch(std::vector<Envelope> task
           args.push_back(e.idempotency_key);
           args.push_back(pending[k].tail);
         }
-        scripts_calls.back().add({keys_.due(shard), keys_.tasks(shard)}, args);
+        scripts_calls.back().add({keys_.due(shard), keys_.tasks(shard)}, std::move(args));
         calls.back().push_back(std::move(section));
       }
     }
-    for (const auto& call : scripts_calls) call.append_to(redis_);
+    for (auto& call : scripts_calls) call.append_to(redis_);
     auto replies = redis_.flush();
     std::vector<Prepared> again;
     auto keep = [&](Prepared& p, bool may_have_landed) {

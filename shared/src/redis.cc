@@ -1,16 +1,21 @@
 #include "ripen/redis.h"
 
 #include <hiredis/hiredis.h>
+#include <hiredis/sds.h>
 #include <sys/time.h>
 
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <iterator>
 
 #include <spdlog/spdlog.h>
 
 namespace ripen {
 namespace {
+
+// A pipeline is written out as it is formatted once this much waits (see flush()).
+constexpr size_t kSendEarlyBytes = 16 * 1024;
 
 timeval to_timeval(std::chrono::milliseconds ms) {
   timeval tv{};
@@ -249,6 +254,18 @@ Result<RedisReply> Redis::eval(const LuaScript& script, const std::vector<std::s
 
 void Redis::append(const std::vector<std::string>& args) { pending_.push_back(args); }
 
+void Redis::append_eval(const LuaScript& script, std::vector<std::string>&& keys, std::vector<std::string>&& args) {
+  if (!load_script(script)) {
+    pending_.push_back({"EVAL", script.source, std::to_string(keys.size())});
+  } else {
+    pending_.push_back({"EVALSHA", shas_[script.name], std::to_string(keys.size())});
+  }
+  auto& cmd = pending_.back();
+  cmd.reserve(cmd.size() + keys.size() + args.size());
+  std::move(keys.begin(), keys.end(), std::back_inserter(cmd));
+  std::move(args.begin(), args.end(), std::back_inserter(cmd));
+}
+
 void Redis::append_eval(const LuaScript& script, const std::vector<std::string>& keys,
                         const std::vector<std::string>& args) {
   // The SHA must be known before queueing; a failed load shows up as the failure
@@ -272,6 +289,15 @@ Result<std::vector<Result<RedisReply>>> Redis::flush() {
     auto argv = argv_of(args, lens);
     if (redisAppendCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lens.data()) != REDIS_OK) {
       return io_error("pipeline append failed");
+    }
+    // Send what is formatted once there is a good deal of it: Redis starts on
+    // the first commands while the rest are formatted, and the output buffer
+    // never grows (copied at each growth) to the size of the whole pipeline.
+    if (sdslen(ctx_->obuf) >= kSendEarlyBytes) {
+      int done = 0;
+      while (!done) {
+        if (redisBufferWrite(ctx_, &done) != REDIS_OK) return io_error("pipeline write failed");
+      }
     }
   }
   std::vector<Result<RedisReply>> out;

@@ -1,6 +1,7 @@
 #include "ripen/scripts.h"
 
 #include <cassert>
+#include <iterator>
 #include <string>
 
 namespace ripen::scripts {
@@ -522,15 +523,20 @@ ScriptCall::ScriptCall(const LuaScript& script, size_t keys_per_section)
   args_.push_back(std::to_string(keys_per_section));
 }
 
-void ScriptCall::add(const std::vector<std::string>& keys, const std::vector<std::string>& args) {
+void ScriptCall::add(std::vector<std::string> keys, std::vector<std::string> args) {
   assert(keys.size() == keys_per_section_);
-  keys_.insert(keys_.end(), keys.begin(), keys.end());
+  keys_.insert(keys_.end(), std::make_move_iterator(keys.begin()), std::make_move_iterator(keys.end()));
   args_.push_back(std::to_string(args.size()));
-  args_.insert(args_.end(), args.begin(), args.end());
+  args_.insert(args_.end(), std::make_move_iterator(args.begin()), std::make_move_iterator(args.end()));
   ++sections_;
 }
 
-void ScriptCall::append_to(Redis& redis) const { redis.append_eval(script_, keys_, args_); }
+void ScriptCall::append_to(Redis& redis) {
+  redis.append_eval(script_, std::move(keys_), std::move(args_));
+  keys_.clear();
+  args_.clear();
+  sections_ = 0;
+}
 
 ClaimReply read_claim_reply(RedisReply::View r) {
   ClaimReply out;

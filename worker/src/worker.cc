@@ -415,15 +415,16 @@ class Worker::Impl {
         args.insert(args.end(), {f.delivery.task.id, f.outcome, f.error, std::to_string(f.delay_ms),
                                  f.outcome == "retry" ? std::string() : pack_task_head(f.delivery.task)});
       }
-      finishes.add({keys_.status(shard), keys_.due(shard)}, args);
+      finishes.add({keys_.status(shard), keys_.due(shard)}, std::move(args));
     }
     for (const auto& [shard, members] : start_by_shard) {
       std::vector<std::string> args = {keys_.shard_prefix(shard), name_};
       for (size_t i : members) args.push_back(starting_[i].task.id);
-      starts.add({keys_.status(shard)}, args);
+      starts.add({keys_.status(shard)}, std::move(args));
     }
-    if (finishes.sections() > 0) finishes.append_to(redis_);
-    if (starts.sections() > 0) starts.append_to(redis_);
+    const bool any_finishes = finishes.sections() > 0, any_starts = starts.sections() > 0;
+    if (any_finishes) finishes.append_to(redis_);
+    if (any_starts) starts.append_to(redis_);
     auto replies = redis_.flush();
     if (!replies) {
       redis_log_.fail("redis: recording task starts and outcomes: " + replies.error().message);
@@ -432,7 +433,7 @@ class Worker::Impl {
     redis_log_.ok("redis");
     size_t at = 0;
     std::vector<Finish> finish_again;
-    if (finishes.sections() > 0) {
+    if (any_finishes) {
       const auto& reply = (*replies)[at++];
       size_t section = 0;
       for (const auto& [shard, members] : finish_by_shard) {
@@ -450,7 +451,7 @@ class Worker::Impl {
       }
     }
     std::vector<Delivery> start_again;
-    if (starts.sections() > 0) {
+    if (any_starts) {
       const auto& reply = (*replies)[at++];
       size_t section = 0;
       for (const auto& [shard, members] : start_by_shard) {

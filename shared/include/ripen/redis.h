@@ -108,6 +108,8 @@ class Redis {
   // Pipelining: queue commands, then read their replies in order.
   void append(const std::vector<std::string>& args);
   void append_eval(const LuaScript& script, const std::vector<std::string>& keys, const std::vector<std::string>& args);
+  // The same, taking the keys and arguments over rather than copying them.
+  void append_eval(const LuaScript& script, std::vector<std::string>&& keys, std::vector<std::string>&& args);
   // Sends what was appended and reads one reply per appended command.
   Result<std::vector<Result<RedisReply>>> flush();
 

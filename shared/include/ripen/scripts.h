@@ -48,9 +48,10 @@ ClaimReply read_claim_reply(RedisReply::View reply);
 class ScriptCall {
  public:
   ScriptCall(const LuaScript& script, size_t keys_per_section);
-  void add(const std::vector<std::string>& keys, const std::vector<std::string>& args);
+  void add(std::vector<std::string> keys, std::vector<std::string> args);
   size_t sections() const { return sections_; }
-  void append_to(Redis& redis) const;
+  // Hands the call to the pipeline; the call is spent (its arguments moved).
+  void append_to(Redis& redis);
 
  private:
   const LuaScript& script_;
