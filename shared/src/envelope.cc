@@ -247,13 +247,16 @@ Result<std::vector<MessageTask>> decode_message(std::string_view body, size_t ma
   return tasks;
 }
 
-json envelope_to_json(const Envelope& env) {
+namespace {
+
+// The envelope as a JSON document; its payload null when `with_payload` is false.
+json envelope_doc(const Envelope& env, bool with_payload) {
   json doc = json::object();
   doc["v"] = env.v;
   if (!env.id.empty()) doc["id"] = env.id;
   doc["queue"] = env.queue;
   doc["type"] = env.type;
-  doc["payload"] = env.payload;
+  doc["payload"] = with_payload ? env.payload : json(nullptr);
   if (env.due_ms) doc["due_ms"] = *env.due_ms;
   if (env.delay_ms) doc["delay_ms"] = *env.delay_ms;
   if (!env.idempotency_key.empty()) doc["idempotency_key"] = env.idempotency_key;
@@ -265,6 +268,23 @@ json envelope_to_json(const Envelope& env) {
   if (env.created_ms != 0) doc["created_ms"] = env.created_ms;
   if (!env.headers.empty()) doc["headers"] = env.headers;
   return doc;
+}
+
+}  // namespace
+
+json envelope_to_json(const Envelope& env) { return envelope_doc(env, true); }
+
+Status validate_envelope(const Envelope& env, size_t max_bytes, std::string_view payload_json) {
+  if (auto st = validate_fields(env); !st) return st;
+  // The encoding with a null payload, "null" swapped for the payload's text: the
+  // size encode_envelope() would give, without encoding the payload again.
+  const std::string rest = envelope_doc(env, false).dump(-1, ' ', false, json::error_handler_t::replace);
+  const size_t size = rest.size() - 4 + payload_json.size();
+  if (size > max_bytes) {
+    return make_error(Errc::invalid, "envelope is " + std::to_string(size) + " bytes, over the limit of " +
+                                         std::to_string(max_bytes) + " bytes");
+  }
+  return {};
 }
 
 std::string encode_envelope(const Envelope& env) {

@@ -41,6 +41,7 @@ namespace {
 
 // The optional envelope members, as JSON object members without the braces.
 std::string extra_members(const Envelope& task) {
+  if (task.downstream.empty() && task.timeout_ms == 0 && task.priority == 0 && task.headers.empty()) return {};
   nlohmann::json extra = nlohmann::json::object();
   if (!task.downstream.empty()) extra["downstream"] = task.downstream;
   if (task.timeout_ms != 0) extra["timeout_ms"] = task.timeout_ms;
@@ -64,10 +65,15 @@ std::string pack_task_head(const Envelope& task) {
   return out;
 }
 
-std::string pack_task_tail(const Envelope& task) {
+std::string encode_payload(const nlohmann::json& payload) {
+  return payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string pack_task_tail(const Envelope& task) { return pack_task_tail(task, encode_payload(task.payload)); }
+
+std::string pack_task_tail(const Envelope& task, std::string_view payload) {
   const std::string members = extra_members(task);
   std::string out;
-  const std::string payload = task.payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   out.reserve(task.queue.size() + task.type.size() + task.idempotency_key.size() + members.size() + payload.size() + 4);
   out.append(task.queue).push_back(kSep);
   out.append(task.type).push_back(kSep);

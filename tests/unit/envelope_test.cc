@@ -364,6 +364,22 @@ Envelope envelope_of_encoded_size(size_t size) {
   return env;
 }
 
+TEST(EnvelopeSize, WithThePayloadAlreadyEncodedTheLimitHoldsAtTheSameByte) {
+  for (const auto& payload : {json("text"), json({{"a", {1, 2, 3}}, {"b", "é\"quoted\""}}), json(nullptr)}) {
+    Envelope probe = minimal_envelope();
+    probe.idempotency_key = "key \"with\" quotes";
+    probe.headers = {{"trace", "abc"}};
+    probe.payload = payload;
+    const std::string payload_json = payload.dump();
+    const size_t size = encode_envelope(probe).size();
+    EXPECT_TRUE(validate_envelope(probe, size, payload_json).ok()) << payload_json;
+    Status over = validate_envelope(probe, size - 1, payload_json);
+    ASSERT_FALSE(over.ok()) << payload_json;
+    EXPECT_EQ(over.error().message, "envelope is " + std::to_string(size) + " bytes, over the limit of " +
+                                        std::to_string(size - 1) + " bytes");
+  }
+}
+
 TEST(EnvelopeSize, ExactlyAtDefaultLimitIsAcceptedAndOneByteOverIsRefused) {
   const Envelope at = envelope_of_encoded_size(kDefaultMaxEnvelopeBytes);
   ASSERT_EQ(encode_envelope(at).size(), kDefaultMaxEnvelopeBytes);

@@ -45,6 +45,10 @@ Result<Envelope> envelope_from_json(const nlohmann::json& doc);
 
 // Checks the rules that hold for any envelope, built in code or parsed.
 Status validate_envelope(const Envelope& env, size_t max_bytes = kDefaultMaxEnvelopeBytes);
+// The same, for a caller that has the payload encoded already (payload_json is
+// env.payload's compact JSON): the size limit is checked without encoding the
+// payload a second time.
+Status validate_envelope(const Envelope& env, size_t max_bytes, std::string_view payload_json);
 
 nlohmann::json envelope_to_json(const Envelope& env);
 std::string encode_envelope(const Envelope& env);

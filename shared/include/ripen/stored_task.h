@@ -39,6 +39,10 @@ inline constexpr char kSep = '\x1f';
 // The TASK fields after created_ms, as the producer sends them; the enqueue script
 // puts max_attempts and Redis's own created_ms in front.
 std::string pack_task_tail(const Envelope& task);
+// The same, with the payload already encoded (compact JSON).
+std::string pack_task_tail(const Envelope& task, std::string_view payload_json);
+// A payload as the TASK stores it: compact JSON, invalid UTF-8 replaced.
+std::string encode_payload(const nlohmann::json& payload);
 
 // The TASK fields but the payload (max_attempts | created_ms | queue | type |
 // idempotency_key | extra), from an envelope that came out of envelope_json():
