@@ -165,30 +165,39 @@ class Dispatcher::Impl {
   void maintain_shards() {
     next_maintenance_ = clock_.now() + std::chrono::milliseconds(config_.dispatcher.shard_lease_ms / 3);
     const std::string ttl = std::to_string(config_.dispatcher.shard_lease_ms);
-    auto live = redis_.eval(scripts::heartbeat(), {keys_.dispatchers()}, {owner_, ttl});
-    if (!live) {
-      redis_log_.fail("redis: dispatcher heartbeat failed: " + live.error().message);
+    // The heartbeat and the renewal of every lease held, in one round trip:
+    // one at a time they held up claims for a round trip per shard.
+    redis_.append_eval(scripts::heartbeat(), {keys_.dispatchers()}, {owner_, ttl});
+    std::vector<int> renewing;
+    for (const auto& [shard, lease] : owned_) {
+      redis_.append_eval(scripts::shard_lease(), {keys_.lease(shard), keys_.fence(shard)}, {owner_, ttl});
+      renewing.push_back(shard);
+    }
+    auto replies = redis_.flush();
+    if (!replies || !replies->front()) {
+      redis_log_.fail("redis: dispatcher heartbeat failed: " +
+                      (replies ? replies->front().error().message : replies.error().message));
       return;
     }
     redis_log_.ok("redis");
+    const RedisReply& live = *replies->front();
     int rank = 0;
-    const int count = static_cast<int>(live->size());
+    const int count = static_cast<int>(live.size());
     for (int i = 0; i < count; ++i) {
-      if (live->at(static_cast<size_t>(i)).sv() == owner_) rank = i;
+      if (live.at(static_cast<size_t>(i)).sv() == owner_) rank = i;
     }
-    // Renew what we hold; a lease we lost (we stalled past its expiry) is gone.
+    // What we hold; a lease we lost (we stalled past its expiry) is gone.
     std::set<int> held;
-    for (auto it = owned_.begin(); it != owned_.end();) {
-      auto r = redis_.eval(scripts::shard_lease(), {keys_.lease(it->first), keys_.fence(it->first)}, {owner_, ttl});
-      if (r && r->is_string() && r->str() == it->second) {
-        held.insert(it->first);
-        ++it;
-      } else if (r) {
-        spdlog::warn("shard {}: lease lost to another dispatcher", it->first);
-        std::lock_guard lock(stats_mu_);
-        it = owned_.erase(it);
+    for (size_t i = 0; i < renewing.size(); ++i) {
+      const int shard = renewing[i];
+      const auto& r = (*replies)[1 + i];
+      if (!r) return;  // redis trouble: keep what we have; the claim script fences us if needed
+      if (r->is_string() && r->str() == owned_[shard]) {
+        held.insert(shard);
       } else {
-        return;  // redis trouble: keep what we have; the claim script fences us if needed
+        spdlog::warn("shard {}: lease lost to another dispatcher", shard);
+        std::lock_guard lock(stats_mu_);
+        owned_.erase(shard);
       }
     }
     ShardPlan plan = plan_shards(config_.shards, count, rank, held);

@@ -69,6 +69,11 @@ struct Finish {
   bool permanent = false;
 };
 
+// How long an outcome may wait to be recorded with others, and how many make
+// a round trip worth it at once (see run()).
+constexpr auto kFinishDelay = std::chrono::milliseconds(2);
+constexpr size_t kFinishBatch = 256;
+
 void wake(int fd) {
   uint64_t one = 1;
   [[maybe_unused]] auto n = write(fd, &one, sizeof one);
@@ -135,14 +140,24 @@ class Worker::Impl {
       }
       read_deliveries();
       collect_ran();
-      const bool recorded = record();
+      // A start is recorded at once (the handler waits for it). Outcomes wait
+      // up to kFinishDelay for company, unless a start goes anyway: nothing is
+      // late for it, and under moderate load it makes one round trip and one
+      // ack of what would have been several.
+      const auto now = clock_.now();
+      const bool finishes_due = !finishing_.empty() && (!starting_.empty() || finishing_.size() >= kFinishBatch ||
+                                                        now >= first_finish_ + kFinishDelay);
+      const bool recorded = record(finishes_due);
       flush_acks();
       if (!recorded) {
         // Redis is unreachable: what waits to be recorded stays; try again soon.
         wait(std::chrono::milliseconds(100));
         continue;
       }
-      wait(std::chrono::milliseconds(500));
+      wait(finishing_.empty()
+               ? std::chrono::milliseconds(500)
+               : std::max(std::chrono::ceil<std::chrono::milliseconds>(first_finish_ + kFinishDelay - clock_.now()),
+                          std::chrono::milliseconds(0)));
     }
     shutdown(pool);
   }
@@ -372,6 +387,7 @@ class Worker::Impl {
       std::lock_guard lock(ran_mu_);
       batch.swap(ran_);
     }
+    if (finishing_.empty() && !batch.empty()) first_finish_ = clock_.now();
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
     for (auto& r : batch) {
       if (r.not_run) {
@@ -397,10 +413,10 @@ class Worker::Impl {
   // Records every pending finish and start in one pipelined round trip, then acts
   // on the replies. Returns false when Redis could not be reached (nothing is lost:
   // the lists stay for the next try).
-  bool record() {
-    if (starting_.empty() && finishing_.empty()) return true;
+  bool record(bool with_finishes = true) {
+    if (starting_.empty() && (finishing_.empty() || !with_finishes)) return true;
     std::map<int, std::vector<size_t>> finish_by_shard, start_by_shard;
-    for (size_t i = 0; i < finishing_.size(); ++i)
+    for (size_t i = 0; with_finishes && i < finishing_.size(); ++i)
       finish_by_shard[keys_.shard_of(finishing_[i].delivery.task.id)].push_back(i);
     for (size_t i = 0; i < starting_.size(); ++i) start_by_shard[keys_.shard_of(starting_[i].task.id)].push_back(i);
     // One script run for the outcomes and one for the starts, each with a
@@ -467,7 +483,7 @@ class Worker::Impl {
         }
       }
     }
-    finishing_ = std::move(finish_again);
+    if (with_finishes) finishing_ = std::move(finish_again);
     starting_ = std::move(start_again);
     dispatch_ready();
     return true;
@@ -695,6 +711,7 @@ class Worker::Impl {
   // Owned by the I/O thread.
   std::vector<Delivery> starting_;  // read, start not yet recorded
   std::vector<Finish> finishing_;   // ran, outcome not yet recorded
+  Clock::time_point first_finish_;  // when the oldest of finishing_ came back
   std::vector<Delivery> ready_;     // start recorded, to hand to the handler threads
   struct Open {
     size_t tasks = 0;        // its tasks not yet done with
