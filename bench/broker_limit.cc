@@ -7,6 +7,8 @@
 // It prints one line of key=value figures:
 //   publish_rate  messages confirmed per second, first publish -> last confirm
 //   e2e_rate      messages acked by consumers per second, first publish -> last ack
+//   p50_ms ...    publish -> delivery to a consumer, when --rate paces the publisher:
+//                 the broker's own share of a task's lateness at that rate
 #include <amqp.h>  // before amqp_framing.h, which needs its types
 #include <amqp_framing.h>
 
@@ -15,6 +17,7 @@
 #include <cstdio>
 #include <deque>
 #include <iostream>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,6 +27,7 @@
 
 #include "ripen/amqp.h"
 #include "ripen/config.h"
+#include "ripen/metrics.h"
 
 namespace {
 
@@ -37,6 +41,7 @@ struct Options {
   int prefetch = 8;
   int ack_every = 1;      // ack with `multiple` once per this many deliveries
   int queue_version = 0;  // x-queue-version; 0 = the broker's default
+  int rate = 0;           // messages per second; 0 = as fast as the confirm window allows
   std::string amqp_url;
   std::string queue;
 };
@@ -87,6 +92,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 65535));
   app.add_option("--queue-version", o.queue_version, "classic queue version (x-queue-version); 0 = broker default")
       ->check(CLI::Range(0, 2));
+  app.add_option("--rate", o.rate, "publish at this steady rate (messages/s) and report latency; 0 = flat out")
+      ->check(CLI::Range(0, 1'000'000));
   app.add_option("--amqp-url", o.amqp_url, "default: $RIPEN_AMQP_URL or the local default");
   CLI11_PARSE(app, argc, argv);
 
@@ -106,6 +113,8 @@ int main(int argc, char** argv) {
   check(publisher.confirm_select(), "enabling confirms");
 
   std::atomic<int64_t> consumed{0};
+  std::mutex latency_mu;
+  ripen::Histogram latency_us;  // publish -> delivery, microseconds (the histogram is unit-agnostic)
   std::atomic<int64_t> last_ack_ns{0};
   std::atomic<int> ready{0};
   std::vector<std::thread> consumers;
@@ -128,6 +137,14 @@ int main(int argc, char** argv) {
         }
         if (r.reply_type != AMQP_RESPONSE_NORMAL) die("consumer connection broke");
         const uint64_t delivery = env.delivery_tag;
+        if (o.rate > 0) {
+          // The body starts with the publish time (steady clock, ns).
+          const std::string body(static_cast<const char*>(env.message.body.bytes), env.message.body.len);
+          const int64_t sent = std::strtoll(body.c_str(), nullptr, 10);
+          const int64_t now = Clock::now().time_since_epoch().count();
+          std::lock_guard lock(latency_mu);
+          latency_us.record((now - sent) / 1000);
+        }
         amqp_destroy_envelope(&env);
         const int64_t n = ++consumed;
         // Ack every ack_every-th delivery with `multiple`, and always the last
@@ -141,12 +158,31 @@ int main(int argc, char** argv) {
   }
   while (ready.load() < o.consumers) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 
-  const std::string body(static_cast<size_t>(o.bytes), 'x');
+  std::string body(static_cast<size_t>(o.bytes), 'x');
   ripen::AmqpMessageProps props;
   const auto t0 = Clock::now();
   uint64_t published = 0, confirmed = 0;
   while (published < static_cast<uint64_t>(o.messages)) {
     while (published - confirmed >= static_cast<uint64_t>(o.window)) read_confirms(publisher, confirmed);
+    if (o.rate > 0) {
+      // Steady pacing; confirms that came meanwhile are read while waiting.
+      const auto at = t0 + std::chrono::nanoseconds(static_cast<int64_t>(published) * 1'000'000'000 / o.rate);
+      while (Clock::now() < at) {
+        amqp_frame_t frame;
+        const auto left = std::chrono::duration_cast<std::chrono::microseconds>(at - Clock::now());
+        timeval tv{0, static_cast<suseconds_t>(std::max<int64_t>(left.count(), 0))};
+        if (amqp_frames_enqueued(publisher.raw()) || amqp_data_in_buffer(publisher.raw())) {
+          read_confirms(publisher, confirmed);
+        } else if (amqp_simple_wait_frame_noblock(publisher.raw(), &frame, &tv) == AMQP_STATUS_OK) {
+          if (frame.frame_type == AMQP_FRAME_METHOD && frame.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+            auto* m = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
+            confirmed = m->multiple != 0 ? std::max<uint64_t>(confirmed, m->delivery_tag) : confirmed + 1;
+          }
+        }
+      }
+      const std::string stamp = std::to_string(Clock::now().time_since_epoch().count()) + " ";
+      body.replace(0, std::min(stamp.size(), body.size()), stamp, 0, std::min(stamp.size(), body.size()));
+    }
     props.message_id = std::to_string(published);
     check(publisher.publish(exchange, o.queue, body, props, /*mandatory=*/true), "publishing");
     ++published;
@@ -161,8 +197,14 @@ int main(int argc, char** argv) {
   const double e2e_s = std::chrono::duration<double>(t_acked - t0).count();
   std::cout << fmt::format(
       "broker-limit messages={} bytes={} confirm_window={} consumers={} prefetch={} publish_rate={:.0f} "
-      "e2e_rate={:.0f} e2e_s={:.3f} ack_every={}\n",
+      "e2e_rate={:.0f} e2e_s={:.3f} ack_every={} rate={}",
       o.messages, o.bytes, o.window, o.consumers, o.prefetch, static_cast<double>(o.messages) / pub_s,
-      static_cast<double>(o.messages) / e2e_s, e2e_s, o.ack_every);
+      static_cast<double>(o.messages) / e2e_s, e2e_s, o.ack_every, o.rate);
+  if (o.rate > 0) {
+    auto ms = [&](double q) { return static_cast<double>(latency_us.quantile(q)) / 1000.0; };
+    std::cout << fmt::format(" p50_ms={:.2f} p99_ms={:.2f} p999_ms={:.2f} max_ms={:.2f}", ms(0.5), ms(0.99), ms(0.999),
+                             static_cast<double>(latency_us.max()) / 1000.0);
+  }
+  std::cout << "\n";
   return 0;
 }
