@@ -29,7 +29,7 @@ std::string Keys::lease(int shard) const { return shard_prefix(shard) + "lease";
 std::string Keys::fence(int shard) const { return shard_prefix(shard) + "fence"; }
 std::string Keys::tasks(int shard) const { return shard_prefix(shard) + "tasks"; }
 std::string Keys::status(int shard) const { return shard_prefix(shard) + "status"; }
-std::string Keys::ended(std::string_view id) const { return shard_prefix(shard_of(id)) + "e:" + std::string(id); }
+std::string Keys::ended_index(int shard) const { return shard_prefix(shard) + "ended"; }
 std::string Keys::idempotency(std::string_view key) const {
   return shard_prefix(shard_of(key)) + "idem:" + std::string(key);
 }

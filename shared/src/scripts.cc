@@ -8,10 +8,10 @@ namespace ripen::scripts {
 namespace {
 
 // Helpers every script shares. The packed TASK / STATUS / ENDED strings are
-// described in stored_task.h; fields are separated by 0x1f. Keys of one task
-// (e:<id>, idem:<key>) are built from the shard prefix (ARGV) because they are
-// only known inside the script; they share the prefix's hash tag, so the script
-// still touches a single slot.
+// described in stored_task.h; fields are separated by 0x1f. Keys only known
+// inside a script (idem:<key>, the buckets of ended records) are built from the
+// shard prefix (ARGV); they share the prefix's hash tag, so the script still
+// touches a single slot.
 //
 // Written for the Lua interpreter's costs, which a profile of Redis under load
 // shows: a packed record is taken apart with one string.match (one C call) and
@@ -91,14 +91,30 @@ local function schedule(due_key, entries, earliest, wake_channel, shard)
   end
 end
 
--- Ends tasks' lives. add() writes a task's compact ENDED record (STATUS, then
--- the TASK without its payload; it stays `retention` ms, Redis expires it) and
--- frees its idempotency key; done() removes the live TASK and STATUS entries of
--- all of them at once. `head` is the TASK without its payload when the caller
--- has it (a worker does), else '' and it is read.
+-- Ended tasks' records are kept in buckets: one hash per shard and stretch of
+-- time (a sixteenth of the retention, at least a second), listed in the
+-- shard's `ended` index with the time the bucket goes. A whole bucket is
+-- deleted at once when its newest record is past the retention; records thus
+-- stay retention to retention + a sixteenth. A key per record with its own TTL
+-- cost Redis a third more CPU per task (creating the key, its expiry entry,
+-- growing the keyspace, expiring keys one by one) and a quarter more memory.
+local function ended_record(prefix, id)
+  local buckets = redis.call('ZRANGE', prefix .. 'ended', 0, -1)
+  for i = #buckets, 1, -1 do
+    local record = redis.call('HGET', buckets[i], id)
+    if record then return record end
+  end
+  return nil
+end
+
+-- Ends tasks' lives. add() makes a task's compact ENDED record (STATUS, then
+-- the TASK without its payload) and frees its idempotency key; done() files the
+-- records in the current bucket and removes the live TASK and STATUS entries,
+-- all at once. `head` is the TASK without its payload when the caller has it (a
+-- worker does), else '' and it is read.
 local TASK_HEAD = '^([^\31]*\31[^\31]*\31[^\31]*\31[^\31]*\31([^\31]*)\31[^\31]*)'
 local function retirer(prefix, retention)
-  local ids = {}
+  local ids, records = {}, {}
   local r = {}
   function r.add(id, ended_status, head)
     local idem
@@ -115,12 +131,30 @@ local function retirer(prefix, retention)
       if redis.call('GET', idem_key) == id then redis.call('DEL', idem_key) end
     end
     ids[#ids + 1] = id
-    redis.call('SET', prefix .. 'e:' .. id, ended_status .. US .. head, 'PX', retention)
+    records[#records + 1] = id
+    records[#records + 1] = ended_status .. US .. head
   end
   function r.done()
     if #ids == 0 then return end
     each_slice('HDEL', prefix .. 'tasks', ids)
     each_slice('HDEL', prefix .. 'status', ids)
+    local now = now_ms()
+    local width = math.max(1000, math.floor(tonumber(retention) / 16))
+    local bucket = math.floor(now / width)
+    local key = prefix .. 'ended:' .. text(width) .. ':' .. text(bucket)
+    local index = prefix .. 'ended'
+    local goes_at = (bucket + 1) * width + tonumber(retention)
+    each_slice('HSET', key, records)
+    redis.call('ZADD', index, text(goes_at), key)
+    -- Redis expires it a stretch later, should no writer come by to delete it.
+    redis.call('PEXPIREAT', key, text(goes_at + width))
+    -- Buckets whose time has come go now, by UNLINK: a large one is freed off
+    -- Redis's main thread, where an expiry would free it in one stall.
+    local old = redis.call('ZRANGEBYSCORE', index, '-inf', now)
+    if #old > 0 then
+      redis.call('UNLINK', unpack(old))  -- a handful: one bucket per stretch of time
+      redis.call('ZREM', index, unpack(old))
+    end
   end
   return r
 end
@@ -388,6 +422,15 @@ return value
   return s;
 }
 
+// The ENDED record of a task (stored_task.h), or nil.
+// KEYS: the shard's ended index   ARGV: shard prefix, task id
+const LuaScript& read_ended() {
+  static const LuaScript s = make("read_ended", R"lua(
+return ended_record(ARGV[1], ARGV[2])
+)lua");
+  return s;
+}
+
 // KEYS: lease   ARGV: lease value held
 const LuaScript& shard_release() {
   static const LuaScript s = make("shard_release", R"lua(
@@ -442,7 +485,7 @@ for k = 1, n - 2 do
     out[#out + 1] = tonumber(due)
     out[#out + 1] = now
   else
-    local ended = redis.call('GET', prefix .. 'e:' .. id)
+    local ended = ended_record(prefix, id)
     if ended then
       out[#out + 1] = 'skip'
       out[#out + 1] = match(ended, '^[^\31]*')

@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "ripen/ids.h"
+#include "ripen/scripts.h"
 #include "ripen/stored_task.h"
 
 namespace ripen {
@@ -61,7 +62,7 @@ Error corrupt(const std::string& id, const char* what) {
   return make_error(Errc::internal, "task '" + id + "': its " + std::string(what) + " in Redis is malformed");
 }
 
-// From the replies to HGET tasks, HGET status, ZSCORE due, ZSCORE inflight, GET ended.
+// From the replies to HGET tasks, HGET status, ZSCORE due, ZSCORE inflight, read_ended.
 Result<TaskRecord> assemble(const std::string& id, const RedisReply& task, const RedisReply& status,
                             const RedisReply& score, const RedisReply& inflight, const RedisReply& ended) {
   TaskRecord t;
@@ -116,7 +117,7 @@ std::vector<Result<TaskRecord>> read_task_records(Redis& redis, const Keys& keys
     redis.append({"HGET", keys.status(shard), id});
     redis.append({"ZSCORE", keys.due(shard), id});
     redis.append({"ZSCORE", keys.inflight(shard), id});
-    redis.append({"GET", keys.ended(id)});
+    redis.append_eval(scripts::read_ended(), {keys.ended_index(shard)}, {keys.shard_prefix(shard), id});
     asked.push_back(i);
   }
   auto replies =

@@ -31,7 +31,7 @@ class Idempotency : public NamespaceTest {
   }
 
   // Tasks in the namespace, live (fields of the per-shard TASK hashes) or ended
-  // (<ns>:{sN}:e:<id> records).
+  // (fields of the buckets of ENDED records).
   size_t task_records() {
     auto redis = connect_redis(config_);
     const Keys keys(config_.ns, config_.shards);
@@ -41,7 +41,12 @@ class Idempotency : public NamespaceTest {
       EXPECT_TRUE(len.ok());
       if (len) n += static_cast<size_t>(len->integer());
     }
-    for (const auto& k : namespace_keys(*redis, config_.ns)) n += k.find("}:e:") != std::string::npos ? 1 : 0;
+    for (const auto& k : namespace_keys(*redis, config_.ns)) {
+      if (k.find("}:ended:") == std::string::npos) continue;
+      auto len = redis->command({"HLEN", k});
+      EXPECT_TRUE(len.ok());
+      if (len) n += static_cast<size_t>(len->integer());
+    }
     return n;
   }
 };

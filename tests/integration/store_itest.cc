@@ -155,10 +155,50 @@ TEST_F(Store, LifeOfATaskThatSucceeds) {
   EXPECT_TRUE(t.started_ms && t.finished_ms && t.dispatched_ms);
   auto hlen = redis_->command({"HLEN", keys_->tasks(0)});
   EXPECT_EQ(hlen->integer(), 0) << "the live entries are gone";
-  auto ttl = redis_->command({"PTTL", keys_->ended(id)});
-  EXPECT_GT(ttl->integer(), 0);
-  EXPECT_LE(ttl->integer(), 60000) << "the ended record expires after the retention";
+  auto buckets = redis_->command({"ZRANGE", keys_->ended_index(0), "0", "-1", "WITHSCORES"});
+  ASSERT_TRUE(buckets.ok());
+  ASSERT_EQ(buckets->size(), 2u) << "one bucket of ended records";
+  const int64_t goes_at = buckets->at(1).integer();
+  // The retention is 60 s here, so a bucket spans 60/16 = 3.75 s: the record goes
+  // between 60 and 63.75 s after it was written.
+  EXPECT_GE(goes_at, *t.finished_ms + 60'000);
+  EXPECT_LE(goes_at, *t.finished_ms + 60'000 + 3'750);
+  auto ttl = redis_->command({"PTTL", buckets->at(0).str()});
+  EXPECT_GT(ttl->integer(), 60'000) << "Redis expires the bucket itself later, should no writer delete it";
   EXPECT_EQ(start(id).at(0).str(), "skip") << "a redelivery of an ended task is skipped";
+}
+
+TEST_F(Store, BucketOfEndedRecordsPastTheRetentionIsDeletedByTheNextWriter) {
+  const std::string first = enqueue_due_now();
+  claim();
+  start(first);
+  // The shortest retention: 1 s, in buckets of 1 s.
+  auto retire = [&](const std::string& id) {
+    return run(scripts::finish(), {keys_->status(0), keys_->due(0)},
+               {keys_->shard_prefix(0), "1000", "", "0", id, "ok", "", "0", ""})
+        .at(0)
+        .str();
+  };
+  ASSERT_EQ(retire(first), "succeeded");
+  auto bucket_of_first = redis_->command({"ZRANGE", keys_->ended_index(0), "0", "0"});
+  ASSERT_TRUE(bucket_of_first.ok() && bucket_of_first->size() == 1u);
+  const std::string old_bucket = bucket_of_first->at(0).str();
+  EXPECT_EQ(record(first).state, "succeeded");
+
+  // Once its time has passed (Redis TIME), the next task to end deletes it.
+  auto score = redis_->command({"ZSCORE", keys_->ended_index(0), old_bucket});
+  ASSERT_TRUE(wait_until([&] { return *redis_->time_ms() > score->integer(); }, 10s));
+  const std::string second = enqueue_due_now();
+  claim();
+  start(second);
+  ASSERT_EQ(retire(second), "succeeded");
+  auto exists = redis_->command({"EXISTS", old_bucket});
+  EXPECT_EQ(exists->integer(), 0) << "the old bucket was unlinked";
+  auto index = redis_->command({"ZRANGE", keys_->ended_index(0), "0", "-1"});
+  ASSERT_EQ(index->size(), 1u);
+  EXPECT_NE(index->at(0).str(), old_bucket);
+  EXPECT_FALSE(read_task_record(*redis_, *keys_, first).ok()) << "its record went with it";
+  EXPECT_EQ(record(second).state, "succeeded");
 }
 
 TEST_F(Store, ConfirmWrittenAfterTheWorkerFinishedOnlyClearsTheInFlightEntry) {

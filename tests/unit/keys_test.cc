@@ -93,14 +93,11 @@ TEST(KeysRedis, EveryKeyOfAShardSharesItsHashTag) {
   }
 }
 
-TEST(KeysRedis, EndedRecordKeyLandsInShardOfItsId) {
+TEST(KeysRedis, EndedIndexIsPerShardAndBucketsAreBuiltFromItsPrefix) {
   Keys keys("ripen", 16);
-  for (int i = 0; i < 500; ++i) {
-    const std::string id = new_task_id(1'795'341'600'000 + i);
-    const std::string key = keys.ended(id);
-    EXPECT_EQ(hash_tag(key), "s" + std::to_string(keys.shard_of(id))) << key;
-    EXPECT_EQ(key, keys.shard_prefix(keys.shard_of(id)) + "e:" + id);
-  }
+  EXPECT_EQ(keys.ended_index(3), "ripen:{s3}:ended");
+  // The scripts name a bucket shard_prefix + "ended:<width>:<n>": same slot.
+  EXPECT_EQ(hash_tag(keys.shard_prefix(3) + "ended:225000:7979788"), hash_tag(keys.ended_index(3)));
 }
 
 TEST(KeysRedis, TaskAndStatusHashesArePerShard) {
@@ -130,7 +127,7 @@ TEST(KeysRedis, TaskWithIdFromShardSharesThatShardsSlot) {
   Keys keys("ripen", 16);
   for (int shard = 0; shard < keys.shards(); ++shard) {
     const std::string id = new_task_id_in_shard(keys, shard, 1'795'341'600'000);
-    EXPECT_EQ(hash_tag(keys.ended(id)), hash_tag(keys.due(shard))) << id;
+    EXPECT_EQ(hash_tag(keys.status(keys.shard_of(id))), hash_tag(keys.due(shard))) << id;
     EXPECT_EQ(hash_tag(keys.tasks(keys.shard_of(id))), hash_tag(keys.due(shard))) << id;
   }
 }
@@ -145,10 +142,10 @@ TEST(KeysRedis, NamespacesKeepKeysApart) {
   Keys a("test-a", 4);
   Keys b("test-b", 4);
   EXPECT_NE(a.due(0), b.due(0));
-  EXPECT_NE(a.ended("X"), b.ended("X"));
+  EXPECT_NE(a.ended_index(0), b.ended_index(0));
   EXPECT_NE(a.tasks(0), b.tasks(0));
-  EXPECT_EQ(a.ended("X").rfind("test-a:", 0), 0u);
-  EXPECT_EQ(b.ended("X").rfind("test-b:", 0), 0u);
+  EXPECT_EQ(a.ended_index(0).rfind("test-a:", 0), 0u);
+  EXPECT_EQ(b.ended_index(0).rfind("test-b:", 0), 0u);
 }
 
 // ---- AMQP names -----------------------------------------------------------

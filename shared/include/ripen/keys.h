@@ -6,7 +6,9 @@
 //   <ns>:{sN}:inflight    ZSET  member = task id, score = lease deadline (epoch ms, Redis TIME)
 //   <ns>:{sN}:tasks       HASH  task id -> TASK, the packed task (see stored_task.h)
 //   <ns>:{sN}:status      HASH  task id -> STATUS, its state and stamps once claimed
-//   <ns>:{sN}:e:<id>      STRING ENDED, the compact record of a finished task, with a TTL
+//   <ns>:{sN}:ended       ZSET  member = a bucket of ENDED records, score = when it is deleted (epoch ms)
+//   <ns>:{sN}:ended:<w>:<n>  HASH task id -> ENDED, the compact record of a finished task, for the
+//                         tasks that ended in the n-th stretch of w ms (built by the scripts)
 //   <ns>:{sN}:idem:<key>  STRING task id holding this idempotency key (until the task ends)
 //   <ns>:{sN}:lease       STRING "<owner>|<token>" of the dispatcher holding the shard, PX
 //   <ns>:{sN}:fence       STRING fencing counter, bumped on each new lease
@@ -47,7 +49,7 @@ class Keys {
   std::string fence(int shard) const;
   std::string tasks(int shard) const;
   std::string status(int shard) const;
-  std::string ended(std::string_view id) const;
+  std::string ended_index(int shard) const;  // the buckets of ended tasks' records (see above)
   std::string idempotency(std::string_view key) const;
   std::string wake_channel() const;  // PUBLISHed with the shard number when a shard's head moves earlier
   std::string dispatchers() const;   // ZSET of live dispatchers, score = heartbeat deadline

@@ -21,6 +21,7 @@ namespace ripen::scripts {
 const LuaScript& enqueue();        // store a task and put it in the wheel
 const LuaScript& claim();          // move ripe tasks to in-flight under a lease (fenced)
 const LuaScript& settle();         // after publish: confirmed, returned (dead), or released
+const LuaScript& read_ended();     // the record of a task that ended, if still kept
 const LuaScript& shard_lease();    // take or renew a shard's lease
 const LuaScript& shard_release();  // give a shard back
 const LuaScript& heartbeat();      // register a live dispatcher, list the live ones

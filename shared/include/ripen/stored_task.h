@@ -18,7 +18,8 @@
 //           A claim writes state `dispatched` and dispatched_ms as it takes the task
 //           to publish; while the task is still in the in-flight set (its confirm not
 //           yet settled) readers show it as waiting (task_record.cc).
-//   ENDED   <ns>:{sN}:e:<id>      STRING with a TTL (record_retention) once it ended
+//   ENDED   <ns>:{sN}:ended:<w>:<n>[id]  once it ended, in a bucket of records kept for
+//           record_retention (keys.h)
 //           STATUS | TASK without its payload
 //
 // Stamps are epoch ms by Redis TIME; an empty field is "not yet".
