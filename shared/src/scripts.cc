@@ -50,6 +50,16 @@ local function status_due(st) return match(st, '^[^\31]*\31[^\31]*\31([^\31]*)')
 -- `scheduled`, a retry as `failed` (an attempt failed; the next one waits).
 local function waiting(attempts) return attempts ~= '0' and attempts ~= '' and 'failed' or 'scheduled' end
 
+-- Puts a claimed task (its STATUS `st`) back in the due set at its due time;
+-- one the claim marked `dispatched` shows as waiting again.
+local function put_back(due_key, status_key, id, st)
+  local state, attempts, due, dispatched, started, finished, worker, err = match(st, STATUS)
+  redis.call('ZADD', due_key, due, id)
+  if state == 'dispatched' then
+    redis.call('HSET', status_key, id, status(waiting(attempts), attempts, due, dispatched, started, finished, worker, err))
+  end
+end
+
 -- Commands that take many members are sent in slices: Lua's unpack has a
 -- stack limit. One call per slice instead of one per task is most of what a
 -- script saves under load.
@@ -291,14 +301,7 @@ if inflight_head[2] and tonumber(inflight_head[2]) <= now then
   for _, id in ipairs(expired) do
     redis.call('ZREM', KEYS[2], id)
     local st = redis.call('HGET', KEYS[5], id)
-    if st then
-      local state, attempts, due, dispatched, started, finished, worker, err = match(st, STATUS)
-      redis.call('ZADD', KEYS[1], due, id)
-      if state == 'dispatched' then
-        redis.call('HSET', KEYS[5], id,
-          status(waiting(attempts), attempts, due, dispatched, started, finished, worker, err))
-      end
-    end
+    if st then put_back(KEYS[1], KEYS[5], id, st) end
   end
   inflight_head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 end
@@ -379,17 +382,11 @@ for k = 1, #ids do
     gone[#gone + 1] = id
     if outcome ~= 'd' then
       local st = redis.call('HGET', KEYS[3], id)
-      if st then
-        local state, attempts, due, dispatched, started, finished, worker, err = match(st, STATUS)
-        if outcome == 'x' then
-          retire.add(id, status('dead', attempts, due, dispatched, started, text(now_ms()), worker, A[i + 3]), '')
-        else
-          redis.call('ZADD', KEYS[1], due, id)
-          if state == 'dispatched' then
-            redis.call('HSET', KEYS[3], id,
-              status(waiting(attempts), attempts, due, dispatched, started, finished, worker, err))
-          end
-        end
+      if st and outcome == 'x' then
+        local _, attempts, due, dispatched, started, _, worker = match(st, STATUS)
+        retire.add(id, status('dead', attempts, due, dispatched, started, text(now_ms()), worker, A[i + 3]), '')
+      elseif st then
+        put_back(KEYS[1], KEYS[3], id, st)
       end
     end
   end

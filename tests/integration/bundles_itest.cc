@@ -43,8 +43,11 @@ class Bundles : public NamespaceTest {
     return ids;
   }
 
-  // Waits until the wheel has handed every task to the broker.
-  bool all_dispatched(Producer& producer) {
+  // Runs a dispatcher, and no worker, until the wheel has handed every task to
+  // the broker: the messages stay in the queue to be looked at.
+  bool dispatch_all(Producer& producer) {
+    Dispatcher dispatcher(config_);
+    Running running_dispatcher(dispatcher);
     return wait_until(
         [&] {
           return due_count(producer.redis(), producer.keys()) == 0 &&
@@ -71,10 +74,7 @@ TEST_F(Bundles, TasksThatRipenTogetherShareMessagesOfAtMostBundleTasks) {
   Producer producer(config_);
   const auto ids = enqueue_due_now(producer, 120, "send");
   ASSERT_EQ(ids.size(), 120u);
-  Dispatcher dispatcher(config_);  // no worker: the messages stay in the queue
-  Running running_dispatcher(dispatcher);
-  ASSERT_TRUE(all_dispatched(producer));
-  running_dispatcher.stop();
+  ASSERT_TRUE(dispatch_all(producer));
 
   auto amqp = connect_amqp(config_);
   const std::string queue = producer.keys().queue("default");
@@ -103,10 +103,7 @@ TEST_F(Bundles, TasksThatRipenTogetherShareMessagesOfAtMostBundleTasks) {
 TEST_F(Bundles, OneTaskAloneIsAPlainEnvelope) {
   Producer producer(config_);
   const auto ids = enqueue_due_now(producer, 1, "send");
-  Dispatcher dispatcher(config_);
-  Running running_dispatcher(dispatcher);
-  ASSERT_TRUE(all_dispatched(producer));
-  running_dispatcher.stop();
+  ASSERT_TRUE(dispatch_all(producer));
   auto amqp = connect_amqp(config_);
   auto msg = get_message(*amqp, producer.keys().queue("default"));
   ASSERT_TRUE(msg.has_value());
@@ -142,11 +139,7 @@ TEST_F(Bundles, EachTaskOfABundleRunsOnceAndEveryDeliveryIsAcked) {
 TEST_F(Bundles, ABundlesBadElementIsDeadLetteredAloneAndTheOthersRun) {
   Producer producer(config_);
   const auto ids = enqueue_due_now(producer, 2, "job");
-  {
-    Dispatcher dispatcher(config_);
-    Running running_dispatcher(dispatcher);
-    ASSERT_TRUE(all_dispatched(producer));
-  }
+  ASSERT_TRUE(dispatch_all(producer));
   // Take what the dispatcher published, and put back a bundle of those two
   // tasks around an element that is not a valid envelope.
   auto amqp = connect_amqp(config_);
@@ -217,11 +210,7 @@ TEST_F(Bundles, WorkerStoppedHalfwayHandsTheBundleBackAndTheRestRunOnce) {
   config_.worker.shutdown_grace_ms = 10'000;
   Producer producer(config_);
   const auto ids = enqueue_due_now(producer, 10, "job");
-  {
-    Dispatcher dispatcher(config_);
-    Running running_dispatcher(dispatcher);
-    ASSERT_TRUE(all_dispatched(producer));
-  }
+  ASSERT_TRUE(dispatch_all(producer));
   auto amqp = connect_amqp(config_);
   ASSERT_EQ(message_count(*amqp, producer.keys().queue("default")), 1) << "the ten share one message";
 
