@@ -11,7 +11,7 @@
 # Debian packages the project needs to build, test and run. Add to this list.
 RIPEN_PACKAGES=(
   build-essential cmake ninja-build pkg-config git
-  librabbitmq-dev libhiredis-dev nlohmann-json3-dev libspdlog-dev libcli11-dev
+  librabbitmq-dev libhiredis-dev nlohmann-json3-dev libspdlog-dev libcli11-dev libcurl4-openssl-dev
   libtomlplusplus-dev libgtest-dev libgmock-dev
   redis-server redis-tools rabbitmq-server
   clang-format clang libclang-rt-14-dev

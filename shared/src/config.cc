@@ -15,6 +15,12 @@
 namespace ripen {
 namespace {
 
+std::string fmt_number(double v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+
 // Walks one TOML table, handing each known key to its reader and refusing the
 // rest: a misspelt key silently ignored is a setting that never took effect.
 class TableReader {
@@ -73,6 +79,19 @@ class TableReader {
     out = v;
   }
 
+  // A number in [lo, hi]; integers are taken too (1 for 1.0).
+  void read_number(const std::string& key, double& out, double lo, double hi) {
+    seen_.insert(key);
+    const toml::node* node = table_.get(key);
+    if (node == nullptr) return;
+    if (!node->is_number()) throw ConfigError(where(key, *node) + ": must be a number");
+    const double v = *node->value<double>();
+    if (!(v >= lo && v <= hi)) {
+      throw ConfigError(where(key, *node) + ": must be between " + fmt_number(lo) + " and " + fmt_number(hi));
+    }
+    out = v;
+  }
+
   void read_strings(const std::string& key, std::vector<std::string>& out) {
     seen_.insert(key);
     const toml::node* node = table_.get(key);
@@ -111,6 +130,29 @@ class TableReader {
   std::string source_;
   std::set<std::string> seen_;
 };
+
+// One [breakers.<name>] table over `p` (the defaults, or [breakers.default]).
+void read_breaker(const toml::table& t, const std::string& path, const std::string& source, BreakerPolicy& p) {
+  TableReader r(t, path, source);
+  std::string window = p.window == BreakerPolicy::Window::count ? "count" : "time";
+  r.read("window", window);
+  if (window != "count" && window != "time") {
+    throw ConfigError(r.where("window", *t.get("window")) + ": must be \"count\" or \"time\"");
+  }
+  p.window = window == "count" ? BreakerPolicy::Window::count : BreakerPolicy::Window::time;
+  r.read("window_calls", p.window_calls, 1, 100'000);
+  r.read_duration("window_time", p.window_ms, 1000);
+  r.read("minimum_calls", p.minimum_calls, 1, 100'000);
+  r.read_number("failure_rate", p.failure_rate, 0.0001, 1);
+  r.read_duration("slow_call", p.slow_call_ms, 0);
+  r.read_number("slow_rate", p.slow_rate, 0.0001, 1);
+  r.read_duration("open", p.open_ms, 1);
+  r.read_number("open_backoff", p.open_backoff, 1, 100);
+  r.read_duration("max_open", p.max_open_ms, 1);
+  r.read("half_open_calls", p.half_open_calls, 1, 10'000);
+  if (p.max_open_ms < p.open_ms) throw ConfigError(source + ": [" + path + "] max_open: must be at least open");
+  if (auto error = check_breaker_policy(p); !error.empty()) throw ConfigError(source + ": [" + path + "] " + error);
+}
 
 int64_t env_int(const std::string& name, const std::string& value, int64_t lo, int64_t hi) {
   char* end = nullptr;
@@ -154,6 +196,22 @@ void apply_toml(Config& c, const std::string& text, const std::string& source) {
     TableReader r(*t, "retry", source);
     r.read_duration("base", c.retry_backoff.base_ms, 1);
     r.read_duration("cap", c.retry_backoff.cap_ms, 1);
+  }
+  if (const auto* t = top.sub("breakers")) {
+    // [breakers.default] first: every other downstream's table starts from it.
+    TableReader all(*t, "breakers", source);
+    if (const auto* d = all.sub("default")) read_breaker(*d, "breakers.default", source, c.breakers["default"]);
+    for (const auto& [name, node] : *t) {
+      const std::string ds(name.str());
+      if (ds == "default") continue;
+      const auto* table = all.sub(ds);
+      if (!is_downstream_name(ds)) {
+        throw ConfigError(all.where(ds, node) + ": not a downstream name (1-128 characters of [A-Za-z0-9._:-])");
+      }
+      BreakerPolicy p = c.breakers.count("default") ? c.breakers["default"] : BreakerPolicy{};
+      read_breaker(*table, "breakers." + ds, source, p);
+      c.breakers[ds] = p;
+    }
   }
   if (const auto* t = top.sub("log")) {
     TableReader r(*t, "log", source);

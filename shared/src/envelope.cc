@@ -20,7 +20,7 @@ bool is_name_char(char c, std::string_view extra) {
          extra.find(c) != std::string_view::npos;
 }
 
-bool is_name(const std::string& s, std::string_view extra) {
+bool is_name(std::string_view s, std::string_view extra) {
   return !s.empty() && s.size() <= 128 &&
          std::all_of(s.begin(), s.end(), [&](char c) { return is_name_char(c, extra); });
 }
@@ -87,7 +87,7 @@ Status validate_fields(const Envelope& env) {
                   [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
     return field_error("idempotency_key", "must not contain control characters");
   }
-  if (!env.downstream.empty() && !is_name(env.downstream, kTypeChars)) {
+  if (!env.downstream.empty() && !is_downstream_name(env.downstream)) {
     return field_error("downstream", "must be 1-128 characters of [A-Za-z0-9._:-]");
   }
   if (env.max_attempts < 0 || env.max_attempts > 1000) return field_error("max_attempts", "must be between 1 and 1000");
@@ -105,6 +105,8 @@ Status validate_fields(const Envelope& env) {
 }
 
 }  // namespace
+
+bool is_downstream_name(std::string_view name) { return is_name(name, kTypeChars); }
 
 Status validate_envelope(const Envelope& env, size_t max_bytes) {
   if (auto st = validate_fields(env); !st) return st;

@@ -35,6 +35,10 @@ std::string Keys::idempotency(std::string_view key) const {
 }
 std::string Keys::wake_channel() const { return ns_ + ":wake"; }
 std::string Keys::dispatchers() const { return ns_ + ":dispatchers"; }
+std::string Keys::breaker_open(std::string_view downstream) const {
+  return ns_ + ":breaker:" + std::string(downstream) + ":open";
+}
+std::string Keys::breakers(std::string_view worker) const { return ns_ + ":breakers:" + std::string(worker); }
 
 std::string Keys::task_exchange() const { return ns_ + ".tasks"; }
 std::string Keys::queue(std::string_view queue_name) const { return ns_ + ".q." + std::string(queue_name); }

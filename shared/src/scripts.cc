@@ -503,9 +503,12 @@ return out
 // Records how runs of tasks of one shard ended.
 // KEYS: status, due
 // ARGV: prefix, retention_ms, wake_channel, shard, then per task five values:
-//       id, outcome ('ok' | 'retry' | 'dead'), error, retry_delay_ms,
+//       id, outcome ('ok' | 'retry' | 'dead' | 'defer'), error, delay_ms,
 //       the TASK without its payload (see stored_task.h), or '' to read it
-// Reply: per task the state written ('succeeded', 'failed', 'dead'), or 'missing'.
+//       'defer' puts a task that started but did not run back in the wheel
+//       delay_ms from now, with the attempt its start counted given back.
+// Reply: per task the state written ('succeeded', 'failed', 'dead', 'deferred'),
+//        or 'missing'.
 const LuaScript& finish() {
   static const LuaScript s = make_sectioned("finish", R"lua(
 local prefix, retention, wake, shard = A[o + 1], A[o + 2], A[o + 3], A[o + 4]
@@ -527,15 +530,23 @@ for k, id in ipairs(ids) do
   if not st then
     out[#out + 1] = 'missing'
   else
-    local _, attempts, due, dispatched, started, _, worker, err = match(st, STATUS)
+    local _, attempts, due, dispatched, started, finished, worker, err = match(st, STATUS)
     local state
-    if outcome == 'retry' then
-      -- Written back into the wheel before the worker acks the delivery: a crash
-      -- in between duplicates a retry but never loses one.
+    if outcome == 'retry' or outcome == 'defer' then
       local next_due = now + tonumber(A[i + 3])
       local next_due_s = text(next_due)
-      state = 'failed'
-      st = status(state, attempts, next_due_s, dispatched, started, now_s, worker, A[i + 2])
+      if outcome == 'retry' then
+        -- Written back into the wheel before the worker acks the delivery: a
+        -- crash in between duplicates a retry but never loses one.
+        state = 'failed'
+        st = status(state, attempts, next_due_s, dispatched, started, now_s, worker, A[i + 2])
+      else
+        -- Did not run (its breaker held it back after its start was recorded):
+        -- the attempt the start counted is given back, and it waits as before.
+        state = 'deferred'
+        attempts = text(math.max((tonumber(attempts) or 1) - 1, 0))
+        st = status(waiting(attempts), attempts, next_due_s, dispatched, started, finished, worker, err)
+      end
       written[id] = st
       fields[#fields + 1] = id
       fields[#fields + 1] = st

@@ -157,6 +157,58 @@ TEST(ApplyToml, WorkerExecMapIsRead) {
   EXPECT_EQ(c.worker.exec, (std::map<std::string, std::string>{{"resize", "convert -resize 50%"}, {"a.b:c", "run"}}));
 }
 
+// ---- circuit breakers ------------------------------------------------------
+
+TEST(ApplyToml, BreakerTablesStartFromTheDefaultTable) {
+  const Config c = from_toml(
+      "[breakers.default]\nwindow = \"time\"\nwindow_time = \"30s\"\nminimum_calls = 5\nfailure_rate = 0.25\n"
+      "slow_call = \"2s\"\nslow_rate = 0.8\nopen = \"10s\"\nopen_backoff = 3\nmax_open = \"10m\"\n"
+      "half_open_calls = 2\nwindow_calls = 50\n"
+      "[breakers.sms-gateway]\nfailure_rate = 0.1\n");
+  ASSERT_EQ(c.breakers.size(), 2u);
+  const BreakerPolicy& d = c.breakers.at("default");
+  EXPECT_EQ(d.window, BreakerPolicy::Window::time);
+  EXPECT_EQ(d.window_ms, 30'000);
+  EXPECT_EQ(d.window_calls, 50);
+  EXPECT_EQ(d.minimum_calls, 5);
+  EXPECT_DOUBLE_EQ(d.failure_rate, 0.25);
+  EXPECT_EQ(d.slow_call_ms, 2000);
+  EXPECT_DOUBLE_EQ(d.slow_rate, 0.8);
+  EXPECT_EQ(d.open_ms, 10'000);
+  EXPECT_DOUBLE_EQ(d.open_backoff, 3.0);
+  EXPECT_EQ(d.max_open_ms, 600'000);
+  EXPECT_EQ(d.half_open_calls, 2);
+  const BreakerPolicy& sms = c.breakers.at("sms-gateway");
+  EXPECT_DOUBLE_EQ(sms.failure_rate, 0.1);
+  EXPECT_EQ(sms.open_ms, 10'000) << "what it does not set comes from [breakers.default]";
+  EXPECT_EQ(sms.window, BreakerPolicy::Window::time);
+}
+
+TEST(ApplyToml, BreakerWithoutADefaultTableStartsFromTheBuiltInPolicy) {
+  const Config c = from_toml("[breakers.api]\nopen = \"1s\"\n");
+  EXPECT_EQ(c.breakers.at("api").open_ms, 1000);
+  EXPECT_EQ(c.breakers.at("api").minimum_calls, BreakerPolicy{}.minimum_calls);
+  EXPECT_EQ(c.breakers.count("default"), 0u);
+}
+
+TEST(ApplyToml, BadBreakerSettingsNameTheKey) {
+  EXPECT_THAT(toml_error("[breakers.api]\nfailure_rate = 1.5\n"),
+              HasSubstr("ripen.toml:2: key 'breakers.api.failure_rate': must be between"));
+  EXPECT_THAT(toml_error("[breakers.api]\nfailure_rate = 0\n"), HasSubstr("'breakers.api.failure_rate'"));
+  EXPECT_THAT(toml_error("[breakers.api]\nfailure_rate = \"half\"\n"),
+              HasSubstr("'breakers.api.failure_rate': must be a number"));
+  EXPECT_THAT(toml_error("[breakers.default]\nwindow = \"sliding\"\n"),
+              HasSubstr("'breakers.default.window': must be \"count\" or \"time\""));
+  EXPECT_THAT(toml_error("[breakers.api]\nwindow_time = \"500ms\"\n"),
+              HasSubstr("'breakers.api.window_time': must be at least 1000 ms"));
+  EXPECT_THAT(toml_error("[breakers.api]\nopen = \"10s\"\nmax_open = \"5s\"\n"),
+              HasSubstr("[breakers.api] max_open: must be at least open"));
+  EXPECT_THAT(toml_error("[breakers.api]\nthreshold = 3\n"), HasSubstr("'breakers.api.threshold': unknown key"));
+  EXPECT_THAT(toml_error("[breakers]\napi = 3\n"), HasSubstr("'breakers.api': must be a table"));
+  EXPECT_THAT(toml_error("[breakers.\"sms gateway\"]\nopen = \"1s\"\n"),
+              HasSubstr("'breakers.sms gateway': not a downstream name"));
+}
+
 // ---- durations ------------------------------------------------------------
 
 TEST(ApplyToml, DurationAsStringOrIntegerMilliseconds) {

@@ -136,6 +136,8 @@ TEST(KeysRedis, NamespaceWideKeys) {
   Keys keys("ripen", 16);
   EXPECT_EQ(keys.wake_channel(), "ripen:wake");
   EXPECT_EQ(keys.dispatchers(), "ripen:dispatchers");
+  EXPECT_EQ(keys.breaker_open("sms-gateway"), "ripen:breaker:sms-gateway:open");
+  EXPECT_EQ(keys.breakers("host:42"), "ripen:breakers:host:42");
 }
 
 TEST(KeysRedis, NamespacesKeepKeysApart) {

@@ -20,7 +20,9 @@
 
 #include "ripen/amqp.h"
 #include "ripen/backoff.h"
+#include "ripen/breaker.h"
 #include "ripen/failure_log.h"
+#include "ripen/http_handler.h"
 #include "ripen/keys.h"
 #include "ripen/redis.h"
 #include "ripen/scripts.h"
@@ -50,6 +52,8 @@ struct Delivery {
   int attempt = 0;
   int max_attempts = 0;
   int64_t due_ms = 0;
+  std::string downstream;  // its breaker's name; empty: none
+  bool permit = false;     // the downstream's breaker let it through: report how it went
 };
 
 // A handler run that ended, on its way back to the I/O thread.
@@ -58,12 +62,14 @@ struct Ran {
   std::string error;  // empty: success
   bool permanent = false;
   bool not_run = false;  // the worker began to stop before it started: give it back
+  Millis took{0};        // how long the handler ran
+  int64_t held_ms = -1;  // >= 0: its downstream's breaker held it back for this long; it did not run
 };
 
 // A finish waiting to be recorded in Redis.
 struct Finish {
   Delivery delivery;
-  std::string outcome;  // ok | retry | dead
+  std::string outcome;  // ok | retry | dead | defer
   std::string error;
   int64_t delay_ms = 0;
   bool permanent = false;
@@ -73,6 +79,15 @@ struct Finish {
 // a round trip worth it at once (see run()).
 constexpr auto kFinishDelay = std::chrono::milliseconds(2);
 constexpr size_t kFinishBatch = 256;
+
+// How often a worker publishes its breakers and reads which downstreams another
+// worker of the fleet has opened.
+constexpr auto kBreakerSync = std::chrono::seconds(1);
+// How long the fleet may see a worker's breakers after it last published them.
+constexpr int64_t kBreakerSnapshotTtlMs = 30'000;
+// A task for a half-open downstream whose trial calls are all taken waits this
+// long before it is looked at again.
+constexpr auto kTrialRecheck = std::chrono::milliseconds(1000);
 
 void wake(int fd) {
   uint64_t one = 1;
@@ -140,6 +155,7 @@ class Worker::Impl {
       }
       read_deliveries();
       collect_ran();
+      sync_breakers();
       // A start is recorded at once (the handler waits for it). Outcomes wait
       // up to kFinishDelay for company, unless a start goes anyway: nothing is
       // late for it, and under moderate load it makes one round trip and one
@@ -273,7 +289,152 @@ class Worker::Impl {
         continue;
       }
       one.task = std::move(*t.envelope);
+      one.downstream = downstream_of(one.task);
+      if (!one.downstream.empty()) meet(one.downstream);
       starting_.push_back(std::move(one));
+    }
+  }
+
+  // ---- circuit breakers ---------------------------------------------------------------
+
+  // The downstream a task's breaker guards: its own `downstream`, else for an
+  // http task the URL's host.
+  static std::string downstream_of(const Envelope& task) {
+    if (!task.downstream.empty()) return task.downstream;
+    if (task.type == "http") return http_downstream(task.payload);
+    return {};
+  }
+
+  // Breakers are asked by the handler threads (a call asks at the moment it
+  // would go, not when its delivery arrived: a worker holding many tasks would
+  // otherwise let them all through a breaker that was closed when they came)
+  // and told of outcomes by the I/O thread; breakers_mu_ guards them.
+  CircuitBreaker& breaker_locked(const std::string& downstream) {
+    auto it = breakers_.find(downstream);
+    if (it != breakers_.end()) return *it->second;
+    met_new_ = true;
+    auto policy = config_.breakers.find(downstream);
+    if (policy == config_.breakers.end()) policy = config_.breakers.find("default");
+    auto b =
+        std::make_unique<CircuitBreaker>(policy != config_.breakers.end() ? policy->second : BreakerPolicy{}, clock_);
+    return *breakers_.emplace(downstream, std::move(b)).first->second;
+  }
+
+  // The I/O thread meets a task's downstream as the delivery arrives, so that a
+  // new downstream's fleet state is read (sync_breakers) before the task starts.
+  void meet(const std::string& downstream) {
+    std::lock_guard lock(breakers_mu_);
+    breaker_locked(downstream);
+  }
+
+  // A handler thread about to run a task for `downstream`: nothing if the call
+  // may go (a permit, reported by report_call), else how long until the
+  // breaker's next trial.
+  std::optional<Millis> hold_back(const std::string& downstream) {
+    std::lock_guard lock(breakers_mu_);
+    CircuitBreaker& b = breaker_locked(downstream);
+    if (b.allow()) return std::nullopt;
+    const auto now = clock_.now();
+    const auto until = b.next_allowed();
+    // Half-open with every trial out: the next chance comes with a trial's
+    // result, not at a time (next_allowed() is time_point::max()).
+    if (until <= now || until == Clock::time_point::max()) return Millis(kTrialRecheck);
+    return std::chrono::ceil<Millis>(until - now);
+  }
+
+  // A task its breaker held back goes back into the wheel until the breaker's
+  // next trial, without spending an attempt (it did not run).
+  Finish deferral(Ran& r) {
+    // Jitter, so that the tasks held back together do not all return in the
+    // millisecond the breaker half-opens and stampede a downstream that is
+    // only just coming back (only the trial calls would run; the rest would
+    // be deferred again).
+    std::uniform_int_distribution<int64_t> jitter(0, std::max<int64_t>(100, r.held_ms / 10));
+    Finish f;
+    f.outcome = "defer";
+    f.delay_ms = r.held_ms + jitter(rng_);
+    f.delivery = std::move(r.delivery);
+    return f;
+  }
+
+  // Records how a permitted call went. A Permanent failure counts as a success
+  // for the breaker: the downstream answered, the request was wrong.
+  void report_call(const Ran& r) {
+    if (!r.delivery.permit) return;
+    std::lock_guard lock(breakers_mu_);
+    CircuitBreaker& b = breaker_locked(r.delivery.downstream);
+    const auto before = b.snapshot();  // opening clears the counts: keep them for the log
+    b.record(r.error.empty() || r.permanent, r.took);
+    if (before.state != BreakerState::open && b.state() == BreakerState::open) {
+      spdlog::warn("worker {}: breaker for '{}' opened for {} ms ({}; last error: {})", name_, r.delivery.downstream,
+                   b.snapshot().open_for.count(),
+                   before.state == BreakerState::half_open
+                       ? std::string("a trial call failed")
+                       : fmt::format("{} failed of the last {} calls", before.failures + 1, before.calls + 1),
+                   r.error.empty() ? "slow call" : r.error);
+      opened_.push_back(r.delivery.downstream);
+    }
+  }
+
+  // The fleet's view (keys.h): a breaker this worker opened is announced with a
+  // key that lives as long as its open wait; every worker reads those keys for
+  // the downstreams it has met and holds its own breaker open until they go.
+  // So one worker's trip spares the downstream the others' calls at once, while
+  // each worker's half-open trials stay its own decision. Snapshots of every
+  // breaker go to a hash per worker for the console.
+  void sync_breakers() {
+    const auto now = clock_.now();
+    std::vector<std::string> names;
+    {
+      std::lock_guard lock(breakers_mu_);
+      if (breakers_.empty()) return;
+      // A downstream met for the first time is looked up at once, before its
+      // first task starts: a worker that joins while the fleet holds a breaker
+      // open must not be the one to hammer the downstream.
+      if (opened_.empty() && !met_new_ && now < next_breaker_sync_) return;
+      met_new_ = false;
+      next_breaker_sync_ = now + kBreakerSync;
+      for (const auto& ds : opened_) {
+        const auto snap = breaker_locked(ds).snapshot();
+        if (snap.state != BreakerState::open || snap.open_until <= now) continue;
+        const auto left = std::chrono::ceil<Millis>(snap.open_until - now).count();
+        redis_.append({"SET", keys_.breaker_open(ds), name_ + "|" + std::to_string(snap.open_for.count()), "PX",
+                       std::to_string(left)});
+      }
+      opened_.clear();
+      std::vector<std::string> hset = {"HSET", keys_.breakers(name_)};
+      for (const auto& [ds, b] : breakers_) {
+        const auto snap = b->snapshot();
+        const int64_t reopens_in = snap.state == BreakerState::open && snap.open_until > now
+                                       ? std::chrono::ceil<Millis>(snap.open_until - now).count()
+                                       : 0;
+        const nlohmann::json j = {{"state", to_string(snap.state)},
+                                  {"calls", snap.calls},
+                                  {"failures", snap.failures},
+                                  {"slow", snap.slow},
+                                  {"trips", snap.trips},
+                                  {"open_ms", snap.open_for.count()},
+                                  {"reopens_in_ms", reopens_in},
+                                  {"updated_ms", clock_.epoch_ms()}};
+        hset.push_back(ds);
+        hset.push_back(j.dump());
+        names.push_back(ds);
+        redis_.append({"PTTL", keys_.breaker_open(ds)});
+      }
+      redis_.append(hset);
+      redis_.append({"PEXPIRE", keys_.breakers(name_), std::to_string(kBreakerSnapshotTtlMs)});
+    }
+    auto replies = redis_.flush();
+    if (!replies) {
+      redis_log_.fail("redis: sharing breaker states: " + replies.error().message);
+      return;
+    }
+    const size_t first_pttl = replies->size() - 2 - names.size();
+    std::lock_guard lock(breakers_mu_);
+    for (size_t i = 0; i < names.size(); ++i) {
+      const auto& reply = (*replies)[first_pttl + i];
+      if (!reply || reply->integer() <= 0) continue;
+      breaker_locked(names[i]).force_open_until(now + Millis(reply->integer()));
     }
   }
 
@@ -390,8 +551,13 @@ class Worker::Impl {
     if (finishing_.empty() && !batch.empty()) first_finish_ = clock_.now();
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
     for (auto& r : batch) {
+      report_call(r);
       if (r.not_run) {
         requeue(r.delivery);
+        continue;
+      }
+      if (r.held_ms >= 0) {
+        finishing_.push_back(deferral(r));
         continue;
       }
       Finish f;
@@ -535,6 +701,16 @@ class Worker::Impl {
 
   void finished(const Finish& f, const std::string& state) {
     const Delivery& d = f.delivery;
+    if (f.outcome == "defer") {
+      if (state == "deferred") {
+        spdlog::debug("worker {}: task {}: breaker for '{}' open; deferred {} ms", name_, d.task.id, d.downstream,
+                      f.delay_ms);
+        std::lock_guard lock(stats_mu_);
+        ++stats_.deferred;
+      }
+      ack(d);  // 'missing': it ended already; this was a duplicate delivery
+      return;
+    }
     if (state == "missing") {
       // The record expired while the handler ran; the run happened, so ack.
       spdlog::warn("worker {}: task {}: its record was gone when the run ended", name_, d.task.id);
@@ -584,6 +760,16 @@ class Worker::Impl {
       }
       for (auto& d : chunk) {
         if (!stopping_.load()) {
+          if (!d.downstream.empty()) {
+            if (auto wait = hold_back(d.downstream)) {
+              Ran held;
+              held.delivery = std::move(d);
+              held.held_ms = wait->count();
+              results.push_back(std::move(held));
+              continue;
+            }
+            d.permit = true;
+          }
           results.push_back(run_handler(std::move(d)));
           continue;
         }
@@ -623,6 +809,7 @@ class Worker::Impl {
                       clock_.now() + std::chrono::milliseconds(d.task.timeout_ms),
                       &stopping_,
                       &cancelled_};
+      const auto began = clock_.now();
       try {
         handler->second(ctx);
       } catch (const Permanent& e) {
@@ -634,6 +821,7 @@ class Worker::Impl {
       } catch (...) {
         ran.error = "handler threw a non-standard exception";
       }
+      ran.took = std::chrono::duration_cast<Millis>(clock_.now() - began);
     }
     ran.delivery = std::move(d);
     return ran;
@@ -705,7 +893,12 @@ class Worker::Impl {
   std::unordered_map<std::string, Handler> handlers_;
   std::map<std::string, std::string, std::less<>> consumer_tags_;  // tag -> task queue
   uint64_t generation_ = 0;
-  std::mt19937_64 rng_;  // jitter for retry backoff
+  std::mt19937_64 rng_;  // jitter for retry backoff and deferrals
+  std::mutex breakers_mu_;
+  std::map<std::string, std::unique_ptr<CircuitBreaker>> breakers_;  // by downstream
+  std::vector<std::string> opened_;  // downstreams whose breaker this worker opened, to announce
+  Clock::time_point next_breaker_sync_{};
+  bool met_new_ = false;  // a breaker was created since the last sync
   FailureLog amqp_log_{clock_}, redis_log_{clock_};
 
   // Owned by the I/O thread.

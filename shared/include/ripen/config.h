@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ripen/backoff.h"
+#include "ripen/breaker_policy.h"
 
 namespace ripen {
 
@@ -56,6 +57,9 @@ struct Config {
   std::string log_format = "text";  // text | json
   DispatcherConfig dispatcher;
   WorkerConfig worker;
+  // Circuit breaker thresholds by downstream ([breakers.<name>]); "default"
+  // serves every downstream without its own, and each table starts from it.
+  std::map<std::string, BreakerPolicy> breakers;
 };
 
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;

@@ -50,6 +50,9 @@ Status validate_envelope(const Envelope& env, size_t max_bytes = kDefaultMaxEnve
 // payload a second time.
 Status validate_envelope(const Envelope& env, size_t max_bytes, std::string_view payload_json);
 
+// A task type or downstream name: 1-128 characters of [A-Za-z0-9._:-].
+bool is_downstream_name(std::string_view name);
+
 nlohmann::json envelope_to_json(const Envelope& env);
 std::string encode_envelope(const Envelope& env);
 

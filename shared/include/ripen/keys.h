@@ -12,6 +12,11 @@
 //   <ns>:{sN}:idem:<key>  STRING task id holding this idempotency key (until the task ends)
 //   <ns>:{sN}:lease       STRING "<owner>|<token>" of the dispatcher holding the shard, PX
 //   <ns>:{sN}:fence       STRING fencing counter, bumped on each new lease
+// Outside the shards, for the fleet (not touched by the task scripts):
+//   <ns>:breaker:<downstream>:open  STRING "<worker>|<wait ms>", PX = the open wait: while it
+//                         exists, every worker treats the downstream's breaker as open
+//   <ns>:breakers:<worker>  HASH downstream -> JSON snapshot of that worker's breaker, PX 30 s
+//                         renewed while the worker lives (for the console and `ripen`)
 // A task lives in shard `shard_of(id)`; ids with an idempotency key are generated
 // so that `shard_of(id) == shard_of(key)` and both keys share the slot.
 //
@@ -53,6 +58,8 @@ class Keys {
   std::string idempotency(std::string_view key) const;
   std::string wake_channel() const;  // PUBLISHed with the shard number when a shard's head moves earlier
   std::string dispatchers() const;   // ZSET of live dispatchers, score = heartbeat deadline
+  std::string breaker_open(std::string_view downstream) const;
+  std::string breakers(std::string_view worker) const;
 
   // AMQP
   std::string task_exchange() const;

@@ -9,6 +9,17 @@
 // and skipped, but a handler can still see a task twice if a worker dies after
 // the side effect and before recording success, so side effects should be keyed
 // by TaskContext::idempotency_key.
+//
+// Circuit breakers: a task that names a `downstream` (an http task without one:
+// its URL's host) passes that downstream's breaker (breaker.h; thresholds from
+// config.breakers) before it starts. While the breaker holds it back, the task is
+// not run and not failed: it goes back into the timer wheel until the breaker's
+// next trial, its attempts untouched, and is counted in WorkerStats::deferred. A
+// handler's failure counts against the breaker, and so does a slow run; a
+// Permanent failure does not (the downstream answered). Fleet-wide: a worker that
+// opens a breaker announces it in Redis for the length of its open wait, and every
+// worker that meets the downstream holds its own breaker open until then; the
+// half-open trials are each worker's own.
 #pragma once
 
 #include <atomic>
@@ -52,6 +63,7 @@ struct WorkerStats {
   uint64_t retried = 0;
   uint64_t dead = 0;
   uint64_t duplicates = 0;  // deliveries of tasks that had already ended
+  uint64_t deferred = 0;    // tasks held back by their downstream's open breaker
   Histogram lateness;       // handler start - due time, ms, by Redis TIME
 };
 

@@ -1,0 +1,43 @@
+// The built-in `http` task handler: one HTTP request per task, made with libcurl.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "ripen/worker.h"
+
+namespace ripen {
+
+// `http`: the payload is {"url": "http://...", "method": "POST" (default; GET, PUT, PATCH, DELETE, HEAD also),
+// "headers": {"Name": "value", ...} (optional), "body": a string sent as is (with no Content-Type unless headers
+// set one), or any other JSON sent encoded with Content-Type: application/json unless headers set one (optional;
+// not with HEAD), "timeout_ms": N (optional)}.
+//
+// Outcomes, per the Handler contract in worker.h:
+// - 2xx -> success (return).
+// - 5xx, 408, 429, timeouts, connection errors and the worker's shutdown -> a retryable failure (throws
+//   std::runtime_error, which the breaker counts as a downstream failure).
+// - Other 4xx, and 3xx (redirects are not followed) -> throws ripen::Permanent: the downstream answered, and
+//   retrying the same request cannot help.
+// - A payload that is not such an object (no url, url not http/https, bad method, a header name that is not a
+//   token or a value that is not a one-line string, an unknown field) -> throws Permanent naming the field, e.g.
+//   "http: field 'headers.X-Count': must be a string". Nothing is sent.
+//
+// Delivery is at-least-once, so the request carries `Idempotency-Key: <TaskContext::idempotency_key>` unless the
+// payload's headers set one: a downstream that supports it can drop repeats.
+//
+// The time limit (connect through the last byte) is the least of the payload's timeout_ms and what is left of the
+// task's timeout (ctx.deadline, read on the steady clock; ignored when ctx.timeout_ms is 0), or 30 s when neither
+// is set. When *ctx.cancelled becomes true the transfer is aborted within about a second.
+//
+// Error messages name the method, the URL's host[:port] (never its path, query string or credentials), the status
+// and the first ~200 bytes of the response body. Each call uses its own curl handle: safe on any number of threads.
+Handler make_http_handler();
+
+// The downstream an http task is counted against when its envelope names none: the URL's host[:port], the host
+// lowercased, the port only when the URL gives one (e.g. "api.example.com:8080"); "" when the payload has no
+// http(s) URL with a host.
+std::string http_downstream(const nlohmann::json& payload);
+
+}  // namespace ripen
