@@ -452,26 +452,35 @@ return live
 }
 
 // Records that deliveries of tasks of one shard begin running.
-// KEYS: status   ARGV: prefix, worker name, then task ids
+// KEYS: status   ARGV: prefix, worker name, lease_ms, then task ids
 // Reply: per id four values: {'run', attempt, due_ms, now} when the handler
-//        should run; {'skip', state, 0, 0} when the task has already ended;
+//        should run; {'busy', ms_left, 0, 0} when a run of it started less than
+//        lease_ms ago and has not ended (a redelivery while a worker, maybe this
+//        one before its connection broke, still runs it): look again when
+//        ms_left have passed; {'skip', state, 0, 0} when the task has already ended;
 //        {'missing', 0, 0, 0} when there is no record (retention passed, never
 //        existed, or another namespace). A live task always has a STATUS by now:
 //        the claim that published it wrote one.
 const LuaScript& start() {
   static const LuaScript s = make_sectioned("start", R"lua(
-local prefix, worker = A[o + 1], A[o + 2]
+local prefix, worker, lease = A[o + 1], A[o + 2], tonumber(A[o + 3])
 local now = now_ms()
 local now_s = text(now)
-local statuses = gather('HMGET', KEYS[1], A, o + 3, o + n)
--- STATUS as this call left it, so a task listed twice starts twice, in order.
+local statuses = gather('HMGET', KEYS[1], A, o + 4, o + n)
+-- STATUS as this call left it, so a task listed twice is busy the second time.
 local written = {}
 local fields, out = {}, {}
-for k = 1, n - 2 do
-  local id = A[o + 2 + k]
+for k = 1, n - 3 do
+  local id = A[o + 3 + k]
   local st = written[id] or statuses[k]
-  if st then
-    local _, attempts, due, dispatched, _, finished, _, err = match(st, STATUS)
+  local state, attempts, due, dispatched, started, finished, ran_by, err
+  if st then state, attempts, due, dispatched, started, finished, ran_by, err = match(st, STATUS) end
+  if st and state == 'running' and started ~= '' and now < tonumber(started) + lease then
+    out[#out + 1] = 'busy'
+    out[#out + 1] = tonumber(started) + lease - now
+    out[#out + 1] = 0
+    out[#out + 1] = 0
+  elseif st then
     local attempt = tonumber(attempts) + 1
     st = status('running', text(attempt), due, dispatched, now_s, finished, worker, err)
     written[id] = st
@@ -506,9 +515,11 @@ return out
 //       id, outcome ('ok' | 'retry' | 'dead' | 'defer'), error, delay_ms,
 //       the TASK without its payload (see stored_task.h), or '' to read it
 //       'defer' puts a task that started but did not run back in the wheel
-//       delay_ms from now, with the attempt its start counted given back.
-// Reply: per task the state written ('succeeded', 'failed', 'dead', 'deferred'),
-//        or 'missing'.
+//       delay_ms from now, with the attempt its start counted given back;
+//       'unstart' gives the attempt back and leaves it `dispatched`: the
+//       worker hands its delivery back to the queue (shutting down).
+// Reply: per task the state written ('succeeded', 'failed', 'dead', 'deferred',
+//        'unstarted'), or 'missing'.
 const LuaScript& finish() {
   static const LuaScript s = make_sectioned("finish", R"lua(
 local prefix, retention, wake, shard = A[o + 1], A[o + 2], A[o + 3], A[o + 4]
@@ -532,7 +543,14 @@ for k, id in ipairs(ids) do
   else
     local _, attempts, due, dispatched, started, finished, worker, err = match(st, STATUS)
     local state
-    if outcome == 'retry' or outcome == 'defer' then
+    if outcome == 'unstart' then
+      state = 'unstarted'
+      attempts = text(math.max((tonumber(attempts) or 1) - 1, 0))
+      st = status('dispatched', attempts, due, dispatched, '', finished, '', err)
+      written[id] = st
+      fields[#fields + 1] = id
+      fields[#fields + 1] = st
+    elseif outcome == 'retry' or outcome == 'defer' then
       local next_due = now + tonumber(A[i + 3])
       local next_due_s = text(next_due)
       if outcome == 'retry' then

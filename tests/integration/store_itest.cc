@@ -72,8 +72,8 @@ class Store : public NamespaceTest {
     return r.is_integer() ? r.integer() : -1;
   }
 
-  RedisReply::View start(const std::string& id) {
-    return run(scripts::start(), {keys_->status(0)}, {keys_->shard_prefix(0), "w1", id});
+  RedisReply::View start(const std::string& id, const std::string& worker = "w1", int64_t lease_ms = 60'000) {
+    return run(scripts::start(), {keys_->status(0)}, {keys_->shard_prefix(0), worker, std::to_string(lease_ms), id});
   }
 
   std::string finish(const std::string& id, const std::string& outcome, const std::string& error = "",
@@ -321,16 +321,58 @@ TEST_F(Store, OneBatchNamingTheSameIdTwiceStoresItOnceAndRefusesTheOther) {
   EXPECT_EQ(due_count(*redis_, *keys_), 1);
 }
 
-TEST_F(Store, TaskStartedTwiceInOneCallCountsTwoAttempts) {
+TEST_F(Store, TaskStartedTwiceInOneCallRunsOnceAndTheSecondIsBusy) {
   const std::string id = enqueue_due_now();
   claim();
-  auto r = run(scripts::start(), {keys_->status(0)}, {keys_->shard_prefix(0), "w1", id, id});
+  auto r = run(scripts::start(), {keys_->status(0)}, {keys_->shard_prefix(0), "w1", "60000", id, id});
   ASSERT_EQ(r.size(), 8u);
   EXPECT_EQ(r.at(0).str(), "run");
   EXPECT_EQ(r.at(1).integer(), 1);
-  EXPECT_EQ(r.at(4).str(), "run");
-  EXPECT_EQ(r.at(5).integer(), 2);
+  EXPECT_EQ(r.at(4).str(), "busy");
+  EXPECT_GT(r.at(5).integer(), 59'000) << "ms left of the first run's lease";
+  EXPECT_LE(r.at(5).integer(), 60'000);
+  EXPECT_EQ(record(id).attempts, 1);
+}
+
+TEST_F(Store, RedeliveryWhileARunHoldsItsLeaseIsBusyAndRunsOnceTheLeasePassed) {
+  const std::string id = enqueue_due_now();
+  claim();
+  ASSERT_EQ(start(id, "w1", 200).at(0).str(), "run");
+  auto busy = start(id, "w2", 200);
+  EXPECT_EQ(busy.at(0).str(), "busy") << "w1's run (maybe w1 itself, reconnected) still holds it";
+  // w1 died: nothing ends its run, and once the lease has passed w2 runs it.
+  ASSERT_TRUE(wait_until([&] { return start(id, "w2", 200).at(0).str() == "run"; }, 5s));
   EXPECT_EQ(record(id).attempts, 2);
+  EXPECT_EQ(record(id).worker, "w2");
+}
+
+TEST_F(Store, UnstartedTaskGivesItsAttemptBackAndCanStartAtOnce) {
+  const std::string id = enqueue_due_now();
+  claim();
+  settle(id, "d");  // the broker confirmed it
+  ASSERT_EQ(start(id).at(0).str(), "run");
+  auto r = run(scripts::finish(), {keys_->status(0), keys_->due(0)},
+               {keys_->shard_prefix(0), "60000", "", "0", id, "unstart", "", "0", ""});
+  EXPECT_EQ(r.at(0).str(), "unstarted");
+  EXPECT_EQ(record(id).state, "dispatched");
+  EXPECT_EQ(record(id).attempts, 0);
+  EXPECT_EQ(due_count(*redis_, *keys_), 0) << "its delivery goes back to the queue, not to the wheel";
+  auto again = start(id, "w2");
+  EXPECT_EQ(again.at(0).str(), "run") << "not busy: the handed-back run never happened";
+  EXPECT_EQ(again.at(1).integer(), 1);
+}
+
+TEST_F(Store, DeferredTaskGivesItsAttemptBackAndWaitsInTheWheel) {
+  const std::string id = enqueue_due_now();
+  claim();
+  ASSERT_EQ(start(id).at(0).str(), "run");
+  auto r = run(scripts::finish(), {keys_->status(0), keys_->due(0)},
+               {keys_->shard_prefix(0), "60000", "", "0", id, "defer", "", "5000", ""});
+  EXPECT_EQ(r.at(0).str(), "deferred");
+  const TaskRecord rec = record(id);
+  EXPECT_EQ(rec.state, "scheduled");
+  EXPECT_EQ(rec.attempts, 0);
+  EXPECT_EQ(due_count(*redis_, *keys_), 1);
 }
 
 TEST_F(Store, TaskFinishedTwiceInOneCallEndsOnceAndTheSecondFindsItGone) {

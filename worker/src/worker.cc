@@ -69,7 +69,7 @@ struct Ran {
 // A finish waiting to be recorded in Redis.
 struct Finish {
   Delivery delivery;
-  std::string outcome;  // ok | retry | dead | defer
+  std::string outcome;  // ok | retry | dead | defer | unstart (see scripts::finish)
   std::string error;
   int64_t delay_ms = 0;
   bool permanent = false;
@@ -88,6 +88,8 @@ constexpr int64_t kBreakerSnapshotTtlMs = 30'000;
 // A task for a half-open downstream whose trial calls are all taken waits this
 // long before it is looked at again.
 constexpr auto kTrialRecheck = std::chrono::milliseconds(1000);
+// How often a delivery whose task runs elsewhere looks at it again.
+constexpr auto kBusyRecheck = std::chrono::milliseconds(1000);
 
 void wake(int fd) {
   uint64_t one = 1;
@@ -155,6 +157,7 @@ class Worker::Impl {
       }
       read_deliveries();
       collect_ran();
+      retry_busy();
       sync_breakers();
       // A start is recorded at once (the handler waits for it). Outcomes wait
       // up to kFinishDelay for company, unless a start goes anyway: nothing is
@@ -170,10 +173,10 @@ class Worker::Impl {
         wait(std::chrono::milliseconds(100));
         continue;
       }
-      wait(finishing_.empty()
-               ? std::chrono::milliseconds(500)
-               : std::max(std::chrono::ceil<std::chrono::milliseconds>(first_finish_ + kFinishDelay - clock_.now()),
-                          std::chrono::milliseconds(0)));
+      auto sleep = std::chrono::milliseconds(500);
+      if (!finishing_.empty()) sleep = std::chrono::ceil<Millis>(first_finish_ + kFinishDelay - clock_.now());
+      if (!busy_.empty()) sleep = std::min(sleep, std::chrono::ceil<Millis>(busy_.begin()->first - clock_.now()));
+      wait(std::max(sleep, Millis(0)));
     }
     shutdown(pool);
   }
@@ -293,6 +296,34 @@ class Worker::Impl {
       if (!one.downstream.empty()) meet(one.downstream);
       starting_.push_back(std::move(one));
     }
+  }
+
+  // ---- run leases ---------------------------------------------------------------------
+
+  // How long a started run of `task` holds it against a redelivery: its time
+  // limit and a grace. A run that outlives its lease (a handler ignoring its
+  // deadline) can see a second run start: effectively-once holds for handlers
+  // that finish within their lease.
+  int64_t run_lease_ms(const Envelope& task) const {
+    return (task.timeout_ms > 0 ? task.timeout_ms : config_.worker.exec_timeout_ms) + config_.worker.lease_grace_ms;
+  }
+
+  // Deliveries whose task was busy elsewhere try their start again once the
+  // other run's lease has passed (or it ended: the start then says skip). They
+  // stay unacked meanwhile: if this worker dies, the broker hands them on.
+  void retry_busy() {
+    const auto now = clock_.now();
+    while (!busy_.empty() && busy_.begin()->first <= now) {
+      starting_.push_back(std::move(busy_.begin()->second));
+      busy_.erase(busy_.begin());
+    }
+  }
+
+  Finish unstart(Delivery d) {
+    Finish f;
+    f.outcome = "unstart";
+    f.delivery = std::move(d);
+    return f;
   }
 
   // ---- circuit breakers ---------------------------------------------------------------
@@ -553,7 +584,7 @@ class Worker::Impl {
     for (auto& r : batch) {
       report_call(r);
       if (r.not_run) {
-        requeue(r.delivery);
+        finishing_.push_back(unstart(std::move(r.delivery)));
         continue;
       }
       if (r.held_ms >= 0) {
@@ -600,7 +631,9 @@ class Worker::Impl {
       finishes.add({keys_.status(shard), keys_.due(shard)}, std::move(args));
     }
     for (const auto& [shard, members] : start_by_shard) {
-      std::vector<std::string> args = {keys_.shard_prefix(shard), name_};
+      int64_t lease = 0;
+      for (size_t i : members) lease = std::max(lease, run_lease_ms(starting_[i].task));
+      std::vector<std::string> args = {keys_.shard_prefix(shard), name_, std::to_string(lease)};
       for (size_t i : members) args.push_back(starting_[i].task.id);
       starts.add({keys_.status(shard)}, std::move(args));
     }
@@ -656,6 +689,15 @@ class Worker::Impl {
   }
 
   void started(Delivery d, const std::string& verdict, RedisReply::View r, size_t at) {
+    if (verdict == "busy") {
+      // Looked at again every second: the other run usually ends well before
+      // its lease (the start then says skip), and the lease is the bound.
+      const Millis again = std::min(Millis(r.at(at + 1).integer()), kBusyRecheck);
+      spdlog::debug("worker {}: task {} is running elsewhere under a lease; looking again in {} ms", name_, d.task.id,
+                    again.count());
+      busy_.emplace(clock_.now() + again, std::move(d));
+      return;
+    }
     if (verdict == "skip") {
       spdlog::debug("worker {}: task {} already {}; duplicate delivery acked", name_, d.task.id, r.at(at + 1).str());
       {
@@ -701,6 +743,14 @@ class Worker::Impl {
 
   void finished(const Finish& f, const std::string& state) {
     const Delivery& d = f.delivery;
+    if (f.outcome == "unstart") {
+      if (state == "unstarted") {
+        requeue(d);
+      } else {
+        ack(d);  // 'missing': it ended meanwhile
+      }
+      return;
+    }
     if (f.outcome == "defer") {
       if (state == "deferred") {
         spdlog::debug("worker {}: task {}: breaker for '{}' open; deferred {} ms", name_, d.task.id, d.downstream,
@@ -845,9 +895,14 @@ class Worker::Impl {
       draining_ = true;
     }
     jobs_cv_.notify_all();
-    for (const auto& d : unstarted) requeue(d);
+    // Their starts were recorded: each is marked not running again before its
+    // delivery goes back, or its next delivery would wait out the run lease.
+    if (!unstarted.empty() && finishing_.empty()) first_finish_ = clock_.now();
+    for (auto& d : unstarted) finishing_.push_back(unstart(std::move(d)));
     for (const auto& d : starting_) requeue(d);
     starting_.clear();
+    for (const auto& [when, d] : busy_) requeue(d);
+    busy_.clear();
     // Running handlers get the grace period; their outcomes are recorded and
     // acked as they come.
     const auto deadline = clock_.now() + std::chrono::milliseconds(config_.worker.shutdown_grace_ms);
@@ -902,10 +957,11 @@ class Worker::Impl {
   FailureLog amqp_log_{clock_}, redis_log_{clock_};
 
   // Owned by the I/O thread.
-  std::vector<Delivery> starting_;  // read, start not yet recorded
-  std::vector<Finish> finishing_;   // ran, outcome not yet recorded
-  Clock::time_point first_finish_;  // when the oldest of finishing_ came back
-  std::vector<Delivery> ready_;     // start recorded, to hand to the handler threads
+  std::vector<Delivery> starting_;                   // read, start not yet recorded
+  std::vector<Finish> finishing_;                    // ran, outcome not yet recorded
+  Clock::time_point first_finish_;                   // when the oldest of finishing_ came back
+  std::vector<Delivery> ready_;                      // start recorded, to hand to the handler threads
+  std::multimap<Clock::time_point, Delivery> busy_;  // running elsewhere: start again at that time
   struct Open {
     size_t tasks = 0;        // its tasks not yet done with
     bool give_back = false;  // one of them was handed back: requeue it rather than ack

@@ -40,6 +40,9 @@ struct WorkerConfig {
   std::map<std::string, std::string> exec;  // task type -> command run by the exec handler
   int64_t exec_timeout_ms = 60'000;
   int64_t shutdown_grace_ms = 30'000;
+  // A started run holds its task against a redelivery for its time limit plus
+  // this (see worker.h); after a worker dies, its tasks run again elsewhere then.
+  int64_t lease_grace_ms = 30'000;
 };
 
 struct Config {

@@ -5,10 +5,17 @@
 // exponential, jittered backoff (written before the delivery is acked, so a crash
 // in between duplicates a retry and never loses one) until max_attempts, then it
 // is dead-lettered. Throw ripen::Permanent -> dead-lettered at once.
-// Delivery is at-least-once: a task whose record already says it ended is acked
-// and skipped, but a handler can still see a task twice if a worker dies after
-// the side effect and before recording success, so side effects should be keyed
-// by TaskContext::idempotency_key.
+// Delivery is at-least-once; runs are once in effect within these bounds:
+// - A task whose record says it ended is acked and skipped (a duplicate).
+// - A started run holds its task under a lease (its timeout, else
+//   worker.exec_timeout, plus worker.lease_grace): a redelivery meanwhile (the
+//   broker handing a task on after a connection broke) is not run; it looks
+//   again every second and is skipped once the run ended, or runs when the lease
+//   has passed (the first worker died). A stopping worker marks the tasks it
+//   started but did not run as not running before handing them back.
+// - A handler can still run twice if its worker dies after the side effect and
+//   before recording success, or if it runs past its lease, so side effects
+//   should be keyed by TaskContext::idempotency_key.
 //
 // Circuit breakers: a task that names a `downstream` (an http task without one:
 // its URL's host) passes that downstream's breaker (breaker.h; thresholds from
