@@ -83,13 +83,6 @@ local function gather(cmd, key, list, from, to)
   return out
 end
 
--- A live task's due time: from its STATUS once claimed, else its score.
-local function due_of(prefix, id)
-  local st = redis.call('HGET', prefix .. 'status', id)
-  if st then return tonumber(status_due(st)) end
-  return tonumber(redis.call('ZSCORE', prefix .. 'due', id))
-end
-
 -- Adds (due, id) pairs to the due set; when one becomes the earliest entry,
 -- tells sleeping dispatchers so none sleeps past it.
 local function schedule(due_key, entries, earliest, wake_channel, shard)
@@ -117,8 +110,20 @@ local function ended_record(prefix, id)
   return nil
 end
 
+-- A task's due time: from its STATUS once claimed, its score while it waits,
+-- its ENDED record once it ended (0 once that is gone too).
+local function due_of(prefix, id)
+  local st = redis.call('HGET', prefix .. 'status', id)
+  if st then return tonumber(status_due(st)) end
+  local score = redis.call('ZSCORE', prefix .. 'due', id)
+  if score then return tonumber(score) end
+  st = ended_record(prefix, id)  -- a task that ended: its record, while kept
+  return st and tonumber(status_due(st)) or 0
+end
+
 -- Ends tasks' lives. add() makes a task's compact ENDED record (STATUS, then
--- the TASK without its payload) and frees its idempotency key; done() files the
+-- the TASK without its payload) and frees its idempotency key, or keeps it
+-- keep_ms longer as a done marker (a succeeded task; see enqueue); done() files the
 -- records in the current bucket and removes the live TASK and STATUS entries,
 -- all at once. `head` is the TASK without its payload when the caller has it (a
 -- worker does), else '' and it is read.
@@ -126,7 +131,7 @@ local TASK_HEAD = '^([^\31]*\31[^\31]*\31[^\31]*\31[^\31]*\31([^\31]*)\31[^\31]*
 local function retirer(prefix, retention)
   local ids, records = {}, {}
   local r = {}
-  function r.add(id, ended_status, head)
+  function r.add(id, ended_status, head, keep_ms)
     local idem
     if head and head ~= '' then
       idem = match(head, '^[^\31]*\31[^\31]*\31[^\31]*\31[^\31]*\31([^\31]*)')
@@ -138,7 +143,13 @@ local function retirer(prefix, retention)
     end
     if idem and idem ~= '' then
       local idem_key = prefix .. 'idem:' .. idem
-      if redis.call('GET', idem_key) == id then redis.call('DEL', idem_key) end
+      if redis.call('GET', idem_key) == id then
+        if keep_ms and keep_ms > 0 then
+          redis.call('PEXPIRE', idem_key, keep_ms)
+        else
+          redis.call('DEL', idem_key)
+        end
+      end
     end
     ids[#ids + 1] = id
     records[#records + 1] = id
@@ -228,8 +239,13 @@ for k = 1, #ids do
   if idem ~= '' then
     existing = keyed[idem]
     if not existing then
-      existing = redis.call('GET', prefix .. 'idem:' .. idem)
-      if existing and redis.call('HEXISTS', KEYS[2], existing) == 0 then existing = nil end
+      local idem_key = prefix .. 'idem:' .. idem
+      existing = redis.call('GET', idem_key)
+      -- A key whose task is gone is a done marker while it has a TTL (the task
+      -- succeeded less than idempotency_retention ago), else stale.
+      if existing and redis.call('HEXISTS', KEYS[2], existing) == 0 and redis.call('PTTL', idem_key) < 0 then
+        existing = nil
+      end
     end
   end
   if existing then
@@ -511,8 +527,10 @@ return out
 
 // Records how runs of tasks of one shard ended.
 // KEYS: status, due
-// ARGV: prefix, retention_ms, wake_channel, shard, then per task five values:
-//       id, outcome ('ok' | 'retry' | 'dead' | 'defer'), error, delay_ms,
+// ARGV: prefix, retention_ms, done_ms (how long a succeeded task's idempotency
+//       key stays taken; 0: freed at once), wake_channel, shard, then per task
+//       five values: id, outcome ('ok' | 'retry' | 'dead' | 'defer' | 'unstart'),
+//       error, delay_ms,
 //       the TASK without its payload (see stored_task.h), or '' to read it
 //       'defer' puts a task that started but did not run back in the wheel
 //       delay_ms from now, with the attempt its start counted given back;
@@ -522,11 +540,11 @@ return out
 //        'unstarted'), or 'missing'.
 const LuaScript& finish() {
   static const LuaScript s = make_sectioned("finish", R"lua(
-local prefix, retention, wake, shard = A[o + 1], A[o + 2], A[o + 3], A[o + 4]
+local prefix, retention, done_ms, wake, shard = A[o + 1], A[o + 2], tonumber(A[o + 3]), A[o + 4], A[o + 5]
 local now = now_ms()
 local now_s = text(now)
 local ids = {}
-for i = o + 5, o + n, 5 do ids[#ids + 1] = A[i] end
+for i = o + 6, o + n, 5 do ids[#ids + 1] = A[i] end
 local statuses = gather('HMGET', KEYS[1], ids)
 -- STATUS as this call left it (false once retired), for a task listed twice.
 local written = {}
@@ -534,7 +552,7 @@ local retire = retirer(prefix, retention)
 local fields, entries, out = {}, {}, {}
 local earliest = nil
 for k, id in ipairs(ids) do
-  local i = o + 5 + (k - 1) * 5
+  local i = o + 6 + (k - 1) * 5
   local outcome = A[i + 1]
   local st = statuses[k]
   if written[id] ~= nil then st = written[id] end
@@ -573,7 +591,8 @@ for k, id in ipairs(ids) do
       if earliest == nil or next_due < earliest then earliest = next_due end
     else
       if outcome == 'ok' then state = 'succeeded' else state, err = 'dead', A[i + 2] end
-      retire.add(id, status(state, attempts, due, dispatched, started, now_s, worker, err), A[i + 4])
+      retire.add(id, status(state, attempts, due, dispatched, started, now_s, worker, err), A[i + 4],
+        state == 'succeeded' and done_ms or 0)
       written[id] = false
     end
     out[#out + 1] = state

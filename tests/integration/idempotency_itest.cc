@@ -129,7 +129,50 @@ TEST_F(Idempotency, SameKeyWhileRunningGivesTheSameTask) {
   EXPECT_EQ(task_records(), 1u);
 }
 
-TEST_F(Idempotency, SameKeyAfterTheTaskSucceededMakesANewTask) {
+TEST_F(Idempotency, SameKeyAfterTheTaskSucceededGivesThatTaskUntilTheRetentionPasses) {
+  config_.idempotency_retention_ms = 1500;
+  Producer producer(config_);
+  CallLog log;
+  Worker worker(config_);
+  worker.handle("work", [&](const TaskContext& ctx) { log.add({ctx.id, ctx.attempt, ctx.task.payload.dump()}); });
+  Dispatcher dispatcher(config_);
+  Running running_worker(worker);
+  Running running_dispatcher(dispatcher);
+
+  auto first = producer.enqueue(keyed("digest-2026-W48", 1));
+  ASSERT_TRUE(first.ok()) << first.error().describe();
+  auto rec = wait_for_state(producer.redis(), producer.keys(), first->id.get(), "succeeded", 20s);
+  ASSERT_TRUE(rec && rec->state == "succeeded");
+
+  // Within the retention the key is done: the same task comes back, nothing runs.
+  auto again = producer.enqueue(keyed("digest-2026-W48", 2));
+  ASSERT_TRUE(again.ok()) << again.error().describe();
+  EXPECT_FALSE(again->created);
+  EXPECT_EQ(again->id, first->id);
+  EXPECT_EQ(again->due_ms, rec->due_ms);
+
+  // Once it has passed, the key makes a new task.
+  std::optional<Enqueued> later;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto r = producer.enqueue(keyed("digest-2026-W48", 3));
+        if (r.ok() && r->created) later = *r;
+        return later.has_value();
+      },
+      10s, 100ms));
+  EXPECT_NE(later->id, first->id);
+  rec = wait_for_state(producer.redis(), producer.keys(), later->id.get(), "succeeded", 20s);
+  ASSERT_TRUE(rec && rec->state == "succeeded");
+  running_dispatcher.stop();
+  running_worker.stop();
+
+  EXPECT_EQ(log.count(first->id.get()), 1);
+  EXPECT_EQ(log.count(later->id.get()), 1);
+  EXPECT_EQ(log.size(), 2u);
+}
+
+TEST_F(Idempotency, WithNoRetentionTheKeyIsFreedWhenTheTaskSucceeds) {
+  config_.idempotency_retention_ms = 0;
   Producer producer(config_);
   CallLog log;
   Worker worker(config_);

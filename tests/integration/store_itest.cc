@@ -78,8 +78,9 @@ class Store : public NamespaceTest {
 
   std::string finish(const std::string& id, const std::string& outcome, const std::string& error = "",
                      int64_t retry_delay_ms = 5000) {
-    auto r = run(scripts::finish(), {keys_->status(0), keys_->due(0)},
-                 {keys_->shard_prefix(0), "60000", "", "0", id, outcome, error, std::to_string(retry_delay_ms), ""});
+    auto r =
+        run(scripts::finish(), {keys_->status(0), keys_->due(0)},
+            {keys_->shard_prefix(0), "60000", "0", "", "0", id, outcome, error, std::to_string(retry_delay_ms), ""});
     return r.at(0).str();
   }
 
@@ -175,7 +176,7 @@ TEST_F(Store, BucketOfEndedRecordsPastTheRetentionIsDeletedByTheNextWriter) {
   // The shortest retention: 1 s, in buckets of 1 s.
   auto retire = [&](const std::string& id) {
     return run(scripts::finish(), {keys_->status(0), keys_->due(0)},
-               {keys_->shard_prefix(0), "1000", "", "0", id, "ok", "", "0", ""})
+               {keys_->shard_prefix(0), "1000", "0", "", "0", id, "ok", "", "0", ""})
         .at(0)
         .str();
   };
@@ -352,7 +353,7 @@ TEST_F(Store, UnstartedTaskGivesItsAttemptBackAndCanStartAtOnce) {
   settle(id, "d");  // the broker confirmed it
   ASSERT_EQ(start(id).at(0).str(), "run");
   auto r = run(scripts::finish(), {keys_->status(0), keys_->due(0)},
-               {keys_->shard_prefix(0), "60000", "", "0", id, "unstart", "", "0", ""});
+               {keys_->shard_prefix(0), "60000", "0", "", "0", id, "unstart", "", "0", ""});
   EXPECT_EQ(r.at(0).str(), "unstarted");
   EXPECT_EQ(record(id).state, "dispatched");
   EXPECT_EQ(record(id).attempts, 0);
@@ -367,7 +368,7 @@ TEST_F(Store, DeferredTaskGivesItsAttemptBackAndWaitsInTheWheel) {
   claim();
   ASSERT_EQ(start(id).at(0).str(), "run");
   auto r = run(scripts::finish(), {keys_->status(0), keys_->due(0)},
-               {keys_->shard_prefix(0), "60000", "", "0", id, "defer", "", "5000", ""});
+               {keys_->shard_prefix(0), "60000", "0", "", "0", id, "defer", "", "5000", ""});
   EXPECT_EQ(r.at(0).str(), "deferred");
   const TaskRecord rec = record(id);
   EXPECT_EQ(rec.state, "scheduled");
@@ -380,7 +381,7 @@ TEST_F(Store, TaskFinishedTwiceInOneCallEndsOnceAndTheSecondFindsItGone) {
   claim();
   start(id);
   auto r = run(scripts::finish(), {keys_->status(0), keys_->due(0)},
-               {keys_->shard_prefix(0), "60000", "", "0", id, "ok", "", "0", "", id, "ok", "", "0", ""});
+               {keys_->shard_prefix(0), "60000", "0", "", "0", id, "ok", "", "0", "", id, "ok", "", "0", ""});
   ASSERT_EQ(r.size(), 2u);
   EXPECT_EQ(r.at(0).str(), "succeeded");
   EXPECT_EQ(r.at(1).str(), "missing");

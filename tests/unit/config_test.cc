@@ -216,6 +216,9 @@ TEST(ApplyToml, DurationAsStringOrIntegerMilliseconds) {
   EXPECT_EQ(from_toml("[dispatcher]\nmax_poll = 30000\n").dispatcher.max_poll_ms, 30'000);
   EXPECT_EQ(from_toml("[dispatcher]\nmax_poll = \"1h30m\"\n").dispatcher.max_poll_ms, 5'400'000);
   EXPECT_EQ(from_toml("record_retention = \"7d\"\n").record_retention_ms, 7 * 86'400'000LL);
+  EXPECT_EQ(from_toml("idempotency_retention = \"0s\"\n").idempotency_retention_ms, 0);
+  EXPECT_EQ(Config{}.idempotency_retention_ms, 86'400'000) << "a day by default";
+  EXPECT_EQ(from_toml("[worker]\nlease_grace = \"5s\"\n").worker.lease_grace_ms, 5000);
 }
 
 TEST(ApplyToml, DurationMinimumHoldsBothWays) {

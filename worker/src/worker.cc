@@ -619,9 +619,10 @@ class Worker::Impl {
     // One script run for the outcomes and one for the starts, each with a
     // section per shard.
     const std::string retention = std::to_string(config_.record_retention_ms);
+    const std::string done_retention = std::to_string(config_.idempotency_retention_ms);
     scripts::ScriptCall finishes(scripts::finish(), 2), starts(scripts::start(), 1);
     for (const auto& [shard, members] : finish_by_shard) {
-      std::vector<std::string> args = {keys_.shard_prefix(shard), retention, keys_.wake_channel(),
+      std::vector<std::string> args = {keys_.shard_prefix(shard), retention, done_retention, keys_.wake_channel(),
                                        std::to_string(shard)};
       for (size_t i : members) {
         const Finish& f = finishing_[i];

@@ -3,8 +3,9 @@
 // Contract:
 // - enqueue() validates the envelope (every error names its field) and either
 //   stores the task and its place in the wheel atomically, or writes nothing.
-// - A task with an idempotency key that an unfinished task already holds is not
-//   added again: the existing task's id comes back with created == false.
+// - A task with an idempotency key that an unfinished task holds, or that a task
+//   succeeded with less than config.idempotency_retention ago, is not added
+//   again: that task's id comes back with created == false.
 // - Due times are resolved against Redis TIME: a delay is "from when Redis stored
 //   it", so the producer's own clock cannot make a task early or late.
 // - A dropped connection is retried within the call; the task id is chosen
@@ -32,7 +33,7 @@ namespace ripen {
 
 struct Enqueued {
   TaskId id;
-  bool created = true;  // false: an unfinished task already held the idempotency key
+  bool created = true;  // false: the idempotency key is held (see above); id is the holder's
   int64_t due_ms = 0;   // epoch ms by Redis TIME
 };
 

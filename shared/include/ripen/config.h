@@ -56,6 +56,10 @@ struct Config {
   // How long a finished task's compact record (~250 bytes) stays readable by
   // `ripen status`. An hour at 1,000 tasks/s is ~0.9 GB of Redis memory.
   int64_t record_retention_ms = 3600LL * 1000;
+  // How long a succeeded task's idempotency key stays taken: enqueueing the key
+  // again meanwhile returns that task instead of adding one. 0: freed when the
+  // task ends.
+  int64_t idempotency_retention_ms = 24LL * 3600 * 1000;
   std::string log_level = "info";
   std::string log_format = "text";  // text | json
   DispatcherConfig dispatcher;

@@ -28,7 +28,7 @@ struct Envelope {
   nlohmann::json payload;           // any JSON; null when absent
   std::optional<int64_t> due_ms;    // absolute due time, epoch ms (Redis clock)
   std::optional<int64_t> delay_ms;  // or: relative to the enqueue, by Redis clock
-  std::string idempotency_key;      // same key while the task is pending -> same task
+  std::string idempotency_key;      // same key while pending, or succeeded within idempotency_retention -> same task
   std::string downstream;           // the service the handler calls, for its circuit breaker
   int max_attempts = 0;             // 0 = the configured default
   int attempt = 0;                  // attempts already made before this delivery
