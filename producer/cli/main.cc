@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ripen/config.h"
+#include "ripen/dead_letters.h"
 #include "ripen/duration.h"
 #include "ripen/log.h"
 #include "ripen/producer.h"
@@ -27,11 +28,13 @@ int fail(const ripen::Error& e) {
 struct Common {
   std::string config_file;
   std::string redis_url;
+  std::string amqp_url;
   std::string ns;
 
   ripen::Config load() const {
     ripen::Config c = ripen::load_config(config_file.empty() ? std::nullopt : std::optional(config_file));
     if (!redis_url.empty()) c.redis_url = redis_url;
+    if (!amqp_url.empty()) c.amqp_url = amqp_url;
     if (!ns.empty()) c.ns = ns;
     ripen::validate_config(c);
     return c;
@@ -90,6 +93,43 @@ int run_status(const Common& common, const std::string& id) {
   return 0;
 }
 
+struct DlqArgs {
+  std::string queue;
+  std::string id;
+  bool all = false;
+  size_t limit = 100;
+};
+
+int run_dlq_list(const Common& common, const DlqArgs& a) {
+  auto r = ripen::list_dead_letters(common.load(), a.queue, a.limit);
+  if (!r) return fail(r.error());
+  for (const auto& d : *r) std::cout << d.to_json().dump() << "\n";
+  return 0;
+}
+
+int run_dlq_replay(const Common& common, const DlqArgs& a) {
+  if (a.all == !a.id.empty()) return fail({ripen::Errc::invalid, "dlq replay: give --id ID or --all"});
+  const ripen::Config config = common.load();
+  ripen::Producer producer(config);
+  auto r = ripen::replay_dead_letters(config, producer, a.queue,
+                                      a.id.empty() ? std::nullopt : std::optional<std::string>(a.id));
+  if (!r) return fail(r.error());
+  for (const auto& id : r->replayed) std::cout << id << "\n";
+  for (const auto& why : r->refused) std::cerr << "ripen: not replayed: " << why << "\n";
+  if (!a.id.empty() && r->replayed.empty()) {
+    return fail(
+        {ripen::Errc::not_found, "dlq replay: no dead letter of task '" + a.id + "' in queue '" + a.queue + "'"});
+  }
+  return r->refused.empty() ? 0 : kFailed;
+}
+
+int run_dlq_purge(const Common& common, const DlqArgs& a) {
+  auto r = ripen::purge_dead_letters(common.load(), a.queue);
+  if (!r) return fail(r.error());
+  std::cout << *r << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -98,6 +138,7 @@ int main(int argc, char** argv) {
   Common common;
   app.add_option("--config", common.config_file, "TOML config file (default: $RIPEN_CONFIG)");
   app.add_option("--redis-url", common.redis_url, "redis://[:password@]host:port/db (default: $RIPEN_REDIS_URL)");
+  app.add_option("--amqp-url", common.amqp_url, "amqp://user:pass@host:port/vhost (default: $RIPEN_AMQP_URL)");
   app.add_option("--namespace", common.ns, "key and queue namespace (default: ripen)");
 
   EnqueueArgs ea;
@@ -119,6 +160,20 @@ int main(int argc, char** argv) {
   auto* status = app.add_subcommand("status", "print a task's record as one JSON object");
   status->add_option("id", status_id, "task id")->required();
 
+  DlqArgs da;
+  auto* dlq = app.add_subcommand("dlq", "dead letters of a queue: list, replay, purge");
+  dlq->require_subcommand(1);
+  auto* dlq_list = dlq->add_subcommand("list", "print the dead letters, one JSON object per line, oldest first");
+  dlq_list->add_option("queue", da.queue, "task queue")->required();
+  dlq_list->add_option("--limit", da.limit, "at most this many (default 100)")->check(CLI::Range(1, 1'000'000));
+  auto* dlq_replay =
+      dlq->add_subcommand("replay", "put dead tasks back into the timer wheel, due now, attempts reset; prints ids");
+  dlq_replay->add_option("queue", da.queue, "task queue")->required();
+  auto* replay_id = dlq_replay->add_option("--id", da.id, "the task to replay");
+  dlq_replay->add_flag("--all", da.all, "replay every dead letter of the queue")->excludes(replay_id);
+  auto* dlq_purge = dlq->add_subcommand("purge", "delete every dead letter of the queue; prints how many");
+  dlq_purge->add_option("queue", da.queue, "task queue")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -133,6 +188,9 @@ int main(int argc, char** argv) {
   try {
     if (enqueue->parsed()) return run_enqueue(common, ea);
     if (status->parsed()) return run_status(common, status_id);
+    if (dlq_list->parsed()) return run_dlq_list(common, da);
+    if (dlq_replay->parsed()) return run_dlq_replay(common, da);
+    if (dlq_purge->parsed()) return run_dlq_purge(common, da);
   } catch (const ripen::ConfigError& e) {
     std::cerr << "ripen: config: " << e.what() << "\n";
     return kBadInput;

@@ -227,6 +227,42 @@ Result<uint32_t> Amqp::queue_message_count(const std::string& name) {
   return ok->message_count;
 }
 
+Result<uint32_t> Amqp::purge_queue(const std::string& name) {
+  if (auto st = ensure_connected(); !st) return st.error();
+  auto* ok = amqp_queue_purge(conn_, kChannel, bytes_of(name));
+  if (auto st = check(amqp_get_rpc_reply(conn_), "purging queue '" + name + "'"); !st) return st.error();
+  return ok->message_count;
+}
+
+Result<std::optional<AmqpGot>> Amqp::get(const std::string& queue, bool no_ack) {
+  if (auto st = ensure_connected(); !st) return st.error();
+  amqp_basic_get(conn_, kChannel, bytes_of(queue), no_ack ? 1 : 0);
+  auto reply = amqp_get_rpc_reply(conn_);
+  if (auto st = check(reply, "basic.get from '" + queue + "'"); !st) return st.error();
+  if (reply.reply.id != AMQP_BASIC_GET_OK_METHOD) {  // get-empty
+    amqp_maybe_release_buffers(conn_);
+    return std::optional<AmqpGot>();
+  }
+  AmqpGot out;
+  out.delivery_tag = static_cast<amqp_basic_get_ok_t*>(reply.reply.decoded)->delivery_tag;
+  amqp_message_t msg;
+  if (auto st = check(amqp_read_message(conn_, kChannel, &msg, 0), "reading a message from '" + queue + "'"); !st) {
+    return st.error();
+  }
+  out.body = to_string(msg.body);
+  if (msg.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) out.message_id = to_string(msg.properties.message_id);
+  if (msg.properties._flags & AMQP_BASIC_HEADERS_FLAG) {
+    const amqp_table_t& table = msg.properties.headers;
+    for (int i = 0; i < table.num_entries; ++i) {
+      const std::string key = to_string(table.entries[i].key);
+      out.headers[key] = amqp_header_string(table, key);
+    }
+  }
+  amqp_destroy_message(&msg);
+  amqp_maybe_release_buffers(conn_);
+  return std::optional<AmqpGot>(std::move(out));
+}
+
 Status Amqp::confirm_select() {
   if (auto st = ensure_connected(); !st) return st;
   amqp_confirm_select(conn_, kChannel);

@@ -67,7 +67,10 @@ Result<TaskRecord> assemble(const std::string& id, const RedisReply& task, const
                             const RedisReply& score, const RedisReply& inflight, const RedisReply& ended) {
   TaskRecord t;
   t.id = id;
-  if (ended.is_string()) {
+  // A live task wins over an ended record of the same id: a dead task replayed
+  // from its dead-letter queue lives again under its id while the record of its
+  // death is still kept.
+  if (!task.is_string() && ended.is_string()) {
     const std::string packed = ended.str();
     auto f = split_fields(packed, 9);
     if (f.size() != 9) return corrupt(id, "ended record");

@@ -294,37 +294,9 @@ std::optional<TaskRecord> wait_for_state(Redis& redis, const Keys& keys, const s
 }
 
 std::optional<AmqpMessage> get_message(Amqp& amqp, const std::string& amqp_queue) {
-  if (!amqp.ensure_connected()) return std::nullopt;
-  amqp_connection_state_t conn = amqp.raw();
-  amqp_basic_get(conn, Amqp::kChannel, amqp_cstring_bytes(amqp_queue.c_str()), /*no_ack=*/1);
-  auto reply = amqp_get_rpc_reply(conn);
-  if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
-    (void)amqp.check(reply, "basic.get from '" + amqp_queue + "'");
-    return std::nullopt;
-  }
-  if (reply.reply.id != AMQP_BASIC_GET_OK_METHOD) {  // get-empty
-    amqp_maybe_release_buffers(conn);
-    return std::nullopt;
-  }
-  amqp_message_t msg;
-  auto read = amqp_read_message(conn, Amqp::kChannel, &msg, 0);
-  if (read.reply_type != AMQP_RESPONSE_NORMAL) {
-    (void)amqp.check(read, "reading the message from '" + amqp_queue + "'");
-    return std::nullopt;
-  }
-  AmqpMessage out;
-  out.body = to_string(msg.body);
-  if (msg.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) out.message_id = to_string(msg.properties.message_id);
-  if (msg.properties._flags & AMQP_BASIC_HEADERS_FLAG) {
-    const amqp_table_t& table = msg.properties.headers;
-    for (int i = 0; i < table.num_entries; ++i) {
-      const std::string key = to_string(table.entries[i].key);
-      out.headers[key] = amqp_header_string(table, key);
-    }
-  }
-  amqp_destroy_message(&msg);
-  amqp_maybe_release_buffers(conn);
-  return out;
+  auto got = amqp.get(amqp_queue, /*no_ack=*/true);
+  if (!got || !got->has_value()) return std::nullopt;
+  return AmqpMessage{std::move((*got)->body), std::move((*got)->message_id), std::move((*got)->headers)};
 }
 
 int64_t message_count(Amqp& amqp, const std::string& amqp_queue) {

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -49,6 +50,14 @@ struct AmqpMessageProps {
   AmqpTable headers;
 };
 
+// A message taken with basic.get.
+struct AmqpGot {
+  uint64_t delivery_tag = 0;  // for ack()/nack() when taken without no_ack
+  std::string body;
+  std::string message_id;
+  std::map<std::string, std::string> headers;  // values rendered as strings
+};
+
 class Amqp {
  public:
   explicit Amqp(AmqpUrl url, std::chrono::milliseconds timeout = std::chrono::seconds(5),
@@ -71,6 +80,11 @@ class Amqp {
   Status bind_queue(const std::string& queue, const std::string& exchange, const std::string& routing_key);
   Status delete_queue(const std::string& name);
   Result<uint32_t> queue_message_count(const std::string& name);  // passive declare
+  Result<uint32_t> purge_queue(const std::string& name);          // how many messages it removed
+  // Takes the next message of `queue` (nullopt when it is empty). Without
+  // no_ack it stays unacked on this connection until ack()/nack(), or until the
+  // connection closes, when the broker puts it back where it was.
+  Result<std::optional<AmqpGot>> get(const std::string& queue, bool no_ack);
   Status confirm_select();
   Status qos(uint16_t prefetch);
   Result<std::string> consume(const std::string& queue, const std::string& consumer_tag = "");
