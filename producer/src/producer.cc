@@ -46,7 +46,11 @@ Result<Producer::Prepared> Producer::prepare(Envelope task) {
   if (auto st = validate_envelope(task, static_cast<size_t>(config_.max_envelope_bytes), payload); !st) {
     return st.error();
   }
-  if (task.max_attempts == 0) task.max_attempts = config_.default_max_attempts;
+  if (task.max_attempts == 0) {
+    auto type = config_.types.find(task.type);
+    task.max_attempts = type != config_.types.end() && type->second.max_attempts > 0 ? type->second.max_attempts
+                                                                                     : config_.default_max_attempts;
+  }
   Prepared p;
   if (task.id.empty()) {
     task.id = draw_id(task);

@@ -198,6 +198,30 @@ void apply_toml(Config& c, const std::string& text, const std::string& source) {
     r.read_duration("base", c.retry_backoff.base_ms, 1);
     r.read_duration("cap", c.retry_backoff.cap_ms, 1);
   }
+  if (const auto* t = top.sub("types")) {
+    TableReader all(*t, "types", source);
+    for (const auto& [name, node] : *t) {
+      const std::string type(name.str());
+      const auto* table = all.sub(type);
+      if (!is_downstream_name(type)) {
+        throw ConfigError(all.where(type, node) + ": not a task type (1-128 characters of [A-Za-z0-9._:-])");
+      }
+      TableReader r(*table, "types." + type, source);
+      TaskTypeConfig tc;
+      r.read("max_attempts", tc.max_attempts, 1, 1000);
+      BackoffPolicy backoff = c.retry_backoff;
+      const bool has_retry = table->contains("retry_base") || table->contains("retry_cap");
+      r.read_duration("retry_base", backoff.base_ms, 1);
+      r.read_duration("retry_cap", backoff.cap_ms, 1);
+      if (backoff.cap_ms < backoff.base_ms) {
+        throw ConfigError(source + ": [types." + type + "] retry_cap: must be at least retry_base");
+      }
+      if (has_retry) tc.retry = backoff;
+      r.read_duration("timeout", tc.timeout_ms, 1);
+      r.read_strings("permanent_errors", tc.permanent_errors);
+      c.types[type] = tc;
+    }
+  }
   if (const auto* t = top.sub("breakers")) {
     // [breakers.default] first: every other downstream's table starts from it.
     TableReader all(*t, "breakers", source);

@@ -191,6 +191,27 @@ TEST(ApplyToml, BreakerWithoutADefaultTableStartsFromTheBuiltInPolicy) {
   EXPECT_EQ(c.breakers.count("default"), 0u);
 }
 
+TEST(ApplyToml, TaskTypeTablesAreRead) {
+  const Config c = from_toml(
+      "[retry]\nbase = \"2s\"\ncap = \"1m\"\n"
+      "[types.send-sms]\nmax_attempts = 5\nretry_cap = \"10m\"\ntimeout = \"30s\"\n"
+      "permanent_errors = [\"card declined\", \"E_INVALID\"]\n"
+      "[types.log-line]\nmax_attempts = 1\n");
+  const TaskTypeConfig& sms = c.types.at("send-sms");
+  EXPECT_EQ(sms.max_attempts, 5);
+  ASSERT_TRUE(sms.retry.has_value());
+  EXPECT_EQ(sms.retry->base_ms, 2000) << "what the type leaves out comes from [retry]";
+  EXPECT_EQ(sms.retry->cap_ms, 600'000);
+  EXPECT_EQ(sms.timeout_ms, 30'000);
+  EXPECT_EQ(sms.permanent_errors, (std::vector<std::string>{"card declined", "E_INVALID"}));
+  EXPECT_FALSE(c.types.at("log-line").retry.has_value()) << "no retry keys: [retry] applies";
+  EXPECT_THAT(toml_error("[types.sms]\nmax_attempts = 0\n"), HasSubstr("'types.sms.max_attempts': must be between 1"));
+  EXPECT_THAT(toml_error("[types.sms]\nretry_base = \"10s\"\nretry_cap = \"1s\"\n"),
+              HasSubstr("[types.sms] retry_cap: must be at least retry_base"));
+  EXPECT_THAT(toml_error("[types.sms]\nattempts = 3\n"), HasSubstr("'types.sms.attempts': unknown key"));
+  EXPECT_THAT(toml_error("[types.\"a b\"]\nmax_attempts = 3\n"), HasSubstr("'types.a b': not a task type"));
+}
+
 TEST(ApplyToml, BadBreakerSettingsNameTheKey) {
   EXPECT_THAT(toml_error("[breakers.api]\nfailure_rate = 1.5\n"),
               HasSubstr("ripen.toml:2: key 'breakers.api.failure_rate': must be between"));

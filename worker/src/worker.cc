@@ -25,6 +25,7 @@
 #include "ripen/http_handler.h"
 #include "ripen/keys.h"
 #include "ripen/redis.h"
+#include "ripen/retry.h"
 #include "ripen/scripts.h"
 #include "ripen/stored_task.h"
 #include "ripen/topology.h"
@@ -72,7 +73,7 @@ struct Finish {
   std::string outcome;  // ok | retry | dead | defer | unstart (see scripts::finish)
   std::string error;
   int64_t delay_ms = 0;
-  bool permanent = false;
+  std::string dead_reason;  // outcome dead: why, for the dead letter
 };
 
 // How long an outcome may wait to be recorded with others, and how many make
@@ -304,8 +305,25 @@ class Worker::Impl {
   // limit and a grace. A run that outlives its lease (a handler ignoring its
   // deadline) can see a second run start: effectively-once holds for handlers
   // that finish within their lease.
-  int64_t run_lease_ms(const Envelope& task) const {
-    return (task.timeout_ms > 0 ? task.timeout_ms : config_.worker.exec_timeout_ms) + config_.worker.lease_grace_ms;
+  int64_t run_lease_ms(const Envelope& task) const { return timeout_ms(task) + config_.worker.lease_grace_ms; }
+
+  // A run's time limit: the task's own, else its type's, else worker.exec_timeout.
+  int64_t timeout_ms(const Envelope& task) const {
+    if (task.timeout_ms > 0) return task.timeout_ms;
+    auto type = config_.types.find(task.type);
+    if (type != config_.types.end() && type->second.timeout_ms > 0) return type->second.timeout_ms;
+    return config_.worker.exec_timeout_ms;
+  }
+
+  RetryPolicy retry_policy(const std::string& task_type) const {
+    RetryPolicy p;
+    p.backoff = config_.retry_backoff;
+    auto type = config_.types.find(task_type);
+    if (type != config_.types.end()) {
+      if (type->second.retry) p.backoff = *type->second.retry;
+      p.permanent_errors = type->second.permanent_errors;
+    }
+    return p;
   }
 
   // Deliveries whose task was busy elsewhere try their start again once the
@@ -592,15 +610,27 @@ class Worker::Impl {
         continue;
       }
       Finish f;
-      f.permanent = r.permanent;
       f.error = field_safe(r.error);
-      if (r.error.empty()) {
-        f.outcome = "ok";
-      } else if (r.permanent || r.delivery.attempt >= r.delivery.max_attempts) {
-        f.outcome = "dead";
-      } else {
-        f.outcome = "retry";
-        f.delay_ms = backoff_ms(config_.retry_backoff, r.delivery.attempt, [&] { return uniform(rng_); });
+      RunOutcome run;
+      run.ok = r.error.empty();
+      run.permanent = r.permanent;
+      run.error = r.error;
+      run.attempt = r.delivery.attempt;
+      run.max_attempts = r.delivery.max_attempts;
+      const RetryDecision decision =
+          decide_retry(run, retry_policy(r.delivery.task.type), [&] { return uniform(rng_); });
+      switch (decision.verdict) {
+        case RetryDecision::Verdict::succeeded:
+          f.outcome = "ok";
+          break;
+        case RetryDecision::Verdict::retry:
+          f.outcome = "retry";
+          f.delay_ms = decision.delay_ms;
+          break;
+        case RetryDecision::Verdict::dead:
+          f.outcome = "dead";
+          f.dead_reason = decision.reason;
+          break;
       }
       f.delivery = std::move(r.delivery);
       finishing_.push_back(std::move(f));
@@ -785,7 +815,7 @@ class Worker::Impl {
     } else {
       spdlog::error("worker {}: task {} dead after attempt {}/{}: {}", name_, d.task.id, d.attempt, d.max_attempts,
                     f.error);
-      dead_letter(d, f.permanent ? "permanent failure" : "attempts exhausted", f.error, d.attempt);
+      dead_letter(d, f.dead_reason, f.error, d.attempt);
     }
   }
 
@@ -856,8 +886,8 @@ class Worker::Impl {
                       d.task.idempotency_key.empty() ? d.task.id : d.task.idempotency_key,
                       d.attempt,
                       d.due_ms,
-                      d.task.timeout_ms,
-                      clock_.now() + std::chrono::milliseconds(d.task.timeout_ms),
+                      timeout_ms(d.task),
+                      clock_.now() + std::chrono::milliseconds(timeout_ms(d.task)),
                       &stopping_,
                       &cancelled_};
       const auto began = clock_.now();

@@ -45,6 +45,15 @@ struct WorkerConfig {
   int64_t lease_grace_ms = 30'000;
 };
 
+// One task type's settings ([types.<type>]); each unset one falls back to the
+// fleet-wide setting. A task's own envelope fields win over both.
+struct TaskTypeConfig {
+  int max_attempts = 0;                       // 0: default_max_attempts
+  std::optional<BackoffPolicy> retry;         // retry_base / retry_cap; unset: [retry]
+  int64_t timeout_ms = 0;                     // a run's time limit; 0: worker.exec_timeout
+  std::vector<std::string> permanent_errors;  // a failure whose message contains one is not retried
+};
+
 struct Config {
   std::string redis_url = "redis://127.0.0.1:6379/0";
   std::string amqp_url = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -67,6 +76,7 @@ struct Config {
   // Circuit breaker thresholds by downstream ([breakers.<name>]); "default"
   // serves every downstream without its own, and each table starts from it.
   std::map<std::string, BreakerPolicy> breakers;
+  std::map<std::string, TaskTypeConfig> types;  // by task type
 };
 
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;

@@ -1,0 +1,74 @@
+// Per-type settings with real servers: [types.<type>] gives a type its own
+// attempts, backoff, time limit and permanent errors, and a task's own envelope
+// fields still win.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <stdexcept>
+#include <string>
+
+#include "ripen/dispatcher.h"
+#include "ripen/producer.h"
+#include "ripen/worker.h"
+#include "testing.h"
+
+namespace ripen::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+class TaskTypes : public NamespaceTest {};
+
+TEST_F(TaskTypes, ATypesAttemptsPermanentErrorsAndTimeoutApplyAndATasksOwnAttemptsWin) {
+  TaskTypeConfig flaky;
+  flaky.max_attempts = 2;
+  flaky.retry = BackoffPolicy{20, 50};
+  flaky.timeout_ms = 1234;
+  flaky.permanent_errors = {"E_BAD_NUMBER"};
+  config_.types["sms"] = flaky;
+  Producer producer(config_);
+
+  std::atomic<int64_t> seen_timeout{0};
+  Worker worker(config_);
+  worker.handle("sms", [&](const TaskContext& ctx) {
+    seen_timeout = ctx.timeout_ms;
+    if (ctx.task.payload == "bad") throw std::runtime_error("gateway: E_BAD_NUMBER +0000");
+    throw std::runtime_error("gateway: try later");
+  });
+  Dispatcher dispatcher(config_);
+  Running running_worker(worker);
+  Running running_dispatcher(dispatcher);
+
+  const std::string by_type = producer.enqueue(make_task("sms", "later"))->id.get();
+  Envelope own = make_task("sms", "later");
+  own.max_attempts = 4;
+  const std::string by_task = producer.enqueue(own)->id.get();
+  const std::string bad = producer.enqueue(make_task("sms", "bad"))->id.get();
+
+  auto rec = wait_for_state(producer.redis(), producer.keys(), by_type, "dead", 20s);
+  ASSERT_TRUE(rec.has_value());
+  EXPECT_EQ(rec->state, "dead");
+  EXPECT_EQ(rec->attempts, 2) << "the type's max_attempts";
+  EXPECT_EQ(rec->max_attempts, 2);
+  rec = wait_for_state(producer.redis(), producer.keys(), by_task, "dead", 20s);
+  ASSERT_TRUE(rec.has_value());
+  EXPECT_EQ(rec->attempts, 4) << "the task's own max_attempts wins";
+  rec = wait_for_state(producer.redis(), producer.keys(), bad, "dead", 20s);
+  ASSERT_TRUE(rec.has_value());
+  EXPECT_EQ(rec->attempts, 1) << "a permanent error is not retried";
+  EXPECT_EQ(seen_timeout.load(), 1234);
+
+  auto amqp = connect_amqp(config_);
+  ASSERT_TRUE(wait_until([&] { return message_count(*amqp, producer.keys().dead_queue("default")) == 3; }, 10s));
+  int permanent = 0, exhausted = 0;
+  while (auto m = get_message(*amqp, producer.keys().dead_queue("default"))) {
+    if (m->headers["x-ripen-reason"] == "permanent failure") ++permanent;
+    if (m->headers["x-ripen-reason"] == "attempts exhausted") ++exhausted;
+  }
+  EXPECT_EQ(permanent, 1);
+  EXPECT_EQ(exhausted, 2);
+}
+
+}  // namespace
+}  // namespace ripen::testing
