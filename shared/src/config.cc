@@ -265,6 +265,7 @@ void apply_toml(Config& c, const std::string& text, const std::string& source) {
     r.read_duration("exec_timeout", w.exec_timeout_ms, 1);
     r.read_duration("shutdown_grace", w.shutdown_grace_ms, 0);
     r.read_duration("lease_grace", w.lease_grace_ms, 0);
+    r.read_duration("unknown_type_grace", w.unknown_type_grace_ms, 0);
     if (const auto* e = r.sub("exec")) {
       for (const auto& [type, node] : *e) {
         auto v = node.value<std::string>();

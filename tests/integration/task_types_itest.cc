@@ -7,6 +7,7 @@
 #include <chrono>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "ripen/dispatcher.h"
 #include "ripen/producer.h"
@@ -68,6 +69,54 @@ TEST_F(TaskTypes, ATypesAttemptsPermanentErrorsAndTimeoutApplyAndATasksOwnAttemp
   }
   EXPECT_EQ(permanent, 1);
   EXPECT_EQ(exhausted, 2);
+}
+
+TEST_F(TaskTypes, ATaskNoWorkerHandlesGoesBackUntilItsGraceThenIsDeadLettered) {
+  config_.worker.unknown_type_grace_ms = 500;
+  Producer producer(config_);
+  Worker worker(config_);
+  worker.handle("known", [](const TaskContext&) {});
+  Dispatcher dispatcher(config_);
+  Running running_worker(worker);
+  Running running_dispatcher(dispatcher);
+  const std::string id = producer.enqueue(make_task("ghost"))->id.get();
+  auto rec = wait_for_state(producer.redis(), producer.keys(), id, "dead", 20s);
+  ASSERT_TRUE(rec.has_value());
+  EXPECT_EQ(rec->state, "dead");
+  EXPECT_EQ(rec->attempts, 1) << "the passes within the grace spent no attempt";
+  EXPECT_GE(worker.stats().deferred, 1u);
+  auto amqp = connect_amqp(config_);
+  ASSERT_TRUE(wait_until([&] { return message_count(*amqp, producer.keys().dead_queue("default")) == 1; }, 10s));
+  auto m = get_message(*amqp, producer.keys().dead_queue("default"));
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->headers["x-ripen-reason"], "no handler");
+  EXPECT_NE(m->headers["x-ripen-error"].find("'ghost'"), std::string::npos) << m->headers["x-ripen-error"];
+}
+
+TEST_F(TaskTypes, TasksAWorkerCannotRunReachOneThatCanWithinTheGrace) {
+  config_.worker.unknown_type_grace_ms = 60'000;
+  Producer producer(config_);
+  Worker without(config_, "without"), with(config_, "with");
+  without.handle("known", [](const TaskContext&) {});
+  std::atomic<int> runs{0};
+  with.handle("ghost", [&](const TaskContext&) { ++runs; });
+  Dispatcher dispatcher(config_);
+  Running running_without(without);
+  Running running_with(with);
+  Running running_dispatcher(dispatcher);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) {
+    ids.push_back(producer.enqueue(make_task("ghost", i))->id.get());
+    ASSERT_TRUE(producer.enqueue(make_task("known", i)).ok());  // both workers get messages
+  }
+  for (const auto& id : ids) {
+    auto rec = wait_for_state(producer.redis(), producer.keys(), id, "succeeded", 60s);
+    ASSERT_TRUE(rec.has_value());
+    EXPECT_EQ(rec->state, "succeeded");
+    EXPECT_EQ(rec->attempts, 1);
+  }
+  EXPECT_EQ(runs.load(), 10);
+  EXPECT_EQ(without.stats().dead, 0u);
 }
 
 }  // namespace

@@ -89,7 +89,8 @@ std::string write_config_file(const Config& c, const std::string& name) {
       << "\nqueues = " << list(c.dispatcher.queues) << "\n"
       << "[worker]\nqueues = " << list(c.worker.queues) << "\nconcurrency = " << c.worker.concurrency
       << "\nexec_timeout = " << c.worker.exec_timeout_ms << "\nshutdown_grace = " << c.worker.shutdown_grace_ms
-      << "\nlease_grace = " << c.worker.lease_grace_ms << "\n";
+      << "\nlease_grace = " << c.worker.lease_grace_ms << "\nunknown_type_grace = " << c.worker.unknown_type_grace_ms
+      << "\n";
   if (!c.worker.exec.empty()) {
     out << "[worker.exec]\n";
     for (const auto& [type, cmd] : c.worker.exec) out << q(type) << " = " << q(cmd) << "\n";

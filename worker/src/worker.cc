@@ -62,9 +62,10 @@ struct Ran {
   Delivery delivery;
   std::string error;  // empty: success
   bool permanent = false;
-  bool not_run = false;  // the worker began to stop before it started: give it back
-  Millis took{0};        // how long the handler ran
-  int64_t held_ms = -1;  // >= 0: its downstream's breaker held it back for this long; it did not run
+  bool not_run = false;     // the worker began to stop before it started: give it back
+  Millis took{0};           // how long the handler ran
+  int64_t held_ms = -1;     // >= 0: its downstream's breaker held it back for this long; it did not run
+  bool no_handler = false;  // this worker has no handler for its type; it did not run
 };
 
 // A finish waiting to be recorded in Redis.
@@ -89,6 +90,8 @@ constexpr int64_t kBreakerSnapshotTtlMs = 30'000;
 // A task for a half-open downstream whose trial calls are all taken waits this
 // long before it is looked at again.
 constexpr auto kTrialRecheck = std::chrono::milliseconds(1000);
+// How soon a task no handler here serves is first published again.
+constexpr auto kUnhandledRecheck = std::chrono::milliseconds(1000);
 // How often a delivery whose task runs elsewhere looks at it again.
 constexpr auto kBusyRecheck = std::chrono::milliseconds(1000);
 
@@ -406,6 +409,39 @@ class Worker::Impl {
     return f;
   }
 
+  // A task of a type this worker does not serve: another worker on the queue
+  // may (a fleet mid-deploy), so it goes back to the wheel without spending an
+  // attempt, until this worker has seen it unserved for
+  // worker.unknown_type_grace; then it is dead-lettered rather than passed
+  // around for ever. The wheel moves its due time on each pass, so the worker
+  // keeps when it first met it (in memory: a restart only lengthens the grace).
+  Finish unhandled(Ran& r) {
+    const auto now = clock_.now();
+    const int64_t grace = config_.worker.unknown_type_grace_ms;
+    if (unhandled_since_.size() > 10'000) {
+      std::erase_if(unhandled_since_, [&](const auto& e) { return now - e.second > 2 * Millis(grace); });
+    }
+    const auto [it, met_now] = unhandled_since_.try_emplace(r.delivery.task.id, now);
+    const int64_t late = std::chrono::duration_cast<Millis>(now - it->second).count();
+    if (late < grace) {
+      if (met_now) {
+        spdlog::warn("worker {}: task {}: {}; back to the wheel (dead-lettered if still unserved here after {} ms)",
+                     name_, r.delivery.task.id, r.error, grace);
+      }
+      // Soon at first (a worker that serves it may be a moment away), then
+      // less often: each wait half of what has passed.
+      r.held_ms = std::min<int64_t>(grace - late, std::max<int64_t>(kUnhandledRecheck.count(), late / 2));
+      return deferral(r);
+    }
+    unhandled_since_.erase(r.delivery.task.id);
+    Finish f;
+    f.outcome = "dead";
+    f.dead_reason = "no handler";
+    f.error = field_safe(r.error);
+    f.delivery = std::move(r.delivery);
+    return f;
+  }
+
   // Records how a permitted call went. A Permanent failure counts as a success
   // for the breaker: the downstream answered, the request was wrong.
   void report_call(const Ran& r) {
@@ -607,6 +643,10 @@ class Worker::Impl {
       }
       if (r.held_ms >= 0) {
         finishing_.push_back(deferral(r));
+        continue;
+      }
+      if (r.no_handler) {
+        finishing_.push_back(unhandled(r));
         continue;
       }
       Finish f;
@@ -879,7 +919,9 @@ class Worker::Impl {
     Ran ran;
     auto handler = handlers_.find(d.task.type);
     if (handler == handlers_.end()) {
-      ran.error = "no handler for task type '" + d.task.type + "' on worker " + name_;
+      ran.no_handler = true;
+      ran.error = "no worker handles task type '" + d.task.type + "' (worker " + name_ + " on queue '" + d.queue +
+                  "' has none)";
     } else {
       TaskContext ctx{d.task,
                       d.task.id,
@@ -984,7 +1026,8 @@ class Worker::Impl {
   std::map<std::string, std::unique_ptr<CircuitBreaker>> breakers_;  // by downstream
   std::vector<std::string> opened_;  // downstreams whose breaker this worker opened, to announce
   Clock::time_point next_breaker_sync_{};
-  bool met_new_ = false;  // a breaker was created since the last sync
+  bool met_new_ = false;                                                // a breaker was created since the last sync
+  std::unordered_map<std::string, Clock::time_point> unhandled_since_;  // task id -> first met with no handler
   FailureLog amqp_log_{clock_}, redis_log_{clock_};
 
   // Owned by the I/O thread.

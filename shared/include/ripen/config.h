@@ -43,6 +43,10 @@ struct WorkerConfig {
   // A started run holds its task against a redelivery for its time limit plus
   // this (see worker.h); after a worker dies, its tasks run again elsewhere then.
   int64_t lease_grace_ms = 30'000;
+  // A task of a type this worker has no handler for goes back to the wheel (for
+  // a worker that has one) until this worker has met it unserved for this long;
+  // then it is dead-lettered.
+  int64_t unknown_type_grace_ms = 300'000;
 };
 
 // One task type's settings ([types.<type>]); each unset one falls back to the

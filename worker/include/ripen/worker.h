@@ -70,7 +70,7 @@ struct WorkerStats {
   uint64_t retried = 0;
   uint64_t dead = 0;
   uint64_t duplicates = 0;  // deliveries of tasks that had already ended
-  uint64_t deferred = 0;    // tasks held back by their downstream's open breaker
+  uint64_t deferred = 0;    // tasks sent back to the wheel unrun: breaker open, or no handler here
   Histogram lateness;       // handler start - due time, ms, by Redis TIME
 };
 
