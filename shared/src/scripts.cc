@@ -468,11 +468,15 @@ return live
 }
 
 // Records that deliveries of tasks of one shard begin running.
-// KEYS: status   ARGV: prefix, worker name, lease_ms, then task ids
+// KEYS: status   ARGV: prefix, worker name, lease_ms, then per delivery two
+//       values: task id, run (a token the worker made unique to this delivery)
+// A run's STATUS names its runner as `worker#run`. The same start asked again
+// (its reply was lost when Redis went away) finds its own run and answers the
+// same, rather than mistaking it for another worker's.
 // Reply: per id four values: {'run', attempt, due_ms, now} when the handler
-//        should run; {'busy', ms_left, 0, 0} when a run of it started less than
-//        lease_ms ago and has not ended (a redelivery while a worker, maybe this
-//        one before its connection broke, still runs it): look again when
+//        should run; {'busy', ms_left, 0, 0} when another run of it started less
+//        than lease_ms ago and has not ended (a redelivery while a worker, maybe
+//        this one before its connection broke, still runs it): look again when
 //        ms_left have passed; {'skip', state, 0, 0} when the task has already ended;
 //        {'missing', 0, 0, 0} when there is no record (retention passed, never
 //        existed, or another namespace). A live task always has a STATUS by now:
@@ -482,23 +486,32 @@ const LuaScript& start() {
 local prefix, worker, lease = A[o + 1], A[o + 2], tonumber(A[o + 3])
 local now = now_ms()
 local now_s = text(now)
-local statuses = gather('HMGET', KEYS[1], A, o + 4, o + n)
+local ids, runs = {}, {}
+for i = o + 4, o + n, 2 do
+  ids[#ids + 1] = A[i]
+  runs[#runs + 1] = worker .. '#' .. A[i + 1]
+end
+local statuses = gather('HMGET', KEYS[1], ids)
 -- STATUS as this call left it, so a task listed twice is busy the second time.
 local written = {}
 local fields, out = {}, {}
-for k = 1, n - 3 do
-  local id = A[o + 3 + k]
+for k, id in ipairs(ids) do
   local st = written[id] or statuses[k]
   local state, attempts, due, dispatched, started, finished, ran_by, err
   if st then state, attempts, due, dispatched, started, finished, ran_by, err = match(st, STATUS) end
-  if st and state == 'running' and started ~= '' and now < tonumber(started) + lease then
+  if st and state == 'running' and ran_by == runs[k] then
+    out[#out + 1] = 'run'
+    out[#out + 1] = tonumber(attempts)
+    out[#out + 1] = tonumber(due)
+    out[#out + 1] = now
+  elseif st and state == 'running' and started ~= '' and now < tonumber(started) + lease then
     out[#out + 1] = 'busy'
     out[#out + 1] = tonumber(started) + lease - now
     out[#out + 1] = 0
     out[#out + 1] = 0
   elseif st then
     local attempt = tonumber(attempts) + 1
-    st = status('running', text(attempt), due, dispatched, now_s, finished, worker, err)
+    st = status('running', text(attempt), due, dispatched, now_s, finished, runs[k], err)
     written[id] = st
     fields[#fields + 1] = id
     fields[#fields + 1] = st
@@ -527,24 +540,29 @@ return out
 
 // Records how runs of tasks of one shard ended.
 // KEYS: status, due
-// ARGV: prefix, retention_ms, done_ms (how long a succeeded task's idempotency
-//       key stays taken; 0: freed at once), wake_channel, shard, then per task
-//       five values: id, outcome ('ok' | 'retry' | 'dead' | 'defer' | 'unstart'),
-//       error, delay_ms,
-//       the TASK without its payload (see stored_task.h), or '' to read it
+// ARGV: prefix, worker name, retention_ms, done_ms (how long a succeeded task's
+//       idempotency key stays taken; 0: freed at once), wake_channel, shard,
+//       then per task six values: id, run (the token its start was recorded
+//       with), outcome ('ok' | 'retry' | 'dead' | 'defer' | 'unstart'), error,
+//       delay_ms, the TASK without its payload (see stored_task.h), or '' to read it
 //       'defer' puts a task that started but did not run back in the wheel
 //       delay_ms from now, with the attempt its start counted given back;
 //       'unstart' gives the attempt back and leaves it `dispatched`: the
 //       worker hands its delivery back to the queue (shutting down).
+// An outcome is written only while the task is still `running` under that
+// run. Otherwise it answers 'stale' and writes nothing: this outcome was written
+// already by a call whose reply was lost, or the run lease passed and another
+// run took the task over, and that run's outcome is the one that counts.
 // Reply: per task the state written ('succeeded', 'failed', 'dead', 'deferred',
-//        'unstarted'), or 'missing'.
+//        'unstarted'), 'stale', or 'missing' (no live record: ended already).
 const LuaScript& finish() {
   static const LuaScript s = make_sectioned("finish", R"lua(
-local prefix, retention, done_ms, wake, shard = A[o + 1], A[o + 2], tonumber(A[o + 3]), A[o + 4], A[o + 5]
+local prefix, worker = A[o + 1], A[o + 2]
+local retention, done_ms, wake, shard = A[o + 3], tonumber(A[o + 4]), A[o + 5], A[o + 6]
 local now = now_ms()
 local now_s = text(now)
 local ids = {}
-for i = o + 6, o + n, 5 do ids[#ids + 1] = A[i] end
+for i = o + 7, o + n, 6 do ids[#ids + 1] = A[i] end
 local statuses = gather('HMGET', KEYS[1], ids)
 -- STATUS as this call left it (false once retired), for a task listed twice.
 local written = {}
@@ -552,15 +570,17 @@ local retire = retirer(prefix, retention)
 local fields, entries, out = {}, {}, {}
 local earliest = nil
 for k, id in ipairs(ids) do
-  local i = o + 6 + (k - 1) * 5
-  local outcome = A[i + 1]
+  local i = o + 7 + (k - 1) * 6
+  local outcome = A[i + 2]
   local st = statuses[k]
   if written[id] ~= nil then st = written[id] end
+  local state, attempts, due, dispatched, started, finished, ran_by, err
+  if st then state, attempts, due, dispatched, started, finished, ran_by, err = match(st, STATUS) end
   if not st then
     out[#out + 1] = 'missing'
+  elseif state ~= 'running' or ran_by ~= worker .. '#' .. A[i + 1] then
+    out[#out + 1] = 'stale'
   else
-    local _, attempts, due, dispatched, started, finished, worker, err = match(st, STATUS)
-    local state
     if outcome == 'unstart' then
       state = 'unstarted'
       attempts = text(math.max((tonumber(attempts) or 1) - 1, 0))
@@ -569,19 +589,19 @@ for k, id in ipairs(ids) do
       fields[#fields + 1] = id
       fields[#fields + 1] = st
     elseif outcome == 'retry' or outcome == 'defer' then
-      local next_due = now + tonumber(A[i + 3])
+      local next_due = now + tonumber(A[i + 4])
       local next_due_s = text(next_due)
       if outcome == 'retry' then
         -- Written back into the wheel before the worker acks the delivery: a
         -- crash in between duplicates a retry but never loses one.
         state = 'failed'
-        st = status(state, attempts, next_due_s, dispatched, started, now_s, worker, A[i + 2])
+        st = status(state, attempts, next_due_s, dispatched, started, now_s, ran_by, A[i + 3])
       else
         -- Did not run (its breaker held it back after its start was recorded):
         -- the attempt the start counted is given back, and it waits as before.
         state = 'deferred'
         attempts = text(math.max((tonumber(attempts) or 1) - 1, 0))
-        st = status(waiting(attempts), attempts, next_due_s, dispatched, started, finished, worker, err)
+        st = status(waiting(attempts), attempts, next_due_s, dispatched, started, finished, ran_by, err)
       end
       written[id] = st
       fields[#fields + 1] = id
@@ -590,8 +610,8 @@ for k, id in ipairs(ids) do
       entries[#entries + 1] = id
       if earliest == nil or next_due < earliest then earliest = next_due end
     else
-      if outcome == 'ok' then state = 'succeeded' else state, err = 'dead', A[i + 2] end
-      retire.add(id, status(state, attempts, due, dispatched, started, now_s, worker, err), A[i + 4],
+      if outcome == 'ok' then state = 'succeeded' else state, err = 'dead', A[i + 3] end
+      retire.add(id, status(state, attempts, due, dispatched, started, now_s, ran_by, err), A[i + 5],
         state == 'succeeded' and done_ms or 0)
       written[id] = false
     end

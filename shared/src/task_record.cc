@@ -46,7 +46,8 @@ void apply_status(TaskRecord& t, const std::vector<std::string_view>& f) {
   t.dispatched_ms = stamp(f[3]);
   t.started_ms = stamp(f[4]);
   t.finished_ms = stamp(f[5]);
-  t.worker = std::string(f[6]);
+  // The runner is stored as `worker#run`; the run token only matters to the start script.
+  t.worker = std::string(f[6].substr(0, std::min(f[6].size(), f[6].rfind('#'))));
   t.last_error = std::string(f[7]);
 }
 

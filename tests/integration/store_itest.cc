@@ -4,6 +4,7 @@
 // system (a worker finishing before the dispatcher records the broker's confirm).
 #include <gtest/gtest.h>
 
+#include <array>
 #include <chrono>
 #include <deque>
 #include <string>
@@ -72,16 +73,27 @@ class Store : public NamespaceTest {
     return r.is_integer() ? r.integer() : -1;
   }
 
-  RedisReply::View start(const std::string& id, const std::string& worker = "w1", int64_t lease_ms = 60'000) {
-    return run(scripts::start(), {keys_->status(0)}, {keys_->shard_prefix(0), worker, std::to_string(lease_ms), id});
+  // `delivery` is the run token the worker makes unique to each delivery it starts.
+  RedisReply::View start(const std::string& id, const std::string& worker = "w1", int64_t lease_ms = 60'000,
+                         const std::string& delivery = "1") {
+    return run(scripts::start(), {keys_->status(0)},
+               {keys_->shard_prefix(0), worker, std::to_string(lease_ms), id, delivery});
   }
 
   std::string finish(const std::string& id, const std::string& outcome, const std::string& error = "",
                      int64_t retry_delay_ms = 5000) {
-    auto r =
-        run(scripts::finish(), {keys_->status(0), keys_->due(0)},
-            {keys_->shard_prefix(0), "60000", "0", "", "0", id, outcome, error, std::to_string(retry_delay_ms), ""});
-    return r.at(0).str();
+    return finish_all({{id, outcome, error, std::to_string(retry_delay_ms)}}).at(0).str();
+  }
+
+  // One finish call: per task {id, outcome, error, delay_ms}, each ending the
+  // run `worker`#`delivery` started (start()'s defaults).
+  RedisReply::View finish_all(const std::vector<std::array<std::string, 4>>& tasks,
+                              const std::string& retention_ms = "60000", const std::string& worker = "w1",
+                              const std::string& delivery = "1") {
+    std::vector<std::string> args = {keys_->shard_prefix(0), worker, retention_ms, "0", "", "0"};
+    for (const auto& [id, outcome, error, delay] : tasks)
+      args.insert(args.end(), {id, delivery, outcome, error, delay, ""});
+    return run(scripts::finish(), {keys_->status(0), keys_->due(0)}, args);
   }
 
   TaskRecord record(const std::string& id) {
@@ -174,12 +186,7 @@ TEST_F(Store, BucketOfEndedRecordsPastTheRetentionIsDeletedByTheNextWriter) {
   claim();
   start(first);
   // The shortest retention: 1 s, in buckets of 1 s.
-  auto retire = [&](const std::string& id) {
-    return run(scripts::finish(), {keys_->status(0), keys_->due(0)},
-               {keys_->shard_prefix(0), "1000", "0", "", "0", id, "ok", "", "0", ""})
-        .at(0)
-        .str();
-  };
+  auto retire = [&](const std::string& id) { return finish_all({{id, "ok", "", "0"}}, "1000").at(0).str(); };
   ASSERT_EQ(retire(first), "succeeded");
   auto bucket_of_first = redis_->command({"ZRANGE", keys_->ended_index(0), "0", "0"});
   ASSERT_TRUE(bucket_of_first.ok() && bucket_of_first->size() == 1u);
@@ -325,7 +332,7 @@ TEST_F(Store, OneBatchNamingTheSameIdTwiceStoresItOnceAndRefusesTheOther) {
 TEST_F(Store, TaskStartedTwiceInOneCallRunsOnceAndTheSecondIsBusy) {
   const std::string id = enqueue_due_now();
   claim();
-  auto r = run(scripts::start(), {keys_->status(0)}, {keys_->shard_prefix(0), "w1", "60000", id, id});
+  auto r = run(scripts::start(), {keys_->status(0)}, {keys_->shard_prefix(0), "w1", "60000", id, "1", id, "2"});
   ASSERT_EQ(r.size(), 8u);
   EXPECT_EQ(r.at(0).str(), "run");
   EXPECT_EQ(r.at(1).integer(), 1);
@@ -333,6 +340,22 @@ TEST_F(Store, TaskStartedTwiceInOneCallRunsOnceAndTheSecondIsBusy) {
   EXPECT_GT(r.at(5).integer(), 59'000) << "ms left of the first run's lease";
   EXPECT_LE(r.at(5).integer(), 60'000);
   EXPECT_EQ(record(id).attempts, 1);
+}
+
+TEST_F(Store, TheSameStartAskedAgainAfterALostReplyRunsWithTheSameAttempt) {
+  const std::string id = enqueue_due_now();
+  claim();
+  auto first = start(id, "w1", 60'000, "7");
+  ASSERT_EQ(first.at(0).str(), "run");
+  EXPECT_EQ(first.at(1).integer(), 1);
+  // Redis went away before the reply reached w1, which asks again for the same delivery.
+  auto again = start(id, "w1", 60'000, "7");
+  EXPECT_EQ(again.at(0).str(), "run") << "its own run, not another worker's";
+  EXPECT_EQ(again.at(1).integer(), 1) << "the attempt is not counted twice";
+  EXPECT_EQ(record(id).attempts, 1);
+  EXPECT_EQ(record(id).worker, "w1") << "the run token is not part of the worker's name";
+  // Another delivery of it, on the same worker, is a second run: busy.
+  EXPECT_EQ(start(id, "w1", 60'000, "8").at(0).str(), "busy");
 }
 
 TEST_F(Store, RedeliveryWhileARunHoldsItsLeaseIsBusyAndRunsOnceTheLeasePassed) {
@@ -345,6 +368,11 @@ TEST_F(Store, RedeliveryWhileARunHoldsItsLeaseIsBusyAndRunsOnceTheLeasePassed) {
   ASSERT_TRUE(wait_until([&] { return start(id, "w2", 200).at(0).str() == "run"; }, 5s));
   EXPECT_EQ(record(id).attempts, 2);
   EXPECT_EQ(record(id).worker, "w2");
+  // w1 was only slow: its outcome comes after w2 took the task over, and is not written.
+  EXPECT_EQ(finish_all({{id, "retry", "late", "5000"}}, "60000", "w1").at(0).str(), "stale");
+  EXPECT_EQ(record(id).state, "running") << "w2's run is the one that counts";
+  EXPECT_EQ(due_count(*redis_, *keys_), 0) << "not put back in the wheel under w2's run";
+  EXPECT_EQ(finish_all({{id, "ok", "", "0"}}, "60000", "w2").at(0).str(), "succeeded");
 }
 
 TEST_F(Store, UnstartedTaskGivesItsAttemptBackAndCanStartAtOnce) {
@@ -352,8 +380,7 @@ TEST_F(Store, UnstartedTaskGivesItsAttemptBackAndCanStartAtOnce) {
   claim();
   settle(id, "d");  // the broker confirmed it
   ASSERT_EQ(start(id).at(0).str(), "run");
-  auto r = run(scripts::finish(), {keys_->status(0), keys_->due(0)},
-               {keys_->shard_prefix(0), "60000", "0", "", "0", id, "unstart", "", "0", ""});
+  auto r = finish_all({{id, "unstart", "", "0"}});
   EXPECT_EQ(r.at(0).str(), "unstarted");
   EXPECT_EQ(record(id).state, "dispatched");
   EXPECT_EQ(record(id).attempts, 0);
@@ -367,8 +394,7 @@ TEST_F(Store, DeferredTaskGivesItsAttemptBackAndWaitsInTheWheel) {
   const std::string id = enqueue_due_now();
   claim();
   ASSERT_EQ(start(id).at(0).str(), "run");
-  auto r = run(scripts::finish(), {keys_->status(0), keys_->due(0)},
-               {keys_->shard_prefix(0), "60000", "0", "", "0", id, "defer", "", "5000", ""});
+  auto r = finish_all({{id, "defer", "", "5000"}});
   EXPECT_EQ(r.at(0).str(), "deferred");
   const TaskRecord rec = record(id);
   EXPECT_EQ(rec.state, "scheduled");
@@ -376,12 +402,25 @@ TEST_F(Store, DeferredTaskGivesItsAttemptBackAndWaitsInTheWheel) {
   EXPECT_EQ(due_count(*redis_, *keys_), 1);
 }
 
+TEST_F(Store, AnOutcomeWrittenAgainAfterALostReplyIsStaleAndChangesNothing) {
+  const std::string id = enqueue_due_now();
+  claim();
+  ASSERT_EQ(start(id).at(0).str(), "run");
+  ASSERT_EQ(finish_all({{id, "defer", "", "5000"}}).at(0).str(), "deferred");
+  const TaskRecord once = record(id);
+  // Redis went away before the reply came; the worker asks again.
+  EXPECT_EQ(finish_all({{id, "defer", "", "9000"}}).at(0).str(), "stale");
+  const TaskRecord twice = record(id);
+  EXPECT_EQ(twice.attempts, 0) << "the attempt is given back once, not twice";
+  EXPECT_EQ(twice.due_ms, once.due_ms);
+  EXPECT_EQ(twice.state, once.state);
+}
+
 TEST_F(Store, TaskFinishedTwiceInOneCallEndsOnceAndTheSecondFindsItGone) {
   const std::string id = enqueue_due_now();
   claim();
   start(id);
-  auto r = run(scripts::finish(), {keys_->status(0), keys_->due(0)},
-               {keys_->shard_prefix(0), "60000", "0", "", "0", id, "ok", "", "0", "", id, "ok", "", "0", ""});
+  auto r = finish_all({{id, "ok", "", "0"}, {id, "ok", "", "0"}});
   ASSERT_EQ(r.size(), 2u);
   EXPECT_EQ(r.at(0).str(), "succeeded");
   EXPECT_EQ(r.at(1).str(), "missing");

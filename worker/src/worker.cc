@@ -46,6 +46,7 @@ std::string default_name() {
 struct Delivery {
   uint64_t generation = 0;  // connection generation; tags are only valid on their own
   uint64_t tag = 0;
+  uint64_t run = 0;   // unique among this worker's deliveries: names its run in the STATUS
   std::string queue;  // the task queue name (not the AMQP name)
   std::string body;   // this task's envelope JSON as received; empty for a bundle's (encoded when needed)
   std::string message_id;
@@ -287,6 +288,7 @@ class Worker::Impl {
       Delivery one;
       one.generation = d.generation;
       one.tag = d.tag;
+      one.run = ++runs_;
       one.queue = d.queue;
       one.message_id = d.message_id;
       if (!bundle) one.body = std::move(d.body);
@@ -692,12 +694,13 @@ class Worker::Impl {
     const std::string done_retention = std::to_string(config_.idempotency_retention_ms);
     scripts::ScriptCall finishes(scripts::finish(), 2), starts(scripts::start(), 1);
     for (const auto& [shard, members] : finish_by_shard) {
-      std::vector<std::string> args = {keys_.shard_prefix(shard), retention, done_retention, keys_.wake_channel(),
-                                       std::to_string(shard)};
+      std::vector<std::string> args = {
+          keys_.shard_prefix(shard), name_, retention, done_retention, keys_.wake_channel(), std::to_string(shard)};
       for (size_t i : members) {
         const Finish& f = finishing_[i];
-        args.insert(args.end(), {f.delivery.task.id, f.outcome, f.error, std::to_string(f.delay_ms),
-                                 f.outcome == "retry" ? std::string() : pack_task_head(f.delivery.task)});
+        args.insert(args.end(),
+                    {f.delivery.task.id, std::to_string(f.delivery.run), f.outcome, f.error, std::to_string(f.delay_ms),
+                     f.outcome == "retry" ? std::string() : pack_task_head(f.delivery.task)});
       }
       finishes.add({keys_.status(shard), keys_.due(shard)}, std::move(args));
     }
@@ -705,7 +708,10 @@ class Worker::Impl {
       int64_t lease = 0;
       for (size_t i : members) lease = std::max(lease, run_lease_ms(starting_[i].task));
       std::vector<std::string> args = {keys_.shard_prefix(shard), name_, std::to_string(lease)};
-      for (size_t i : members) args.push_back(starting_[i].task.id);
+      for (size_t i : members) {
+        args.push_back(starting_[i].task.id);
+        args.push_back(std::to_string(starting_[i].run));
+      }
       starts.add({keys_.status(shard)}, std::move(args));
     }
     const bool any_finishes = finishes.sections() > 0, any_starts = starts.sections() > 0;
@@ -815,11 +821,22 @@ class Worker::Impl {
   void finished(const Finish& f, const std::string& state) {
     const Delivery& d = f.delivery;
     if (f.outcome == "unstart") {
-      if (state == "unstarted") {
-        requeue(d);
+      if (state == "missing") {
+        ack(d);  // it ended meanwhile
       } else {
-        ack(d);  // 'missing': it ended meanwhile
+        // 'stale' too: an earlier call (its reply lost) may have written it,
+        // and then this delivery is what will run it. A needless requeue costs
+        // one duplicate delivery, which its start turns away.
+        requeue(d);
       }
+      return;
+    }
+    if (state == "stale") {
+      // This outcome was written by an earlier call whose reply was lost, or the
+      // run lease passed and another run took the task over: its outcome counts.
+      spdlog::warn("worker {}: task {}: no longer running under this delivery's run; outcome '{}' not recorded", name_,
+                   d.task.id, f.outcome);
+      ack(d);
       return;
     }
     if (f.outcome == "defer") {
@@ -832,8 +849,9 @@ class Worker::Impl {
       ack(d);  // 'missing': it ended already; this was a duplicate delivery
       return;
     }
-    if (state == "missing") {
-      // The record expired while the handler ran; the run happened, so ack.
+    if (state == "missing" && f.outcome != "dead") {
+      // Ended already: an earlier call whose reply was lost wrote this outcome,
+      // or the record expired while the handler ran. The run happened, so ack.
       spdlog::warn("worker {}: task {}: its record was gone when the run ended", name_, d.task.id);
       ack(d);
       return;
@@ -1035,6 +1053,7 @@ class Worker::Impl {
   std::vector<Finish> finishing_;                    // ran, outcome not yet recorded
   Clock::time_point first_finish_;                   // when the oldest of finishing_ came back
   std::vector<Delivery> ready_;                      // start recorded, to hand to the handler threads
+  uint64_t runs_ = 0;                                // deliveries accepted so far: the last Delivery::run handed out
   std::multimap<Clock::time_point, Delivery> busy_;  // running elsewhere: start again at that time
   struct Open {
     size_t tasks = 0;        // its tasks not yet done with

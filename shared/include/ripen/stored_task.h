@@ -14,7 +14,7 @@
 //           payload: JSON text (JSON escapes control characters, so it never holds kSep).
 //   STATUS  <ns>:{sN}:status[id]  from the first claim until the task ends; while
 //           absent the task is scheduled, attempts 0, due = its score in the due set
-//           state | attempts | due_ms | dispatched_ms | started_ms | finished_ms | worker | last_error
+//           state | attempts | due_ms | dispatched_ms | started_ms | finished_ms | worker#run | last_error
 //           A claim writes state `dispatched` and dispatched_ms as it takes the task
 //           to publish; while the task is still in the in-flight set (its confirm not
 //           yet settled) readers show it as waiting (task_record.cc).
