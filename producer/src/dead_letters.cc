@@ -18,6 +18,7 @@ DeadLetter dead_letter_of(const AmqpGot& m) {
   d.body = m.body;
   d.reason = header(m, "x-ripen-reason");
   d.error = header(m, "x-ripen-error");
+  d.error_code = header(m, "x-ripen-error-code");
   d.attempts = std::atoi(header(m, "x-ripen-attempts").c_str());
   d.worker = header(m, "x-ripen-worker");
   if (auto env = decode_envelope(m.body)) {
@@ -45,7 +46,11 @@ Result<uint32_t> waiting(Amqp& amqp, const std::string& dlq) { return amqp.queue
 }  // namespace
 
 nlohmann::ordered_json DeadLetter::to_json() const {
-  return {{"id", id}, {"type", type}, {"reason", reason}, {"error", error}, {"attempts", attempts}, {"worker", worker}};
+  nlohmann::ordered_json j = {{"id", id}, {"type", type}, {"reason", reason}, {"error", error}};
+  if (!error_code.empty()) j["error_code"] = error_code;
+  j["attempts"] = attempts;
+  j["worker"] = worker;
+  return j;
 }
 
 Result<std::vector<DeadLetter>> list_dead_letters(const Config& config, const std::string& queue, size_t limit) {

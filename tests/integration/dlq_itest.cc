@@ -52,7 +52,7 @@ TEST_F(DeadLetters, PermanentFailureLandsInTheDlqWithItsReasonAndCanBeReplayed) 
   Worker worker(config_);
   worker.handle("charge", [&](const TaskContext&) {
     ++runs;
-    if (declined.load()) throw Permanent("card declined (code 51)");
+    if (declined.load()) throw Permanent("card declined (code 51)", "card_declined");
   });
   Dispatcher dispatcher(config_);
   Running running_worker(worker);
@@ -76,6 +76,7 @@ TEST_F(DeadLetters, PermanentFailureLandsInTheDlqWithItsReasonAndCanBeReplayed) 
     EXPECT_EQ(letters[0]["type"], "charge");
     EXPECT_EQ(letters[0]["reason"], "permanent failure");
     EXPECT_EQ(letters[0]["error"], "card declined (code 51)");
+    EXPECT_EQ(letters[0]["error_code"], "card_declined") << "the handler's code, from x-ripen-error-code";
     EXPECT_EQ(letters[0]["attempts"], 1);
     EXPECT_EQ(letters[0]["worker"], worker.name());
   }

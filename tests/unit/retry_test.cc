@@ -1,5 +1,5 @@
 // The retry policy: success, retryable failures with backoff, permanent
-// failures by exception or by message, and exhausted attempts, at their edges.
+// failures by exception, code or message, and exhausted attempts, at their edges.
 #include <gtest/gtest.h>
 
 #include "ripen/retry.h"
@@ -67,6 +67,16 @@ TEST(Retry, MessageMatchingAPermanentErrorIsDeadAtOnce) {
   EXPECT_EQ(decide_retry(failed("card", 1, 10), policy(), top).verdict, Verdict::retry)
       << "a part of a pattern is not it";
   EXPECT_EQ(decide_retry(failed("e_invalid", 1, 10), policy(), top).verdict, Verdict::retry) << "case counts";
+}
+
+TEST(Retry, CodeNamedAsAPermanentErrorIsDeadAtOnceButOnlyWhole) {
+  RetryPolicy p = policy();
+  p.permanent_errors = {"http_404"};
+  RunOutcome r = failed("POST example.org answered 404", 1, 10);
+  r.code = "http_404";
+  EXPECT_EQ(decide_retry(r, p, top).verdict, Verdict::dead);
+  r.code = "http_4040";
+  EXPECT_EQ(decide_retry(r, p, top).verdict, Verdict::retry) << "a code is matched whole";
 }
 
 TEST(Retry, EmptyPatternMatchesNothing) {

@@ -151,7 +151,7 @@ Handler make_exec_handler(const std::string& command, int64_t default_timeout_ms
                             ? "exec: the worker shut down; killed the process group"
                             : "exec: timed out after " + std::to_string(timeout_ms) + " ms; killed the process group";
       if (!err.empty()) msg += "; stderr: " + tail(err, kStderrTail);
-      throw std::runtime_error(msg);
+      throw Failure(msg, cancelled() ? "" : "timeout");
     }
     // Both output pipes are closed, so the command is exiting; reap it, still
     // bounded by the deadline.
@@ -159,8 +159,8 @@ Handler make_exec_handler(const std::string& command, int64_t default_timeout_ms
       if (std::chrono::steady_clock::now() >= deadline || cancelled()) {
         kill(-pid, SIGKILL);
         waitpid(pid, &status, 0);
-        throw std::runtime_error("exec: timed out after " + std::to_string(timeout_ms) +
-                                 " ms; killed the process group");
+        throw Failure("exec: timed out after " + std::to_string(timeout_ms) + " ms; killed the process group",
+                      "timeout");
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
@@ -169,7 +169,9 @@ Handler make_exec_handler(const std::string& command, int64_t default_timeout_ms
     std::string msg = WIFEXITED(status) ? "exec: command exited with status " + std::to_string(WEXITSTATUS(status))
                                         : "exec: command killed by signal " + std::to_string(WTERMSIG(status));
     if (!err.empty()) msg += "; stderr: " + tail(err, kStderrTail);
-    throw std::runtime_error(msg);
+    // The code lets [types.<type>] permanent_errors name exit statuses ("exit_2").
+    throw Failure(msg, WIFEXITED(status) ? "exit_" + std::to_string(WEXITSTATUS(status))
+                                         : "signal_" + std::to_string(WTERMSIG(status)));
   };
 }
 

@@ -272,7 +272,7 @@ Handler make_http_handler() {
     const CURLcode rc = curl_easy_perform(h);
     if (rc == CURLE_ABORTED_BY_CALLBACK) throw std::runtime_error(what + ": the worker shut down; aborted the request");
     if (rc == CURLE_OPERATION_TIMEDOUT) {
-      throw std::runtime_error(what + ": timed out after " + std::to_string(limit_ms) + " ms (" + limit_from + ")");
+      throw Failure(what + ": timed out after " + std::to_string(limit_ms) + " ms (" + limit_from + ")", "timeout");
     }
     if (rc != CURLE_OK) {
       throw std::runtime_error(what + ": " + redact(errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc), req.secrets));
@@ -286,8 +286,9 @@ Handler make_http_handler() {
     std::string msg = what + " answered " + std::to_string(status);
     if (status >= 300 && status < 400) msg += " (redirects are not followed)";
     if (const std::string s = redact(snippet(response), req.secrets); !s.empty()) msg += ": " + s;
-    if (status >= 500 || status == 408 || status == 429 || status < 200) throw std::runtime_error(msg);
-    throw Permanent(msg);
+    const std::string code = "http_" + std::to_string(status);
+    if (status >= 500 || status == 408 || status == 429 || status < 200) throw Failure(msg, code);
+    throw Permanent(msg, code);
   };
 }
 

@@ -7,7 +7,8 @@ RetryDecision decide_retry(const RunOutcome& run, const RetryPolicy& policy, con
   if (run.ok) return d;
   bool permanent = run.permanent;
   for (const auto& pattern : policy.permanent_errors) {
-    if (!pattern.empty() && run.error.find(pattern) != std::string::npos) permanent = true;
+    if (pattern.empty()) continue;
+    if (run.code == pattern || run.error.find(pattern) != std::string::npos) permanent = true;
   }
   if (permanent) {
     d.verdict = RetryDecision::Verdict::dead;

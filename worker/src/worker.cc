@@ -62,6 +62,7 @@ struct Delivery {
 struct Ran {
   Delivery delivery;
   std::string error;  // empty: success
+  std::string code;   // the handler's error code (ripen::Failure), if any
   bool permanent = false;
   bool not_run = false;     // the worker began to stop before it started: give it back
   Millis took{0};           // how long the handler ran
@@ -74,6 +75,7 @@ struct Finish {
   Delivery delivery;
   std::string outcome;  // ok | retry | dead | defer | unstart (see scripts::finish)
   std::string error;
+  std::string code;  // the handler's error code, for the dead letter
   int64_t delay_ms = 0;
   std::string dead_reason;  // outcome dead: why, for the dead letter
 };
@@ -536,7 +538,8 @@ class Worker::Impl {
   }
 
   // Copies the delivery to its queue's dead-letter queue with the reason, then acks it.
-  void dead_letter(const Delivery& d, const std::string& reason, const std::string& error, int attempts) {
+  void dead_letter(const Delivery& d, const std::string& reason, const std::string& error, int attempts,
+                   const std::string& code = "") {
     if (d.generation != generation_ || !amqp_.connected()) return;  // redelivered; dead-lettered then
     {
       std::lock_guard lock(stats_mu_);
@@ -548,6 +551,7 @@ class Worker::Impl {
                      {"x-ripen-error", error},
                      {"x-ripen-attempts", static_cast<int64_t>(attempts)},
                      {"x-ripen-worker", name_}};
+    if (!code.empty()) props.headers.emplace_back("x-ripen-error-code", code);
     const std::string body = d.body.empty() ? encode_envelope(d.task) : std::string();
     if (auto st = amqp_.publish(keys_.dead_exchange(), d.queue, d.body.empty() ? body : d.body, props, false); !st) {
       spdlog::warn("worker {}: dead-lettering {}: {}", name_, d.message_id, st.error().message);
@@ -653,10 +657,12 @@ class Worker::Impl {
       }
       Finish f;
       f.error = field_safe(r.error);
+      f.code = r.code;
       RunOutcome run;
       run.ok = r.error.empty();
       run.permanent = r.permanent;
       run.error = r.error;
+      run.code = r.code;
       run.attempt = r.delivery.attempt;
       run.max_attempts = r.delivery.max_attempts;
       const RetryDecision decision =
@@ -873,7 +879,7 @@ class Worker::Impl {
     } else {
       spdlog::error("worker {}: task {} dead after attempt {}/{}: {}", name_, d.task.id, d.attempt, d.max_attempts,
                     f.error);
-      dead_letter(d, f.dead_reason, f.error, d.attempt);
+      dead_letter(d, f.dead_reason, f.error, d.attempt, f.code);
     }
   }
 
@@ -953,9 +959,11 @@ class Worker::Impl {
       const auto began = clock_.now();
       try {
         handler->second(ctx);
-      } catch (const Permanent& e) {
+      } catch (const Failure& e) {
         ran.error = e.what();
-        ran.permanent = true;
+        if (ran.error.empty()) ran.error = "handler failed";
+        ran.code = e.code();
+        ran.permanent = dynamic_cast<const Permanent*>(&e) != nullptr;
       } catch (const std::exception& e) {
         ran.error = e.what();
         if (ran.error.empty()) ran.error = "handler failed";

@@ -1,6 +1,7 @@
 // Dead letters: what a queue's dead-letter queue (<ns>.dlq.<queue>) holds, and
 // putting them back. A dead letter is one task envelope with headers naming why
-// it died (x-ripen-reason, x-ripen-error, x-ripen-attempts, x-ripen-worker).
+// it died (x-ripen-reason, x-ripen-error, x-ripen-attempts, x-ripen-worker, and
+// x-ripen-error-code when the handler gave one).
 //
 // Contract:
 // - list_dead_letters() reads without taking: the messages it looked at go back
@@ -31,8 +32,9 @@ namespace ripen {
 struct DeadLetter {
   std::string id;  // the task id ("" when the body is not an envelope)
   std::string type;
-  std::string reason;  // "attempts exhausted", "permanent failure", "invalid envelope", "unroutable", ...
-  std::string error;   // the last error
+  std::string reason;      // "attempts exhausted", "permanent failure", "invalid envelope", "unroutable", ...
+  std::string error;       // the last error
+  std::string error_code;  // its code, when the handler gave one (ripen::Failure)
   int attempts = 0;
   std::string worker;
   std::string body;  // the envelope as dead-lettered

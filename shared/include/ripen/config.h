@@ -55,7 +55,7 @@ struct TaskTypeConfig {
   int max_attempts = 0;                       // 0: default_max_attempts
   std::optional<BackoffPolicy> retry;         // retry_base / retry_cap; unset: [retry]
   int64_t timeout_ms = 0;                     // a run's time limit; 0: worker.exec_timeout
-  std::vector<std::string> permanent_errors;  // a failure whose message contains one is not retried
+  std::vector<std::string> permanent_errors;  // a failure with this code, or whose message contains one, is not retried
 };
 
 struct Config {

@@ -17,9 +17,10 @@ namespace ripen {
 // Outcomes, per the Handler contract in worker.h:
 // - 2xx -> success (return).
 // - 5xx, 408, 429, timeouts, connection errors and the worker's shutdown -> a retryable failure (throws
-//   std::runtime_error, which the breaker counts as a downstream failure).
+//   ripen::Failure, which the breaker counts as a downstream failure).
 // - Other 4xx, and 3xx (redirects are not followed) -> throws ripen::Permanent: the downstream answered, and
 //   retrying the same request cannot help.
+// - Error codes (ripen::Failure::code): "http_<status>" for an answer, "timeout" for the time limit.
 // - A payload that is not such an object (no url, url not http/https, bad method, a header name that is not a
 //   token or a value that is not a one-line string, an unknown field) -> throws Permanent naming the field, e.g.
 //   "http: field 'headers.X-Count': must be a string". Nothing is sent.

@@ -36,6 +36,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "ripen/clock.h"
 #include "ripen/config.h"
@@ -44,10 +45,24 @@
 
 namespace ripen {
 
-// Thrown by a handler for a failure that retrying cannot fix.
-class Permanent : public std::runtime_error {
+// Thrown by a handler for a failure that names a code (e.g. "http_503",
+// "card_declined"): the code goes with the task's last error into its dead
+// letter (x-ripen-error-code) and can be listed in [types.<type>]
+// permanent_errors. Any other exception is a failure without a code.
+class Failure : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit Failure(const std::string& message, std::string code = "")
+      : std::runtime_error(message), code_(std::move(code)) {}
+  const std::string& code() const { return code_; }
+
+ private:
+  std::string code_;
+};
+
+// Thrown by a handler for a failure that retrying cannot fix.
+class Permanent : public Failure {
+ public:
+  using Failure::Failure;
 };
 
 struct TaskContext {
@@ -105,8 +120,9 @@ class Worker {
 Handler make_log_handler();
 // `exec`: runs `command` with /bin/sh -c, the payload JSON on stdin, and
 // RIPEN_TASK_ID, RIPEN_IDEMPOTENCY_KEY, RIPEN_ATTEMPT, RIPEN_TASK_TYPE, RIPEN_QUEUE
-// in its environment. Exit 0 is success; any other exit, a signal, or running past
-// the task's timeout (default `default_timeout_ms`; the whole process group is
+// in its environment. Exit 0 is success; any other exit (code "exit_<status>"), a
+// signal ("signal_<n>"), or running past the task's timeout ("timeout"; default
+// `default_timeout_ms`; the whole process group is
 // killed) is a failure whose message ends with the command's stderr tail.
 Handler make_exec_handler(const std::string& command, int64_t default_timeout_ms);
 
