@@ -219,6 +219,16 @@ void apply_toml(Config& c, const std::string& text, const std::string& source) {
       if (has_retry) tc.retry = backoff;
       r.read_duration("timeout", tc.timeout_ms, 1);
       r.read_strings("permanent_errors", tc.permanent_errors);
+      std::string blocking = "concurrent";
+      r.read("blocking", blocking);
+      if (blocking == "serial") {
+        tc.blocking = Blocking::serial;
+      } else if (blocking == "discard_if_busy") {
+        tc.blocking = Blocking::discard_if_busy;
+      } else if (blocking != "concurrent") {
+        throw ConfigError(r.where("blocking", *table->get("blocking")) +
+                          ": must be \"concurrent\", \"serial\" or \"discard_if_busy\"");
+      }
       c.types[type] = tc;
     }
   }

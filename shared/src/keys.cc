@@ -39,6 +39,9 @@ std::string Keys::breaker_open(std::string_view downstream) const {
   return ns_ + ":breaker:" + std::string(downstream) + ":open";
 }
 std::string Keys::breakers(std::string_view worker) const { return ns_ + ":breakers:" + std::string(worker); }
+std::string Keys::type_lock(std::string_view type) const { return ns_ + ":{t:" + std::string(type) + "}:lock"; }
+std::string Keys::type_waiters(std::string_view type) const { return ns_ + ":{t:" + std::string(type) + "}:waiters"; }
+std::string Keys::type_waiting(std::string_view type) const { return ns_ + ":{t:" + std::string(type) + "}:waiting"; }
 
 std::string Keys::task_exchange() const { return ns_ + ".tasks"; }
 std::string Keys::queue(std::string_view queue_name) const { return ns_ + ".q." + std::string(queue_name); }

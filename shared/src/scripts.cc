@@ -543,18 +543,22 @@ return out
 // ARGV: prefix, worker name, retention_ms, done_ms (how long a succeeded task's
 //       idempotency key stays taken; 0: freed at once), wake_channel, shard,
 //       then per task six values: id, run (the token its start was recorded
-//       with), outcome ('ok' | 'retry' | 'dead' | 'defer' | 'unstart'), error,
+//       with), outcome ('ok' | 'retry' | 'dead' | 'defer' | 'unstart' |
+//       'discard'), error,
 //       delay_ms, the TASK without its payload (see stored_task.h), or '' to read it
 //       'defer' puts a task that started but did not run back in the wheel
 //       delay_ms from now, with the attempt its start counted given back;
 //       'unstart' gives the attempt back and leaves it `dispatched`: the
 //       worker hands its delivery back to the queue (shutting down).
-// An outcome is written only while the task is still `running` under that
+//       'discard' ends a task that never started (its type was busy) as
+//       `discarded`, with `error` saying why; it applies only while the task is
+//       `dispatched`, run token aside.
+// Any other outcome is written only while the task is still `running` under that
 // run. Otherwise it answers 'stale' and writes nothing: this outcome was written
 // already by a call whose reply was lost, or the run lease passed and another
 // run took the task over, and that run's outcome is the one that counts.
 // Reply: per task the state written ('succeeded', 'failed', 'dead', 'deferred',
-//        'unstarted'), 'stale', or 'missing' (no live record: ended already).
+//        'unstarted', 'discarded'), 'stale', or 'missing' (no live record: ended already).
 const LuaScript& finish() {
   static const LuaScript s = make_sectioned("finish", R"lua(
 local prefix, worker = A[o + 1], A[o + 2]
@@ -578,6 +582,15 @@ for k, id in ipairs(ids) do
   if st then state, attempts, due, dispatched, started, finished, ran_by, err = match(st, STATUS) end
   if not st then
     out[#out + 1] = 'missing'
+  elseif outcome == 'discard' then
+    -- Never started: its type was busy when it came (blocking discard_if_busy).
+    if state == 'dispatched' then
+      retire.add(id, status('discarded', attempts, due, dispatched, started, now_s, ran_by, A[i + 3]), A[i + 5], 0)
+      written[id] = false
+      out[#out + 1] = 'discarded'
+    else
+      out[#out + 1] = 'stale'
+    end
   elseif state ~= 'running' or ran_by ~= worker .. '#' .. A[i + 1] then
     out[#out + 1] = 'stale'
   else
@@ -622,6 +635,64 @@ if #fields > 0 then each_slice('HSET', KEYS[1], fields) end
 schedule(KEYS[2], entries, earliest, wake, shard)
 retire.done()
 return out
+)lua");
+  return s;
+}
+
+// Gates the runs of a task type whose [types.<type>] blocking policy is not
+// `concurrent`: one run of the type at a time across the fleet. Asked before a
+// delivery's start is recorded.
+// KEYS: lock, waiters, waiting (keys.h, one type's slot)
+// ARGV: policy ('serial' | 'discard'), holder (the run token, worker#n), task id,
+//       order (its due time, ms), lease_ms (how long the lock holds if never
+//       given back: the run's lease), wait_ms (how long a waiting place holds
+//       unless asked again)
+// Reply: {'run', 0}: the lock is this run's (taken now, or already: a call
+//        repeated after a lost reply); {'wait', n}: serial, another run holds the
+//        lock or n tasks wait ahead (earliest due first, then by id): ask again;
+//        {'busy', ms}: discard, another run holds the lock for up to ms more.
+// A serial task takes the lock only at the head of the waiters, so turns go in
+// due order across the fleet; a waiting place whose worker stopped asking (it
+// died) lapses after wait_ms, and a lock whose run never gave it back after
+// lease_ms.
+const LuaScript& gate() {
+  static const LuaScript s = make("gate", R"lua(
+local policy, holder, id, order = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local lease, wait = tonumber(ARGV[5]), tonumber(ARGV[6])
+local now = now_ms()
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
+if #lapsed > 0 then
+  each_slice('ZREM', KEYS[2], lapsed)
+  each_slice('ZREM', KEYS[3], lapsed)
+end
+local current = redis.call('GET', KEYS[1])
+if current == holder then return {'run', 0} end
+if policy == 'discard' then
+  if current then return {'busy', math.max(redis.call('PTTL', KEYS[1]), 0)} end
+  redis.call('SET', KEYS[1], holder, 'PX', lease)
+  return {'run', 0}
+end
+local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+if not current and (head == nil or head == id) then
+  redis.call('SET', KEYS[1], holder, 'PX', lease)
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('ZREM', KEYS[3], id)
+  return {'run', 0}
+end
+redis.call('ZADD', KEYS[2], 'NX', order, id)
+redis.call('ZADD', KEYS[3], now + wait, id)
+return {'wait', redis.call('ZRANK', KEYS[2], id)}
+)lua");
+  return s;
+}
+
+// Gives a type's lock back when the run holding it is over (or did not begin).
+// KEYS: lock   ARGV: holder
+// Reply: 1 if it held the lock, else 0 (it lapsed, and another run may hold it).
+const LuaScript& ungate() {
+  static const LuaScript s = make("ungate", R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 )lua");
   return s;
 }

@@ -212,6 +212,19 @@ TEST(ApplyToml, TaskTypeTablesAreRead) {
   EXPECT_THAT(toml_error("[types.\"a b\"]\nmax_attempts = 3\n"), HasSubstr("'types.a b': not a task type"));
 }
 
+TEST(ApplyToml, BlockingPolicyPerTypeAndABadOneNamesTheKeyAndTheChoices) {
+  const Config c = from_toml(
+      "[types.nightly]\nblocking = \"serial\"\n[types.report]\nblocking = \"discard_if_busy\"\n"
+      "[types.sms]\nmax_attempts = 2\n");
+  EXPECT_EQ(c.types.at("nightly").blocking, Blocking::serial);
+  EXPECT_EQ(c.types.at("report").blocking, Blocking::discard_if_busy);
+  EXPECT_EQ(c.types.at("sms").blocking, Blocking::concurrent) << "the default";
+  EXPECT_THAT(
+      toml_error("[types.x]\nblocking = \"exclusive\"\n"),
+      HasSubstr("ripen.toml:2: key 'types.x.blocking': must be \"concurrent\", \"serial\" or \"discard_if_busy\""));
+  EXPECT_THAT(toml_error("[types.x]\nblocking = 1\n"), HasSubstr("'types.x.blocking'"));
+}
+
 TEST(ApplyToml, BadBreakerSettingsNameTheKey) {
   EXPECT_THAT(toml_error("[breakers.api]\nfailure_rate = 1.5\n"),
               HasSubstr("ripen.toml:2: key 'breakers.api.failure_rate': must be between"));

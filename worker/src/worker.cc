@@ -56,6 +56,7 @@ struct Delivery {
   int64_t due_ms = 0;
   std::string downstream;  // its breaker's name; empty: none
   bool permit = false;     // the downstream's breaker let it through: report how it went
+  bool gated = false;      // holds its type's lock (blocking serial / discard_if_busy): give it back when done
 };
 
 // A handler run that ended, on its way back to the I/O thread.
@@ -97,6 +98,10 @@ constexpr auto kTrialRecheck = std::chrono::milliseconds(1000);
 constexpr auto kUnhandledRecheck = std::chrono::milliseconds(1000);
 // How often a delivery whose task runs elsewhere looks at it again.
 constexpr auto kBusyRecheck = std::chrono::milliseconds(1000);
+// How often a task of a serial type waiting its turn asks again, and how long
+// its place in the line holds if it stops asking (its worker died).
+constexpr auto kGateRecheck = std::chrono::milliseconds(20);
+constexpr int64_t kGatePlaceMs = 10'000;
 
 void wake(int fd) {
   uint64_t one = 1;
@@ -166,6 +171,10 @@ class Worker::Impl {
       collect_ran();
       retry_busy();
       sync_breakers();
+      if (!record_gates()) {
+        wait(std::chrono::milliseconds(100));
+        continue;
+      }
       // A start is recorded at once (the handler waits for it). Outcomes wait
       // up to kFinishDelay for company, unless a start goes anyway: nothing is
       // late for it, and under moderate load it makes one round trip and one
@@ -183,6 +192,10 @@ class Worker::Impl {
       auto sleep = std::chrono::milliseconds(500);
       if (!finishing_.empty()) sleep = std::chrono::ceil<Millis>(first_finish_ + kFinishDelay - clock_.now());
       if (!busy_.empty()) sleep = std::min(sleep, std::chrono::ceil<Millis>(busy_.begin()->first - clock_.now()));
+      if (!waiting_.empty()) {
+        sleep = std::min(sleep, std::chrono::ceil<Millis>(waiting_.begin()->first - clock_.now()));
+      }
+      if (!starting_.empty() || !gating_.empty() || !ungating_.empty()) sleep = Millis(0);  // passed a gate just now
       wait(std::max(sleep, Millis(0)));
     }
     shutdown(pool);
@@ -302,7 +315,7 @@ class Worker::Impl {
       one.task = std::move(*t.envelope);
       one.downstream = downstream_of(one.task);
       if (!one.downstream.empty()) meet(one.downstream);
-      starting_.push_back(std::move(one));
+      to_start(std::move(one));
     }
   }
 
@@ -339,9 +352,59 @@ class Worker::Impl {
   void retry_busy() {
     const auto now = clock_.now();
     while (!busy_.empty() && busy_.begin()->first <= now) {
-      starting_.push_back(std::move(busy_.begin()->second));
+      to_start(std::move(busy_.begin()->second));
       busy_.erase(busy_.begin());
     }
+    while (!waiting_.empty() && waiting_.begin()->first <= now) {
+      gating_.push_back(std::move(waiting_.begin()->second));
+      waiting_.erase(waiting_.begin());
+    }
+  }
+
+  // ---- blocking policies ----------------------------------------------------------------
+
+  Blocking blocking_of(const std::string& type) const {
+    auto it = config_.types.find(type);
+    return it == config_.types.end() ? Blocking::concurrent : it->second.blocking;
+  }
+
+  // A delivery's next step: its start, or first its type's gate.
+  void to_start(Delivery d) {
+    if (!d.gated && blocking_of(d.task.type) != Blocking::concurrent) {
+      gating_.push_back(std::move(d));
+    } else {
+      starting_.push_back(std::move(d));
+    }
+  }
+
+  std::string run_token(const Delivery& d) const { return name_ + "#" + std::to_string(d.run); }
+
+  // The gate's answer for a delivery of a blocking type (scripts::gate).
+  void gated(Delivery d, const std::string& verdict, int64_t n) {
+    if (verdict == "run") {
+      d.gated = true;
+      starting_.push_back(std::move(d));
+    } else if (verdict == "wait") {
+      // Held unacked meanwhile, like a busy one: if this worker dies, its
+      // place lapses and the broker hands the delivery on.
+      spdlog::debug("worker {}: task {} waits its turn ({} ahead)", name_, d.task.id, n);
+      waiting_.emplace(clock_.now() + kGateRecheck, std::move(d));
+    } else {
+      Finish f;
+      f.outcome = "discard";
+      f.error = "discarded: a run of type '" + d.task.type + "' was running (blocking discard_if_busy)";
+      f.delivery = std::move(d);
+      if (finishing_.empty()) first_finish_ = clock_.now();
+      finishing_.push_back(std::move(f));
+    }
+  }
+
+  // A delivery that held its type's lock is done with: the lock goes back
+  // (recorded with the next round trip, after the run's outcome).
+  void ungate(Delivery& d) {
+    if (!d.gated) return;
+    d.gated = false;
+    ungating_.emplace_back(d.task.type, run_token(d));
   }
 
   Finish unstart(Delivery d) {
@@ -540,7 +603,10 @@ class Worker::Impl {
   // Copies the delivery to its queue's dead-letter queue with the reason, then acks it.
   void dead_letter(const Delivery& d, const std::string& reason, const std::string& error, int attempts,
                    const std::string& code = "") {
-    if (d.generation != generation_ || !amqp_.connected()) return;  // redelivered; dead-lettered then
+    if (d.generation != generation_ || !amqp_.connected()) {
+      release(d, false);  // a no-op but for its type's lock: redelivered, and dead-lettered then
+      return;
+    }
     {
       std::lock_guard lock(stats_mu_);
       ++stats_.dead;
@@ -555,6 +621,7 @@ class Worker::Impl {
     const std::string body = d.body.empty() ? encode_envelope(d.task) : std::string();
     if (auto st = amqp_.publish(keys_.dead_exchange(), d.queue, d.body.empty() ? body : d.body, props, false); !st) {
       spdlog::warn("worker {}: dead-lettering {}: {}", name_, d.message_id, st.error().message);
+      if (d.gated) ungating_.emplace_back(d.task.type, run_token(d));
       return;
     }
     ack(d);
@@ -570,6 +637,7 @@ class Worker::Impl {
   void requeue(const Delivery& d) { release(d, true); }
 
   void release(const Delivery& d, bool give_back) {
+    if (d.gated) ungating_.emplace_back(d.task.type, run_token(d));
     // A delivery from a connection that has since broken is redelivered by the
     // broker; its tag means nothing on the new channel.
     if (d.generation != generation_ || !amqp_.connected()) return;
@@ -685,6 +753,47 @@ class Worker::Impl {
     }
   }
 
+  // Gives back the type locks of runs that are over, then asks the gates of the
+  // deliveries of blocking types, in one pipelined round trip. Returns false
+  // when Redis could not be reached (both lists stay for the next try).
+  bool record_gates() {
+    if (gating_.empty() && ungating_.empty()) return true;
+    for (const auto& [type, token] : ungating_) redis_.append_eval(scripts::ungate(), {keys_.type_lock(type)}, {token});
+    for (const auto& d : gating_) {
+      const auto& type = d.task.type;
+      const int64_t order = d.task.due_ms.value_or(d.task.created_ms);
+      redis_.append_eval(scripts::gate(), {keys_.type_lock(type), keys_.type_waiters(type), keys_.type_waiting(type)},
+                         {blocking_of(type) == Blocking::serial ? "serial" : "discard", run_token(d), d.task.id,
+                          std::to_string(order), std::to_string(run_lease_ms(d.task)), std::to_string(kGatePlaceMs)});
+    }
+    auto replies = redis_.flush();
+    if (!replies) {
+      redis_log_.fail("redis: taking and giving back task type locks: " + replies.error().message);
+      return false;
+    }
+    size_t at = 0;
+    std::vector<std::pair<std::string, std::string>> ungate_again;
+    for (auto& u : ungating_) {
+      if (const auto& r = (*replies)[at++]; !r) {
+        spdlog::error("worker {}: giving back the lock of type '{}': {}", name_, u.first, r.error().message);
+        ungate_again.push_back(std::move(u));
+      }
+    }
+    std::vector<Delivery> gating;
+    gating.swap(gating_);
+    ungating_ = std::move(ungate_again);
+    for (auto& d : gating) {
+      const auto& r = (*replies)[at++];
+      if (!r) {
+        spdlog::error("worker {}: task {}: asking its type's lock: {}", name_, d.task.id, r.error().message);
+        gating_.push_back(std::move(d));
+        continue;
+      }
+      gated(std::move(d), r->at(0).str(), r->at(1).integer());
+    }
+    return true;
+  }
+
   // Records every pending finish and start in one pipelined round trip, then acts
   // on the replies. Returns false when Redis could not be reached (nothing is lost:
   // the lists stay for the next try).
@@ -774,7 +883,9 @@ class Worker::Impl {
   void started(Delivery d, const std::string& verdict, RedisReply::View r, size_t at) {
     if (verdict == "busy") {
       // Looked at again every second: the other run usually ends well before
-      // its lease (the start then says skip), and the lease is the bound.
+      // its lease (the start then says skip), and the lease is the bound. Its
+      // type's lock, if it took one, goes back meanwhile, and is asked again.
+      ungate(d);
       const Millis again = std::min(Millis(r.at(at + 1).integer()), kBusyRecheck);
       spdlog::debug("worker {}: task {} is running elsewhere under a lease; looking again in {} ms", name_, d.task.id,
                     again.count());
@@ -835,6 +946,15 @@ class Worker::Impl {
         // one duplicate delivery, which its start turns away.
         requeue(d);
       }
+      return;
+    }
+    if (f.outcome == "discard") {
+      if (state == "discarded") {
+        spdlog::info("worker {}: task {} {}", name_, d.task.id, f.error);
+        std::lock_guard lock(stats_mu_);
+        ++stats_.discarded;
+      }
+      ack(d);  // 'stale': it is running elsewhere (this was a duplicate); 'missing': it ended
       return;
     }
     if (state == "stale") {
@@ -1002,6 +1122,10 @@ class Worker::Impl {
     starting_.clear();
     for (const auto& [when, d] : busy_) requeue(d);
     busy_.clear();
+    for (const auto& d : gating_) requeue(d);
+    gating_.clear();
+    for (const auto& [when, d] : waiting_) requeue(d);
+    waiting_.clear();
     // Running handlers get the grace period; their outcomes are recorded and
     // acked as they come.
     const auto deadline = clock_.now() + std::chrono::milliseconds(config_.worker.shutdown_grace_ms);
@@ -1009,6 +1133,7 @@ class Worker::Impl {
       collect_ran();
       record();
       flush_acks();
+      record_gates();
       if (running() == 0 && finishing_.empty()) break;
       wait(std::chrono::milliseconds(50));
     }
@@ -1026,6 +1151,7 @@ class Worker::Impl {
     collect_ran();
     for (int i = 0; i < 3 && !finishing_.empty(); ++i) record();  // unacked ones are redelivered regardless
     flush_acks();
+    record_gates();  // a lock not given back lapses after its run's lease
     amqp_.close();
     std::lock_guard lock(stats_mu_);
     spdlog::info("worker {} stopped: received={} succeeded={} retried={} dead={} duplicates={} lateness {}", name_,
@@ -1057,12 +1183,16 @@ class Worker::Impl {
   FailureLog amqp_log_{clock_}, redis_log_{clock_};
 
   // Owned by the I/O thread.
-  std::vector<Delivery> starting_;                   // read, start not yet recorded
-  std::vector<Finish> finishing_;                    // ran, outcome not yet recorded
-  Clock::time_point first_finish_;                   // when the oldest of finishing_ came back
-  std::vector<Delivery> ready_;                      // start recorded, to hand to the handler threads
-  uint64_t runs_ = 0;                                // deliveries accepted so far: the last Delivery::run handed out
-  std::multimap<Clock::time_point, Delivery> busy_;  // running elsewhere: start again at that time
+  std::vector<Delivery> starting_;  // read, start not yet recorded
+  std::vector<Finish> finishing_;   // ran, outcome not yet recorded
+  Clock::time_point first_finish_;  // when the oldest of finishing_ came back
+  std::vector<Delivery> ready_;     // start recorded, to hand to the handler threads
+  uint64_t runs_ = 0;               // deliveries accepted so far: the last Delivery::run handed out
+  std::multimap<Clock::time_point, Delivery> busy_;
+  std::vector<Delivery> gating_;                        // blocking types: to ask their type's gate
+  std::multimap<Clock::time_point, Delivery> waiting_;  // serial types: waiting their turn
+  std::vector<std::pair<std::string, std::string>>
+      ungating_;  // (type, run token) locks to give back  // running elsewhere: start again at that time
   struct Open {
     size_t tasks = 0;        // its tasks not yet done with
     bool give_back = false;  // one of them was handed back: requeue it rather than ack

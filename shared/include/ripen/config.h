@@ -49,9 +49,17 @@ struct WorkerConfig {
   int64_t unknown_type_grace_ms = 300'000;
 };
 
+// How runs of one task type may overlap, across the whole fleet.
+enum class Blocking {
+  concurrent,       // any number at once (the default)
+  serial,           // one at a time; the others wait their turn, earliest due first
+  discard_if_busy,  // one at a time; a task that comes while one runs is not run, and ends `discarded`
+};
+
 // One task type's settings ([types.<type>]); each unset one falls back to the
 // fleet-wide setting. A task's own envelope fields win over both.
 struct TaskTypeConfig {
+  Blocking blocking = Blocking::concurrent;
   int max_attempts = 0;                       // 0: default_max_attempts
   std::optional<BackoffPolicy> retry;         // retry_base / retry_cap; unset: [retry]
   int64_t timeout_ms = 0;                     // a run's time limit; 0: worker.exec_timeout

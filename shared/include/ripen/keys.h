@@ -17,6 +17,11 @@
 //                         exists, every worker treats the downstream's breaker as open
 //   <ns>:breakers:<worker>  HASH downstream -> JSON snapshot of that worker's breaker, PX 30 s
 //                         renewed while the worker lives (for the console and `ripen`)
+// Per task type with a blocking policy ([types.<type>] blocking), one slot per type:
+//   <ns>:{t:<type>}:lock     STRING the run token ("<worker>#<n>") of the run holding the type,
+//                         PX = that run's lease
+//   <ns>:{t:<type>}:waiters  ZSET  member = task id waiting its turn (serial), score = its due time
+//   <ns>:{t:<type>}:waiting  ZSET  member = the same ids, score = when its place lapses unless renewed
 // A task lives in shard `shard_of(id)`; ids with an idempotency key are generated
 // so that `shard_of(id) == shard_of(key)` and both keys share the slot.
 //
@@ -60,6 +65,9 @@ class Keys {
   std::string dispatchers() const;   // ZSET of live dispatchers, score = heartbeat deadline
   std::string breaker_open(std::string_view downstream) const;
   std::string breakers(std::string_view worker) const;
+  std::string type_lock(std::string_view type) const;
+  std::string type_waiters(std::string_view type) const;
+  std::string type_waiting(std::string_view type) const;
 
   // AMQP
   std::string task_exchange() const;

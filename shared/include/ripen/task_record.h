@@ -21,6 +21,7 @@ namespace ripen {
 // succeeded  the handler returned success
 // failed     the last attempt failed; a retry waits in the wheel until due_ms
 // dead       attempts exhausted, a permanent failure, or unroutable: dead-lettered
+// discarded  not run: its type (blocking discard_if_busy) was running elsewhere when it came
 // cancelled  cancelled before it ran
 struct TaskRecord {
   std::string id;

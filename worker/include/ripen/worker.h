@@ -27,6 +27,16 @@
 // opens a breaker announces it in Redis for the length of its open wait, and every
 // worker that meets the downstream holds its own breaker open until then; the
 // half-open trials are each worker's own.
+//
+// Blocking policies ([types.<type>] blocking, config.h): for a `serial` or
+// `discard_if_busy` type, a delivery takes its type's fleet-wide lock in Redis
+// before its start is recorded, and gives it back once its outcome is. Serial:
+// a task that finds the type held waits its turn, unacked, asking again every
+// 20 ms; turns go earliest due first among the tasks waiting (a place lapses
+// 10 s after its worker stops asking). discard_if_busy: it is not run, and ends
+// `discarded`, counted in WorkerStats::discarded. A lock whose run never gives
+// it back (its worker died) lapses after that run's lease. Waiting deliveries
+// hold prefetch slots, so a busy serial type is best given a queue of its own.
 #pragma once
 
 #include <atomic>
@@ -86,6 +96,7 @@ struct WorkerStats {
   uint64_t dead = 0;
   uint64_t duplicates = 0;  // deliveries of tasks that had already ended
   uint64_t deferred = 0;    // tasks sent back to the wheel unrun: breaker open, or no handler here
+  uint64_t discarded = 0;   // tasks not run because their type was busy (blocking discard_if_busy)
   Histogram lateness;       // handler start - due time, ms, by Redis TIME
 };
 
