@@ -271,7 +271,7 @@ Status Amqp::confirm_select() {
 
 Status Amqp::qos(uint16_t prefetch) {
   if (auto st = ensure_connected(); !st) return st;
-  amqp_basic_qos(conn_, kChannel, 0, prefetch, 0);
+  amqp_basic_qos(conn_, kChannel, 0, prefetch, /*global=*/0);
   return check(amqp_get_rpc_reply(conn_), "setting prefetch");
 }
 

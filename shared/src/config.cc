@@ -272,6 +272,19 @@ void apply_toml(Config& c, const std::string& text, const std::string& source) {
     r.read_strings("queues", w.queues);
     r.read("concurrency", w.concurrency, 1, 1024);
     r.read("prefetch", w.prefetch, 0, 65535);
+    r.read("local_queue", w.local_queue, 0, 1'000'000);
+    if (const auto* q = r.sub("queue")) {
+      TableReader all(*q, "worker.queue", source);
+      for (const auto& [name, node] : *q) {
+        const std::string queue(name.str());
+        const auto* table = all.sub(queue);
+        TableReader qr(*table, "worker.queue." + queue, source);
+        QueueSettings s;
+        qr.read("weight", s.weight, 1, 1000);
+        qr.read("concurrency", s.concurrency, 0, 1024);
+        w.queue[queue] = s;
+      }
+    }
     r.read_duration("exec_timeout", w.exec_timeout_ms, 1);
     r.read_duration("shutdown_grace", w.shutdown_grace_ms, 0);
     r.read_duration("lease_grace", w.lease_grace_ms, 0);

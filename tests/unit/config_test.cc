@@ -225,6 +225,20 @@ TEST(ApplyToml, BlockingPolicyPerTypeAndABadOneNamesTheKeyAndTheChoices) {
   EXPECT_THAT(toml_error("[types.x]\nblocking = 1\n"), HasSubstr("'types.x.blocking'"));
 }
 
+TEST(ApplyToml, QueueWeightsAndConcurrencyAndTheLocalQueue) {
+  const Config c = from_toml(
+      "[worker]\nqueues = [\"a\", \"b\"]\nlocal_queue = 16\n"
+      "[worker.queue.a]\nweight = 3\nconcurrency = 2\n[worker.queue.b]\nweight = 1\n");
+  EXPECT_EQ(c.worker.local_queue, 16);
+  EXPECT_EQ(c.worker.queue.at("a").weight, 3);
+  EXPECT_EQ(c.worker.queue.at("a").concurrency, 2);
+  EXPECT_EQ(c.worker.queue.at("b").concurrency, 0) << "no cap of its own";
+  EXPECT_THAT(toml_error("[worker.queue.a]\nweight = 0\n"),
+              HasSubstr("ripen.toml:2: key 'worker.queue.a.weight': must be between 1"));
+  EXPECT_THAT(toml_error("[worker.queue.a]\nshare = 2\n"), HasSubstr("'worker.queue.a.share': unknown key"));
+  EXPECT_THAT(toml_error("[worker]\nlocal_queue = -1\n"), HasSubstr("'worker.local_queue'"));
+}
+
 TEST(ApplyToml, BadBreakerSettingsNameTheKey) {
   EXPECT_THAT(toml_error("[breakers.api]\nfailure_rate = 1.5\n"),
               HasSubstr("ripen.toml:2: key 'breakers.api.failure_rate': must be between"));

@@ -57,6 +57,7 @@ struct Delivery {
   std::string downstream;  // its breaker's name; empty: none
   bool permit = false;     // the downstream's breaker let it through: report how it went
   bool gated = false;      // holds its type's lock (blocking serial / discard_if_busy): give it back when done
+  bool admitted = false;   // counted among the tasks started here (see admit())
 };
 
 // A handler run that ended, on its way back to the I/O thread.
@@ -175,6 +176,7 @@ class Worker::Impl {
         wait(std::chrono::milliseconds(100));
         continue;
       }
+      admit();
       // A start is recorded at once (the handler waits for it). Outcomes wait
       // up to kFinishDelay for company, unless a start goes anyway: nothing is
       // late for it, and under moderate load it makes one round trip and one
@@ -195,7 +197,8 @@ class Worker::Impl {
       if (!waiting_.empty()) {
         sleep = std::min(sleep, std::chrono::ceil<Millis>(waiting_.begin()->first - clock_.now()));
       }
-      if (!starting_.empty() || !gating_.empty() || !ungating_.empty()) sleep = Millis(0);  // passed a gate just now
+      admit();  // outcomes just recorded made room
+      if (!starting_.empty() || !gating_.empty() || !ungating_.empty()) sleep = Millis(0);
       wait(std::max(sleep, Millis(0)));
     }
     shutdown(pool);
@@ -203,6 +206,20 @@ class Worker::Impl {
 
  private:
   int prefetch() const { return config_.worker.prefetch > 0 ? config_.worker.prefetch : config_.worker.concurrency; }
+
+  const QueueSettings& queue_settings(const std::string& queue) const {
+    static const QueueSettings defaults;
+    auto it = config_.worker.queue.find(queue);
+    return it == config_.worker.queue.end() ? defaults : it->second;
+  }
+
+  // A queue's share of the prefetch, by weight: at least one delivery.
+  int prefetch_share(const std::string& queue) const {
+    int total = 0;
+    for (const auto& q : config_.worker.queues) total += queue_settings(q).weight;
+    const int64_t share = (static_cast<int64_t>(prefetch()) * queue_settings(queue).weight + total - 1) / total;
+    return static_cast<int>(std::clamp<int64_t>(share, 1, prefetch()));
+  }
 
   std::string handler_names() const {
     std::string s;
@@ -219,12 +236,15 @@ class Worker::Impl {
     open_.clear();
     to_ack_.clear();
     if (auto st = declare_exchanges(amqp_, keys_); !st) return st;
-    // The prefetch is shared by all consumers of the channel: the broker never
-    // hands this worker more unacked deliveries than that.
-    if (auto st = amqp_.qos(static_cast<uint16_t>(prefetch())); !st) return st;
+    // Each queue's consumer gets its weighted share of the prefetch (RabbitMQ
+    // applies basic.qos per consumer): the broker hands this worker about
+    // `prefetch` unacked deliveries in all, and while several queues have work
+    // they are shared out by weight. Not a channel-wide limit: quorum queues
+    // refuse consumers on a channel with one.
     consumer_tags_.clear();
     for (const auto& q : config_.worker.queues) {
       if (auto st = declare_queue(amqp_, keys_, q); !st) return st;
+      if (auto st = amqp_.qos(static_cast<uint16_t>(prefetch_share(q))); !st) return st;
       auto tag = amqp_.consume(keys_.queue(q));
       if (!tag) return tag.error();
       consumer_tags_[*tag] = q;
@@ -373,7 +393,70 @@ class Worker::Impl {
     if (!d.gated && blocking_of(d.task.type) != Blocking::concurrent) {
       gating_.push_back(std::move(d));
     } else {
+      admitting_[d.queue].push_back(std::move(d));
+    }
+  }
+
+  // ---- admission ----------------------------------------------------------------------
+
+  // How many started tasks may wait for a handler thread: worker.local_queue,
+  // else about a second's work at the handlers' recent pace. A started task's
+  // run lease ticks while it waits, so slow handlers get a short local queue
+  // and fast ones a long one (long batches of starts are what make them cheap).
+  int local_queue() const {
+    if (config_.worker.local_queue > 0) return config_.worker.local_queue;
+    const int n = config_.worker.concurrency;
+    const double per_second = n * 1000.0 / std::max(handler_ms_, 0.001);
+    return static_cast<int>(std::clamp(per_second, static_cast<double>(n), 1024.0));
+  }
+
+  // Lets deliveries on to their starts while there is room: at most
+  // concurrency + local_queue() tasks started here and not yet let go, and per
+  // queue at most its [worker.queue.<name>] concurrency. Each place goes to the
+  // queue with the fewest started tasks for its weight, so while several queues
+  // have work they share the handlers by weight, task by task (the prefetch
+  // shares them by message, and a bundle is one message of many tasks). The
+  // others wait unstarted, in arrival order per queue.
+  void admit() {
+    const int room = config_.worker.concurrency + local_queue();
+    while (admitted_ < room) {
+      std::deque<Delivery>* pick = nullptr;
+      double lowest = 0;
+      for (auto& [queue, waiting] : admitting_) {
+        if (waiting.empty()) continue;
+        const QueueSettings& s = queue_settings(queue);
+        const int started = admitted_by_queue_[queue];
+        if (s.concurrency > 0 && started >= s.concurrency) continue;
+        const double load = static_cast<double>(started) / s.weight;
+        if (pick == nullptr || load < lowest) {
+          pick = &waiting;
+          lowest = load;
+        }
+      }
+      if (pick == nullptr) return;
+      Delivery d = std::move(pick->front());
+      pick->pop_front();
+      d.admitted = true;
+      ++admitted_;
+      ++admitted_by_queue_[d.queue];
       starting_.push_back(std::move(d));
+    }
+  }
+
+  void unadmit(Delivery& d) {
+    if (!d.admitted) return;
+    d.admitted = false;
+    --admitted_;
+    --admitted_by_queue_[d.queue];
+  }
+
+  // This worker is done with a delivery's task: its type's lock and its place
+  // among the started tasks go back.
+  void let_go(const Delivery& d) {
+    if (d.gated) ungating_.emplace_back(d.task.type, run_token(d));
+    if (d.admitted) {
+      --admitted_;
+      --admitted_by_queue_[d.queue];
     }
   }
 
@@ -383,7 +466,7 @@ class Worker::Impl {
   void gated(Delivery d, const std::string& verdict, int64_t n) {
     if (verdict == "run") {
       d.gated = true;
-      starting_.push_back(std::move(d));
+      admitting_[d.queue].push_back(std::move(d));
     } else if (verdict == "wait") {
       // Held unacked meanwhile, like a busy one: if this worker dies, its
       // place lapses and the broker hands the delivery on.
@@ -621,7 +704,7 @@ class Worker::Impl {
     const std::string body = d.body.empty() ? encode_envelope(d.task) : std::string();
     if (auto st = amqp_.publish(keys_.dead_exchange(), d.queue, d.body.empty() ? body : d.body, props, false); !st) {
       spdlog::warn("worker {}: dead-lettering {}: {}", name_, d.message_id, st.error().message);
-      if (d.gated) ungating_.emplace_back(d.task.type, run_token(d));
+      let_go(d);  // left unacked: the broker hands it on once the connection is back
       return;
     }
     ack(d);
@@ -637,7 +720,7 @@ class Worker::Impl {
   void requeue(const Delivery& d) { release(d, true); }
 
   void release(const Delivery& d, bool give_back) {
-    if (d.gated) ungating_.emplace_back(d.task.type, run_token(d));
+    let_go(d);
     // A delivery from a connection that has since broken is redelivered by the
     // broker; its tag means nothing on the new channel.
     if (d.generation != generation_ || !amqp_.connected()) return;
@@ -723,6 +806,7 @@ class Worker::Impl {
         finishing_.push_back(unhandled(r));
         continue;
       }
+      handler_ms_ += 0.2 * (static_cast<double>(r.took.count()) - handler_ms_);
       Finish f;
       f.error = field_safe(r.error);
       f.code = r.code;
@@ -884,8 +968,10 @@ class Worker::Impl {
     if (verdict == "busy") {
       // Looked at again every second: the other run usually ends well before
       // its lease (the start then says skip), and the lease is the bound. Its
-      // type's lock, if it took one, goes back meanwhile, and is asked again.
+      // type's lock, if it took one, goes back meanwhile, and is asked again;
+      // so does its place among the tasks started here.
       ungate(d);
+      unadmit(d);
       const Millis again = std::min(Millis(r.at(at + 1).integer()), kBusyRecheck);
       spdlog::debug("worker {}: task {} is running elsewhere under a lease; looking again in {} ms", name_, d.task.id,
                     again.count());
@@ -1124,6 +1210,10 @@ class Worker::Impl {
     busy_.clear();
     for (const auto& d : gating_) requeue(d);
     gating_.clear();
+    for (const auto& [queue, waiting] : admitting_) {
+      for (const auto& d : waiting) requeue(d);
+    }
+    admitting_.clear();
     for (const auto& [when, d] : waiting_) requeue(d);
     waiting_.clear();
     // Running handlers get the grace period; their outcomes are recorded and
@@ -1189,6 +1279,10 @@ class Worker::Impl {
   std::vector<Delivery> ready_;     // start recorded, to hand to the handler threads
   uint64_t runs_ = 0;               // deliveries accepted so far: the last Delivery::run handed out
   std::multimap<Clock::time_point, Delivery> busy_;
+  std::map<std::string, std::deque<Delivery>> admitting_;  // by queue: waiting for room to start (admit())
+  int admitted_ = 0;                                       // tasks started here and not yet let go
+  std::map<std::string, int> admitted_by_queue_;
+  double handler_ms_ = 1000;                            // recent handler run time, a moving average (starts cautious)
   std::vector<Delivery> gating_;                        // blocking types: to ask their type's gate
   std::multimap<Clock::time_point, Delivery> waiting_;  // serial types: waiting their turn
   std::vector<std::pair<std::string, std::string>>

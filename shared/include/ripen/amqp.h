@@ -86,6 +86,8 @@ class Amqp {
   // connection closes, when the broker puts it back where it was.
   Result<std::optional<AmqpGot>> get(const std::string& queue, bool no_ack);
   Status confirm_select();
+  // RabbitMQ's reading of basic.qos: the limit applies to each consumer started
+  // after it on this channel.
   Status qos(uint16_t prefetch);
   Result<std::string> consume(const std::string& queue, const std::string& consumer_tag = "");
   Status cancel(const std::string& consumer_tag);

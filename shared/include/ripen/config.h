@@ -33,10 +33,23 @@ struct DispatcherConfig {
   std::vector<std::string> queues = {"default"};  // declared at start
 };
 
+// One consumed queue's settings ([worker.queue.<name>]); a table for a queue
+// this worker does not consume is ignored (one file can serve several workers).
+struct QueueSettings {
+  int weight = 1;       // its share of the prefetch while several queues have work
+  int concurrency = 0;  // most of its tasks started at once on this worker; 0 = worker.concurrency's bound only
+};
+
 struct WorkerConfig {
   std::vector<std::string> queues = {"default"};
-  int concurrency = 4;                      // handlers running at once
-  int prefetch = 0;                         // unacked deliveries the broker may hand over; 0 = concurrency
+  int concurrency = 4;  // handlers running at once
+  int prefetch = 0;     // unacked deliveries the broker may hand over, all queues together; 0 = concurrency
+  // Tasks whose start is recorded, waiting for a handler thread. 0: as many as
+  // keep the handlers busy for about a second at their recent pace (at least
+  // concurrency, at most 1024), so a task never waits long with its run lease
+  // ticking. The rest of what was delivered waits unstarted.
+  int local_queue = 0;
+  std::map<std::string, QueueSettings> queue;
   std::map<std::string, std::string> exec;  // task type -> command run by the exec handler
   int64_t exec_timeout_ms = 60'000;
   int64_t shutdown_grace_ms = 30'000;

@@ -37,6 +37,13 @@
 // `discarded`, counted in WorkerStats::discarded. A lock whose run never gives
 // it back (its worker died) lapses after that run's lease. Waiting deliveries
 // hold prefetch slots, so a busy serial type is best given a queue of its own.
+//
+// Executor (config.worker): each consumed queue gets its weighted share of the
+// prefetch. A delivered task's start is recorded only while fewer than
+// concurrency + local_queue tasks are started here and not yet done, and fewer
+// than its queue's own concurrency; each free place goes to the queue with the
+// fewest started tasks for its weight. The rest wait unstarted (no attempt
+// counted, no run lease ticking) and unacked.
 #pragma once
 
 #include <atomic>
