@@ -66,11 +66,13 @@
 #include "ripen/task_record.h"
 #include "ripen/topology.h"
 #include "ripen/worker.h"
+#include "support.h"
 
 extern char** environ;
 
 namespace {
 
+using namespace ripen::bench;
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
@@ -150,67 +152,6 @@ std::string self_dir() {
 
 // ---- machine and process facts ------------------------------------------------------
 
-struct Machine {
-  long cpus = 0;
-  std::string memory;
-  std::string cpu_model;
-  std::string kernel;
-  std::string host;
-};
-
-std::string proc_field(const std::string& file, const std::string& key) {
-  std::ifstream in(file);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(key, 0) == 0) {
-      auto colon = line.find(':');
-      if (colon == std::string::npos) continue;
-      auto value = line.substr(colon + 1);
-      value.erase(0, value.find_first_not_of(" \t"));
-      return value;
-    }
-  }
-  return "";
-}
-
-Machine describe_machine() {
-  Machine m;
-  m.cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  const std::string mem = proc_field("/proc/meminfo", "MemTotal");
-  if (!mem.empty()) {
-    const double kb = std::strtod(mem.c_str(), nullptr);
-    m.memory = fmt::format("{:.1f} GiB", kb / (1024.0 * 1024.0));
-  }
-  m.cpu_model = proc_field("/proc/cpuinfo", "model name");
-  if (m.cpu_model.empty()) m.cpu_model = "unknown";
-  utsname u{};
-  if (uname(&u) == 0) {
-    m.kernel = std::string(u.sysname) + " " + u.release;
-    m.host = u.nodename;
-  }
-  return m;
-}
-
-// utime + stime of a process, in seconds (all its threads), from /proc/PID/stat;
-// nullopt when it cannot be read (not local, gone, no permission).
-std::optional<double> proc_cpu_seconds(long pid) {
-  if (pid <= 0) return std::nullopt;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  if (!std::getline(in, stat)) return std::nullopt;
-  // The command name may hold spaces and parentheses; fields resume after the last ')'.
-  const auto close = stat.rfind(')');
-  if (close == std::string::npos) return std::nullopt;
-  std::istringstream rest(stat.substr(close + 2));
-  std::vector<std::string> fields;
-  std::string f;
-  while (rest >> f) fields.push_back(f);
-  // fields[0] is field 3 (state), so utime (14) and stime (15) are [11] and [12].
-  if (fields.size() < 13) return std::nullopt;
-  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
-  return (std::strtod(fields[11].c_str(), nullptr) + std::strtod(fields[12].c_str(), nullptr)) / ticks;
-}
-
 // Whole-machine CPU time from /proc/stat, in seconds. The servers, the bench and
 // whatever else runs on the host share the CPUs: on a small machine what the
 // others used explains a good part of the tail.
@@ -240,41 +181,10 @@ std::string loadavg() {
   return a + " " + b + " " + c;
 }
 
-double rusage_seconds(const rusage& r) {
-  return static_cast<double>(r.ru_utime.tv_sec + r.ru_stime.tv_sec) +
-         static_cast<double>(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
-}
-
-double self_cpu_seconds() {
-  rusage r{};
-  getrusage(RUSAGE_SELF, &r);
-  return rusage_seconds(r);
-}
-
 double thread_cpu_seconds() {
   rusage r{};
   getrusage(RUSAGE_THREAD, &r);
   return rusage_seconds(r);
-}
-
-// Redis's own CPU (user + sys of the server process) from INFO cpu: works for a
-// remote server too.
-std::optional<double> redis_cpu_seconds(ripen::Redis& redis) {
-  auto r = redis.command({"INFO", "cpu"});
-  if (!r || !r->is_string()) return std::nullopt;
-  std::istringstream in(r->str());
-  std::string line;
-  double total = 0;
-  int found = 0;
-  while (std::getline(in, line)) {
-    for (const char* key : {"used_cpu_user:", "used_cpu_sys:"}) {
-      if (line.rfind(key, 0) == 0) {
-        total += std::strtod(line.c_str() + std::strlen(key), nullptr);
-        ++found;
-      }
-    }
-  }
-  return found == 2 ? std::optional(total) : std::nullopt;
 }
 
 std::string redis_version(ripen::Redis& redis) {
@@ -528,60 +438,7 @@ std::optional<uint32_t> consumer_count(ripen::Amqp& amqp, const std::string& que
   return ok->consumer_count;
 }
 
-ripen::Status delete_exchange(ripen::Amqp& amqp, const std::string& name) {
-  if (auto st = amqp.ensure_connected(); !st) return st;
-  amqp_exchange_delete(amqp.raw(), ripen::Amqp::kChannel, amqp_cstring_bytes(name.c_str()), 0);
-  return amqp.check(amqp_get_rpc_reply(amqp.raw()), "deleting exchange '" + name + "'");
-}
-
 // ---- cleanup -------------------------------------------------------------------------------------
-
-std::string glob_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out;
-}
-
-// Deletes every "<ns>:*" key; returns how many.
-uint64_t delete_namespace_keys(ripen::Redis& redis, const std::string& ns) {
-  uint64_t deleted = 0;
-  std::string cursor = "0";
-  const std::string pattern = glob_escape(ns) + ":*";
-  do {
-    auto r = redis.command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
-    if (!r || r->size() != 2) {
-      spdlog::error("cleanup: SCAN failed: {}", r ? "unexpected reply" : r.error().describe());
-      return deleted;
-    }
-    cursor = r->at(0).str();
-    auto keys = r->at(1);
-    if (keys.size() > 0) {
-      std::vector<std::string> args = {"UNLINK"};
-      for (size_t i = 0; i < keys.size(); ++i) args.push_back(keys.at(i).str());
-      auto d = redis.command(args);
-      if (d && d->is_integer()) deleted += static_cast<uint64_t>(d->integer());
-    }
-  } while (cursor != "0");
-  return deleted;
-}
-
-void delete_amqp_names(ripen::Amqp& amqp, const ripen::Keys& keys, const std::vector<std::string>& queues) {
-  std::vector<std::string> names;
-  for (const auto& q : queues) {
-    names.push_back(keys.queue(q));
-    names.push_back(keys.dead_queue(q));
-  }
-  names.push_back(keys.dead_queue(ripen::Keys::kUnroutable));
-  for (const auto& n : names) {
-    if (auto st = amqp.delete_queue(n); !st) spdlog::warn("cleanup: {}", st.error().message);
-  }
-  for (const auto& e : {keys.task_exchange(), keys.dead_exchange()}) {
-    if (auto st = delete_exchange(amqp, e); !st) spdlog::warn("cleanup: {}", st.error().message);
-  }
-}
 
 // ---- the report ---------------------------------------------------------------------------------
 

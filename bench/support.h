@@ -1,0 +1,46 @@
+// Facts about the machine and CPU time of the processes a benchmark measures,
+// shared by the bench programs.
+#pragma once
+
+#include <sys/resource.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ripen/amqp.h"
+#include "ripen/keys.h"
+#include "ripen/redis.h"
+
+namespace ripen::bench {
+
+struct Machine {
+  long cpus = 0;
+  std::string memory;
+  std::string cpu_model;
+  std::string kernel;
+  std::string host;
+};
+
+// The value of `key:` in a /proc file such as /proc/cpuinfo; "" when absent.
+std::string proc_field(const std::string& file, const std::string& key);
+Machine describe_machine();
+// utime + stime of a process, in seconds (all its threads), from /proc/PID/stat;
+// nullopt when it cannot be read (not local, gone, no permission).
+std::optional<double> proc_cpu_seconds(long pid);
+double rusage_seconds(const rusage& r);
+// This process's CPU time (all threads), in seconds.
+double self_cpu_seconds();
+// Redis's own CPU (user + sys of the server process) from INFO cpu: works for a
+// remote server too.
+std::optional<double> redis_cpu_seconds(ripen::Redis& redis);
+
+// Cleaning up after a run.
+ripen::Status delete_exchange(ripen::Amqp& amqp, const std::string& name);
+// Deletes every "<ns>:*" key; returns how many.
+uint64_t delete_namespace_keys(ripen::Redis& redis, const std::string& ns);
+// Deletes a namespace's queues (task and dead-letter) and exchanges.
+void delete_amqp_names(ripen::Amqp& amqp, const ripen::Keys& keys, const std::vector<std::string>& queues);
+
+}  // namespace ripen::bench
