@@ -1244,9 +1244,11 @@ class Worker::Impl {
     record_gates();  // a lock not given back lapses after its run's lease
     amqp_.close();
     std::lock_guard lock(stats_mu_);
-    spdlog::info("worker {} stopped: received={} succeeded={} retried={} dead={} duplicates={} lateness {}", name_,
-                 stats_.received, stats_.succeeded, stats_.retried, stats_.dead, stats_.duplicates,
-                 stats_.lateness.summary());
+    spdlog::info(
+        "worker {} stopped: received={} succeeded={} retried={} dead={} duplicates={} deferred={} discarded={} "
+        "lateness {}",
+        name_, stats_.received, stats_.succeeded, stats_.retried, stats_.dead, stats_.duplicates, stats_.deferred,
+        stats_.discarded, stats_.lateness.summary());
   }
 
   Config config_;
