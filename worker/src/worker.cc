@@ -18,6 +18,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "ripen/admission.h"
 #include "ripen/amqp.h"
 #include "ripen/backoff.h"
 #include "ripen/breaker.h"
@@ -418,29 +419,27 @@ class Worker::Impl {
   // shares them by message, and a bundle is one message of many tasks). The
   // others wait unstarted, in arrival order per queue.
   void admit() {
+    if (admitting_.empty()) return;
     const int room = config_.worker.concurrency + local_queue();
-    while (admitted_ < room) {
-      std::deque<Delivery>* pick = nullptr;
-      double lowest = 0;
-      for (auto& [queue, waiting] : admitting_) {
-        if (waiting.empty()) continue;
-        const QueueSettings& s = queue_settings(queue);
-        const int started = admitted_by_queue_[queue];
-        if (s.concurrency > 0 && started >= s.concurrency) continue;
-        const double load = static_cast<double>(started) / s.weight;
-        if (pick == nullptr || load < lowest) {
-          pick = &waiting;
-          lowest = load;
-        }
-      }
-      if (pick == nullptr) return;
-      Delivery d = std::move(pick->front());
-      pick->pop_front();
+    std::vector<std::deque<Delivery>*> waiting;
+    std::vector<QueueLoad> loads;
+    for (auto& [queue, deliveries] : admitting_) {
+      const QueueSettings& s = queue_settings(queue);
+      waiting.push_back(&deliveries);
+      loads.push_back({static_cast<int>(deliveries.size()), admitted_by_queue_[queue], s.weight, s.concurrency});
+    }
+    for (int i; (i = next_queue(loads, admitted_, room)) >= 0;) {
+      const auto at = static_cast<size_t>(i);
+      Delivery d = std::move(waiting[at]->front());
+      waiting[at]->pop_front();
+      --loads[at].waiting;
+      ++loads[at].started;
       d.admitted = true;
       ++admitted_;
       ++admitted_by_queue_[d.queue];
       starting_.push_back(std::move(d));
     }
+    std::erase_if(admitting_, [](const auto& e) { return e.second.empty(); });
   }
 
   void unadmit(Delivery& d) {
