@@ -93,6 +93,36 @@ int run_status(const Common& common, const std::string& id) {
   return 0;
 }
 
+int run_cancel(const Common& common, const std::string& id, const std::string& reason) {
+  ripen::Producer producer(common.load());
+  auto r = producer.cancel(ripen::TaskId(id), reason);
+  if (!r) return fail(r.error());
+  if (*r == "dispatched") {
+    std::cout << id << " cancelled; it had been published: the worker that receives it skips it\n";
+  } else {
+    std::cout << id << " cancelled\n";
+  }
+  return 0;
+}
+
+int run_reschedule(const Common& common, const std::string& id, const std::string& delay, const std::string& at) {
+  if (delay.empty() == at.empty()) return fail({ripen::Errc::invalid, "reschedule: give --delay or --at"});
+  ripen::Producer producer(common.load());
+  ripen::Status st;
+  if (!delay.empty()) {
+    auto d = ripen::parse_duration_ms(delay);
+    if (!d) return fail({ripen::Errc::invalid, "--delay: " + d.error().message});
+    st = producer.reschedule_in(ripen::TaskId(id), std::chrono::milliseconds(*d));
+  } else {
+    auto t = ripen::parse_timestamp_ms(at);
+    if (!t) return fail({ripen::Errc::invalid, "--at: " + t.error().message});
+    st = producer.reschedule(ripen::TaskId(id), *t);
+  }
+  if (!st) return fail(st.error());
+  std::cout << id << " rescheduled\n";
+  return 0;
+}
+
 struct DlqArgs {
   std::string queue;
   std::string id;
@@ -160,6 +190,17 @@ int main(int argc, char** argv) {
   auto* status = app.add_subcommand("status", "print a task's record as one JSON object");
   status->add_option("id", status_id, "task id")->required();
 
+  std::string cancel_id, cancel_reason = "cancelled";
+  auto* cancel = app.add_subcommand("cancel", "cancel a task that has not started running: it never runs");
+  cancel->add_option("id", cancel_id, "task id")->required();
+  cancel->add_option("--reason", cancel_reason, "kept in its record as its last error (default: cancelled)");
+
+  std::string move_id, move_delay, move_at;
+  auto* reschedule = app.add_subcommand("reschedule", "move a task waiting in the timer wheel to a new due time");
+  reschedule->add_option("id", move_id, "task id")->required();
+  auto* move_delay_opt = reschedule->add_option("--delay", move_delay, "due this long from now, e.g. 30s, 5m");
+  reschedule->add_option("--at", move_at, "due at this time, RFC 3339")->excludes(move_delay_opt);
+
   DlqArgs da;
   auto* dlq = app.add_subcommand("dlq", "dead letters of a queue: list, replay, purge");
   dlq->require_subcommand(1);
@@ -188,6 +229,8 @@ int main(int argc, char** argv) {
   try {
     if (enqueue->parsed()) return run_enqueue(common, ea);
     if (status->parsed()) return run_status(common, status_id);
+    if (cancel->parsed()) return run_cancel(common, cancel_id, cancel_reason);
+    if (reschedule->parsed()) return run_reschedule(common, move_id, move_delay, move_at);
     if (dlq_list->parsed()) return run_dlq_list(common, da);
     if (dlq_replay->parsed()) return run_dlq_replay(common, da);
     if (dlq_purge->parsed()) return run_dlq_purge(common, da);

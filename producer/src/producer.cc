@@ -213,4 +213,44 @@ std::vector<Result<Enqueued>> Producer::enqueue_batch(std::vector<Envelope> task
 
 Result<TaskRecord> Producer::get(const TaskId& id) { return read_task_record(redis_, keys_, id.get()); }
 
+Result<std::string> Producer::cancel(const TaskId& id, const std::string& reason) {
+  const int shard = keys_.shard_of(id.get());
+  auto r = redis_.eval(scripts::cancel(), {keys_.due(shard), keys_.inflight(shard), keys_.status(shard)},
+                       {keys_.shard_prefix(shard), std::to_string(config_.record_retention_ms), id.get(), reason});
+  if (!r) return r.error();
+  const std::string verdict = r->at(0).str();
+  if (verdict == "cancelled") return r->at(1).str();
+  if (verdict == "running") {
+    return Error{Errc::conflict, "task " + id.get() + " is running on worker " + r->at(1).str() +
+                                     "; a running task cannot be cancelled"};
+  }
+  if (verdict == "ended") return Error{Errc::conflict, "task " + id.get() + " has already ended: " + r->at(1).str()};
+  return Error{Errc::not_found, "no task " + id.get() + " (never existed, or its record has expired)"};
+}
+
+Status Producer::reschedule(const TaskId& id, int64_t due_epoch_ms) {
+  return move(id, std::to_string(due_epoch_ms), 0);
+}
+
+Status Producer::reschedule_in(const TaskId& id, std::chrono::milliseconds delay) {
+  if (delay.count() < 0) return Error{Errc::invalid, "delay: must not be negative"};
+  return move(id, "", delay.count());
+}
+
+Status Producer::move(const TaskId& id, const std::string& due_ms, int64_t delay_ms) {
+  const int shard = keys_.shard_of(id.get());
+  auto r = redis_.eval(scripts::reschedule(), {keys_.due(shard), keys_.status(shard)},
+                       {keys_.shard_prefix(shard), id.get(), due_ms, std::to_string(delay_ms), keys_.wake_channel(),
+                        std::to_string(shard)});
+  if (!r) return r.error();
+  const std::string verdict = r->at(0).str();
+  if (verdict == "rescheduled") return {};
+  if (verdict == "not_waiting") {
+    return Error{Errc::conflict, "task " + id.get() + " is " + r->at(1).str() +
+                                     ": only a task waiting in the wheel can be rescheduled"};
+  }
+  if (verdict == "ended") return Error{Errc::conflict, "task " + id.get() + " has already ended: " + r->at(1).str()};
+  return Error{Errc::not_found, "no task " + id.get() + " (never existed, or its record has expired)"};
+}
+
 }  // namespace ripen

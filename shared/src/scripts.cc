@@ -639,6 +639,70 @@ return out
   return s;
 }
 
+// Cancels a task that has not started running: it leaves the wheel (or its
+// in-flight lease) and ends `cancelled` at once, with its ENDED record kept
+// for the retention and its idempotency key freed. A published one (state
+// `dispatched`) is cancelled too: its delivery finds the task ended and is
+// skipped, so it never runs.
+// KEYS: due, inflight, status   ARGV: prefix, retention_ms, id, reason
+// Reply: {'cancelled', state it had}; {'running', worker}: it runs now and is
+//        not cancelled; {'ended', state}; {'missing'}.
+const LuaScript& cancel() {
+  static const LuaScript s = make("cancel", R"lua(
+local prefix, retention, id, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('HEXISTS', prefix .. 'tasks', id) == 0 then
+  local ended = ended_record(prefix, id)
+  if ended then return {'ended', match(ended, '^[^\31]*')} end
+  return {'missing'}
+end
+local st = redis.call('HGET', KEYS[3], id)
+local state, attempts, due, dispatched, started, finished, ran_by, err
+if st then
+  state, attempts, due, dispatched, started, finished, ran_by, err = match(st, STATUS)
+else
+  state, attempts, due, dispatched, started, ran_by = 'scheduled', '0', text(due_of(prefix, id)), '', '', ''
+end
+if state == 'running' then return {'running', match(ran_by, '^[^#]*')} end
+redis.call('ZREM', KEYS[1], id)
+redis.call('ZREM', KEYS[2], id)
+local retire = retirer(prefix, retention)
+retire.add(id, status('cancelled', attempts, due, dispatched, started, text(now_ms()), ran_by, reason), '', 0)
+retire.done()
+return {'cancelled', state}
+)lua");
+  return s;
+}
+
+// Moves a task that waits in the wheel (scheduled, or failed and waiting for
+// its retry) to a new due time.
+// KEYS: due, status
+// ARGV: prefix, id, due_ms ('': now + delay_ms, by Redis TIME), delay_ms, wake_channel, shard
+// Reply: {'rescheduled', due_ms}; {'not_waiting', state} (dispatched or
+//        running: too late); {'ended', state}; {'missing'}.
+const LuaScript& reschedule() {
+  static const LuaScript s = make("reschedule", R"lua(
+local prefix, id, due = ARGV[1], ARGV[2], ARGV[3]
+if due == '' then due = text(now_ms() + tonumber(ARGV[4])) end
+if redis.call('HEXISTS', prefix .. 'tasks', id) == 0 then
+  local ended = ended_record(prefix, id)
+  if ended then return {'ended', match(ended, '^[^\31]*')} end
+  return {'missing'}
+end
+if not redis.call('ZSCORE', KEYS[1], id) then
+  local st = redis.call('HGET', KEYS[2], id)
+  return {'not_waiting', st and match(st, '^[^\31]*') or 'unknown'}
+end
+local st = redis.call('HGET', KEYS[2], id)
+if st then
+  local state, attempts, _, dispatched, started, finished, ran_by, err = match(st, STATUS)
+  redis.call('HSET', KEYS[2], id, status(state, attempts, due, dispatched, started, finished, ran_by, err))
+end
+schedule(KEYS[1], {due, id}, tonumber(due), ARGV[5], ARGV[6])
+return {'rescheduled', tonumber(due)}
+)lua");
+  return s;
+}
+
 // Gates the runs of a task type whose [types.<type>] blocking policy is not
 // `concurrent`: one run of the type at a time across the fleet. Asked before a
 // delivery's start is recorded.

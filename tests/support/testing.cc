@@ -248,7 +248,10 @@ std::unique_ptr<Amqp> connect_amqp(const Config& config) {
 }
 
 std::map<std::string, std::string> child_env(const Config& config) {
-  return {{"RIPEN_REDIS_URL", config.redis_url}, {"RIPEN_AMQP_URL", config.amqp_url}, {"RIPEN_NAMESPACE", config.ns}};
+  return {{"RIPEN_REDIS_URL", config.redis_url},
+          {"RIPEN_AMQP_URL", config.amqp_url},
+          {"RIPEN_NAMESPACE", config.ns},
+          {"RIPEN_SHARDS", std::to_string(config.shards)}};
 }
 
 std::vector<std::string> namespace_keys(Redis& redis, const std::string& ns) {

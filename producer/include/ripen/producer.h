@@ -54,6 +54,19 @@ class Producer {
 
   Result<TaskRecord> get(const TaskId& id);
 
+  // Cancels a task that has not started: it never runs and ends `cancelled`.
+  // Returns the state it had: "scheduled" or "failed" (it left the wheel), or
+  // "dispatched" (it had been published; the worker that receives it skips it).
+  // Errors: not_found (no such task, or its record has expired); conflict when
+  // it is running now or has already ended (the message says which).
+  Result<std::string> cancel(const TaskId& id, const std::string& reason = "cancelled");
+
+  // Moves a task that waits in the wheel (scheduled, or failed and waiting for
+  // its retry) to `due_epoch_ms` (by Redis's clock, like every due time).
+  // Errors: not_found; conflict when it has been published, runs, or ended.
+  Status reschedule(const TaskId& id, int64_t due_epoch_ms);
+  Status reschedule_in(const TaskId& id, std::chrono::milliseconds delay);  // from now, by Redis's clock
+
   const Keys& keys() const { return keys_; }
   Redis& redis() { return redis_; }
 
@@ -61,6 +74,7 @@ class Producer {
   struct Prepared;
   Result<Prepared> prepare(Envelope task);
   std::string draw_id(const Envelope& task);
+  Status move(const TaskId& id, const std::string& due_ms, int64_t delay_ms);
 
   Config config_;
   Clock& clock_;

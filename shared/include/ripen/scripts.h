@@ -27,6 +27,8 @@ const LuaScript& shard_release();  // give a shard back
 const LuaScript& heartbeat();      // register a live dispatcher, list the live ones
 const LuaScript& start();          // worker: a delivery begins running
 const LuaScript& finish();         // worker: succeeded, retry later, or dead
+const LuaScript& cancel();         // producer: a task not yet running never runs
+const LuaScript& reschedule();     // producer: move a task waiting in the wheel
 const LuaScript& gate();           // worker: may a run of a blocking task type begin now?
 const LuaScript& ungate();         // worker: a run that held its type's gate is over
 
