@@ -1278,7 +1278,10 @@ class Worker::Impl {
   std::vector<Finish> finishing_;   // ran, outcome not yet recorded
   Clock::time_point first_finish_;  // when the oldest of finishing_ came back
   std::vector<Delivery> ready_;     // start recorded, to hand to the handler threads
-  uint64_t runs_ = 0;               // deliveries accepted so far: the last Delivery::run handed out
+  // The last Delivery::run handed out. It starts at a random point so that a
+  // worker restarted under the same name does not reuse its last life's run
+  // tokens (a start would take an old running record for its own).
+  uint64_t runs_ = static_cast<uint64_t>(std::random_device{}()) << 32;
   std::multimap<Clock::time_point, Delivery> busy_;
   std::map<std::string, std::deque<Delivery>> admitting_;  // by queue: waiting for room to start (admit())
   int admitted_ = 0;                                       // tasks started here and not yet let go
