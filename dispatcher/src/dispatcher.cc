@@ -203,7 +203,7 @@ class Dispatcher::Impl {
     ShardPlan plan = plan_shards(config_.shards, count, rank, held);
     for (int s : plan.release) {
       auto it = owned_.find(s);
-      (void)redis_.eval(scripts::shard_release(), {keys_.lease(s)}, {it->second});
+      (void)redis_.eval(scripts::release_held(), {keys_.lease(s)}, {it->second});
       std::lock_guard lock(stats_mu_);
       owned_.erase(it);
       spdlog::info("shard {}: given back for rebalancing ({} dispatchers live)", s, count);
@@ -221,7 +221,7 @@ class Dispatcher::Impl {
   }
 
   void release_shards() {
-    for (const auto& [s, lease] : owned_) (void)redis_.eval(scripts::shard_release(), {keys_.lease(s)}, {lease});
+    for (const auto& [s, lease] : owned_) (void)redis_.eval(scripts::release_held(), {keys_.lease(s)}, {lease});
     std::lock_guard lock(stats_mu_);
     owned_.clear();
   }

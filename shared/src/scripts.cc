@@ -444,9 +444,12 @@ return ended_record(ARGV[1], ARGV[2])
   return s;
 }
 
-// KEYS: lease   ARGV: lease value held
-const LuaScript& shard_release() {
-  static const LuaScript s = make("shard_release", R"lua(
+// Deletes a key only while it still holds the caller's value: a shard's lease
+// given back by its dispatcher, a task type's lock by the run that held it.
+// KEYS: the key   ARGV: the value held
+// Reply: 1 if it held it, else 0 (it lapsed, and another may hold it now).
+const LuaScript& release_held() {
+  static const LuaScript s = make("release_held", R"lua(
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 )lua");
@@ -746,17 +749,6 @@ end
 redis.call('ZADD', KEYS[2], 'NX', order, id)
 redis.call('ZADD', KEYS[3], now + wait, id)
 return {'wait', redis.call('ZRANK', KEYS[2], id)}
-)lua");
-  return s;
-}
-
-// Gives a type's lock back when the run holding it is over (or did not begin).
-// KEYS: lock   ARGV: holder
-// Reply: 1 if it held the lock, else 0 (it lapsed, and another run may hold it).
-const LuaScript& ungate() {
-  static const LuaScript s = make("ungate", R"lua(
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
 )lua");
   return s;
 }

@@ -50,7 +50,7 @@ class Blocking : public NamespaceTest {
   }
 
   int64_t ungate(const std::string& holder) {
-    auto r = redis_->eval(scripts::ungate(), {keys_->type_lock("job")}, {holder});
+    auto r = redis_->eval(scripts::release_held(), {keys_->type_lock("job")}, {holder});
     EXPECT_TRUE(r.ok()) << r.error().describe();
     return r ? r->integer() : -1;
   }

@@ -442,15 +442,9 @@ class Worker::Impl {
     std::erase_if(admitting_, [](const auto& e) { return e.second.empty(); });
   }
 
-  void unadmit(Delivery& d) {
-    if (!d.admitted) return;
-    d.admitted = false;
-    --admitted_;
-    --admitted_by_queue_[d.queue];
-  }
-
-  // This worker is done with a delivery's task: its type's lock and its place
-  // among the started tasks go back.
+  // This worker is done with a delivery's task, or sets it aside: its type's
+  // lock (given back with the next round trip, after the run's outcome) and its
+  // place among the started tasks go back.
   void let_go(const Delivery& d) {
     if (d.gated) ungating_.emplace_back(d.task.type, run_token(d));
     if (d.admitted) {
@@ -479,14 +473,6 @@ class Worker::Impl {
       if (finishing_.empty()) first_finish_ = clock_.now();
       finishing_.push_back(std::move(f));
     }
-  }
-
-  // A delivery that held its type's lock is done with: the lock goes back
-  // (recorded with the next round trip, after the run's outcome).
-  void ungate(Delivery& d) {
-    if (!d.gated) return;
-    d.gated = false;
-    ungating_.emplace_back(d.task.type, run_token(d));
   }
 
   Finish unstart(Delivery d) {
@@ -841,7 +827,8 @@ class Worker::Impl {
   // when Redis could not be reached (both lists stay for the next try).
   bool record_gates() {
     if (gating_.empty() && ungating_.empty()) return true;
-    for (const auto& [type, token] : ungating_) redis_.append_eval(scripts::ungate(), {keys_.type_lock(type)}, {token});
+    for (const auto& [type, token] : ungating_)
+      redis_.append_eval(scripts::release_held(), {keys_.type_lock(type)}, {token});
     for (const auto& d : gating_) {
       const auto& type = d.task.type;
       const int64_t order = d.task.due_ms.value_or(d.task.created_ms);
@@ -969,8 +956,8 @@ class Worker::Impl {
       // its lease (the start then says skip), and the lease is the bound. Its
       // type's lock, if it took one, goes back meanwhile, and is asked again;
       // so does its place among the tasks started here.
-      ungate(d);
-      unadmit(d);
+      let_go(d);
+      d.gated = d.admitted = false;
       const Millis again = std::min(Millis(r.at(at + 1).integer()), kBusyRecheck);
       spdlog::debug("worker {}: task {} is running elsewhere under a lease; looking again in {} ms", name_, d.task.id,
                     again.count());
@@ -1282,15 +1269,14 @@ class Worker::Impl {
   // worker restarted under the same name does not reuse its last life's run
   // tokens (a start would take an old running record for its own).
   uint64_t runs_ = static_cast<uint64_t>(std::random_device{}()) << 32;
-  std::multimap<Clock::time_point, Delivery> busy_;
-  std::map<std::string, std::deque<Delivery>> admitting_;  // by queue: waiting for room to start (admit())
-  int admitted_ = 0;                                       // tasks started here and not yet let go
+  std::multimap<Clock::time_point, Delivery> busy_;            // running elsewhere: start again at that time
+  std::vector<Delivery> gating_;                               // blocking types: to ask their type's gate
+  std::multimap<Clock::time_point, Delivery> waiting_;         // serial types: waiting their turn
+  std::vector<std::pair<std::string, std::string>> ungating_;  // (type, run token): locks to give back
+  std::map<std::string, std::deque<Delivery>> admitting_;      // by queue: waiting for room to start (admit())
+  int admitted_ = 0;                                           // tasks started here and not yet let go
   std::map<std::string, int> admitted_by_queue_;
-  double handler_ms_ = 1000;                            // recent handler run time, a moving average (starts cautious)
-  std::vector<Delivery> gating_;                        // blocking types: to ask their type's gate
-  std::multimap<Clock::time_point, Delivery> waiting_;  // serial types: waiting their turn
-  std::vector<std::pair<std::string, std::string>>
-      ungating_;  // (type, run token) locks to give back  // running elsewhere: start again at that time
+  double handler_ms_ = 1000;  // recent handler run time, a moving average (starts cautious)
   struct Open {
     size_t tasks = 0;        // its tasks not yet done with
     bool give_back = false;  // one of them was handed back: requeue it rather than ack

@@ -18,19 +18,18 @@
 
 namespace ripen::scripts {
 
-const LuaScript& enqueue();        // store a task and put it in the wheel
-const LuaScript& claim();          // move ripe tasks to in-flight under a lease (fenced)
-const LuaScript& settle();         // after publish: confirmed, returned (dead), or released
-const LuaScript& read_ended();     // the record of a task that ended, if still kept
-const LuaScript& shard_lease();    // take or renew a shard's lease
-const LuaScript& shard_release();  // give a shard back
-const LuaScript& heartbeat();      // register a live dispatcher, list the live ones
-const LuaScript& start();          // worker: a delivery begins running
-const LuaScript& finish();         // worker: succeeded, retry later, or dead
-const LuaScript& cancel();         // producer: a task not yet running never runs
-const LuaScript& reschedule();     // producer: move a task waiting in the wheel
-const LuaScript& gate();           // worker: may a run of a blocking task type begin now?
-const LuaScript& ungate();         // worker: a run that held its type's gate is over
+const LuaScript& enqueue();       // store a task and put it in the wheel
+const LuaScript& claim();         // move ripe tasks to in-flight under a lease (fenced)
+const LuaScript& settle();        // after publish: confirmed, returned (dead), or released
+const LuaScript& read_ended();    // the record of a task that ended, if still kept
+const LuaScript& shard_lease();   // take or renew a shard's lease
+const LuaScript& release_held();  // delete a lease or lock while it holds the caller's value
+const LuaScript& heartbeat();     // register a live dispatcher, list the live ones
+const LuaScript& start();         // worker: a delivery begins running
+const LuaScript& finish();        // worker: succeeded, retry later, or dead
+const LuaScript& cancel();        // producer: a task not yet running never runs
+const LuaScript& reschedule();    // producer: move a task waiting in the wheel
+const LuaScript& gate();          // worker: may a run of a blocking task type begin now?
 
 // claim()'s reply, read. The views point into the reply, which must outlive them.
 struct ClaimedTask {
