@@ -11,6 +11,7 @@
 #include <map>
 #include <random>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -109,12 +110,14 @@ class Dispatcher::Impl {
         sub_(redis_url_of(config), std::chrono::seconds(5), clock),
         amqp_(amqp_url_of(config), std::chrono::seconds(5), clock),
         stop_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
-        next_due_(static_cast<size_t>(config.shards), Clock::time_point::max()) {}
+        next_due_(static_cast<size_t>(config.shards), Clock::time_point::max()),
+        ingress_(config.dispatcher.ingress ? std::make_unique<Ingress>(config, owner_, clock) : nullptr) {}
 
   ~Impl() { close(stop_fd_); }
 
   void stop() {
     stopping_.store(true);
+    if (ingress_) ingress_->stop();
     uint64_t one = 1;
     [[maybe_unused]] auto n = write(stop_fd_, &one, sizeof one);
   }
@@ -122,6 +125,7 @@ class Dispatcher::Impl {
   DispatcherStats stats() const {
     std::lock_guard lock(stats_mu_);
     DispatcherStats s = stats_;
+    if (ingress_) s.ingress = ingress_->stats();
     for (const auto& [shard, lease] : owned_) s.shards.push_back(shard);
     return s;
   }
@@ -131,6 +135,7 @@ class Dispatcher::Impl {
   void run() {
     spdlog::info("dispatcher {} starting: {} shards, namespace '{}', redis {}, amqp {}", owner_, config_.shards,
                  config_.ns, redis_.url().redacted(), amqp_.url().redacted());
+    if (ingress_) ingress_thread_ = std::thread([this] { ingress_->run(); });
     auto last_report = clock_.now();
     while (!stopping_.load()) {
       const auto now = clock_.now();
@@ -701,11 +706,22 @@ class Dispatcher::Impl {
     release_pending();
     for (int i = 0; i < 3 && !settles_.empty(); ++i) flush_settles();
     release_shards();
+    if (ingress_thread_.joinable()) {
+      ingress_->stop();
+      ingress_thread_.join();
+    }
     report();
     spdlog::info("dispatcher {} stopped", owner_);
   }
 
   void report() {
+    if (ingress_) {
+      const IngressStats in = ingress_->stats();
+      if (in.received > 0) {
+        spdlog::info("ingress: received={} enqueued={} duplicates={} refused={} replies={}", in.received, in.enqueued,
+                     in.duplicates, in.refused, in.replies);
+      }
+    }
     std::lock_guard lock(stats_mu_);
     if (stats_.lateness.count() == 0 && stats_.released == 0) return;
     spdlog::info(
@@ -738,6 +754,9 @@ class Dispatcher::Impl {
   mutable std::mutex stats_mu_;
   DispatcherStats stats_;
   FailureLog redis_log_{clock_}, amqp_log_{clock_};
+
+  std::unique_ptr<Ingress> ingress_;  // null without dispatcher.ingress
+  std::thread ingress_thread_;
 };
 
 Dispatcher::Dispatcher(const Config& config, std::string owner, Clock& clock)

@@ -251,6 +251,9 @@ Result<std::optional<AmqpGot>> Amqp::get(const std::string& queue, bool no_ack) 
   }
   out.body = to_string(msg.body);
   if (msg.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) out.message_id = to_string(msg.properties.message_id);
+  if (msg.properties._flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
+    out.correlation_id = to_string(msg.properties.correlation_id);
+  }
   if (msg.properties._flags & AMQP_BASIC_HEADERS_FLAG) {
     const amqp_table_t& table = msg.properties.headers;
     for (int i = 0; i < table.num_entries; ++i) {

@@ -265,6 +265,8 @@ void apply_toml(Config& c, const std::string& text, const std::string& source) {
     r.read_duration("max_poll", d.max_poll_ms, 1);
     r.read("auto_declare", d.auto_declare);
     r.read_strings("queues", d.queues);
+    r.read("ingress", d.ingress);
+    r.read("ingress_prefetch", d.ingress_prefetch, 1, 65535);
   }
   if (const auto* t = top.sub("worker")) {
     TableReader r(*t, "worker", source);

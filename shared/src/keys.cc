@@ -47,5 +47,7 @@ std::string Keys::task_exchange() const { return ns_ + ".tasks"; }
 std::string Keys::queue(std::string_view queue_name) const { return ns_ + ".q." + std::string(queue_name); }
 std::string Keys::dead_exchange() const { return ns_ + ".dlx"; }
 std::string Keys::dead_queue(std::string_view queue_name) const { return ns_ + ".dlq." + std::string(queue_name); }
+std::string Keys::ingress_exchange() const { return ns_ + ".ingress"; }
+std::string Keys::ingress_queue() const { return ns_ + ".ingress"; }
 
 }  // namespace ripen

@@ -22,5 +22,14 @@ Status declare_queue(Amqp& amqp, const Keys& keys, const std::string& queue) {
   if (auto st = amqp.bind_queue(q, keys.task_exchange(), queue); !st) return st;
   return amqp.bind_queue(dlq, keys.dead_exchange(), queue);
 }
+Status declare_ingress(Amqp& amqp, const Keys& keys) {
+  if (auto st = declare_exchanges(amqp, keys); !st) return st;
+  if (auto st = amqp.declare_exchange(keys.ingress_exchange(), "fanout"); !st) return st;
+  if (auto st = amqp.declare_queue(keys.ingress_queue()); !st) return st;
+  if (auto st = amqp.bind_queue(keys.ingress_queue(), keys.ingress_exchange(), ""); !st) return st;
+  const std::string refused = keys.dead_queue(Keys::kIngress);
+  if (auto st = amqp.declare_queue(refused); !st) return st;
+  return amqp.bind_queue(refused, keys.dead_exchange(), std::string(Keys::kIngress));
+}
 
 }  // namespace ripen

@@ -224,8 +224,10 @@ void cleanup_namespace(const Config& config, const std::vector<std::string>& que
       (void)amqp.delete_queue(keys.dead_queue(q));
     }
     (void)amqp.delete_queue(keys.dead_queue(Keys::kUnroutable));
+    (void)amqp.delete_queue(keys.dead_queue(Keys::kIngress));
+    (void)amqp.delete_queue(keys.ingress_queue());
     // Exchanges are durable too; leaving them would grow the broker run by run.
-    for (const auto& exchange : {keys.task_exchange(), keys.dead_exchange()}) {
+    for (const auto& exchange : {keys.task_exchange(), keys.dead_exchange(), keys.ingress_exchange()}) {
       if (!amqp.ensure_connected()) break;
       amqp_exchange_delete(amqp.raw(), Amqp::kChannel, amqp_cstring_bytes(exchange.c_str()), 0);
       (void)amqp.check(amqp_get_rpc_reply(amqp.raw()), "deleting exchange '" + exchange + "'");

@@ -13,6 +13,8 @@
 //   its reason; it is never dropped.
 // - Connection failures to either server are logged and retried with backoff;
 //   run() returns only after stop().
+// - With dispatcher.ingress (the default) it also consumes the AMQP ingress on a
+//   thread of its own (ingress.h).
 #pragma once
 
 #include <atomic>
@@ -26,6 +28,7 @@
 
 #include "ripen/clock.h"
 #include "ripen/config.h"
+#include "ripen/ingress.h"
 #include "ripen/metrics.h"
 
 namespace ripen {
@@ -39,6 +42,7 @@ struct DispatcherStats {
   uint64_t recovered = 0;   // in-flight tasks whose lease expired and went back to the wheel
   Histogram lateness;       // claim time - due time, ms, by Redis TIME
   std::vector<int> shards;  // shards held now
+  IngressStats ingress;     // the AMQP ingress this dispatcher consumes (dispatcher.ingress)
 };
 
 // Which shards a dispatcher should hold, given the live dispatchers. Pure, for

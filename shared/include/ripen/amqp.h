@@ -55,6 +55,7 @@ struct AmqpGot {
   uint64_t delivery_tag = 0;  // for ack()/nack() when taken without no_ack
   std::string body;
   std::string message_id;
+  std::string correlation_id;
   std::map<std::string, std::string> headers;  // values rendered as strings
 };
 

@@ -31,6 +31,8 @@ struct DispatcherConfig {
   int64_t max_poll_ms = 1000;                     // longest sleep without looking at the wheel
   bool auto_declare = true;                       // declare a queue the first time a task names it
   std::vector<std::string> queues = {"default"};  // declared at start
+  bool ingress = true;                            // consume the AMQP ingress (keys.h: <ns>.ingress)
+  int ingress_prefetch = 256;                     // ingress messages taken at once, and enqueued in one round trip
 };
 
 // One consumed queue's settings ([worker.queue.<name>]); a table for a queue

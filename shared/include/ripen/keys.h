@@ -31,6 +31,9 @@
 //   <ns>.dlx              direct exchange for dead letters, routing key = queue name
 //   <ns>.dlq.<queue>      dead-letter queue per task queue
 //   <ns>.dlq._unroutable  dead letters whose queue did not exist at publish time
+//   <ns>.ingress          fanout exchange where any AMQP client publishes an envelope to enqueue it
+//   <ns>.ingress          durable queue bound to it, consumed by the dispatchers
+//   <ns>.dlq._ingress     ingress messages that were refused, with the reason (x-ripen-reason)
 #pragma once
 
 #include <cstdint>
@@ -74,7 +77,10 @@ class Keys {
   std::string queue(std::string_view queue_name) const;
   std::string dead_exchange() const;
   std::string dead_queue(std::string_view queue_name) const;
+  std::string ingress_exchange() const;
+  std::string ingress_queue() const;
   static constexpr std::string_view kUnroutable = "_unroutable";
+  static constexpr std::string_view kIngress = "_ingress";  // dead_queue(kIngress): refused ingress messages
 
  private:
   std::string ns_;

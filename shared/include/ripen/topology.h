@@ -16,4 +16,9 @@ Status declare_exchanges(Amqp& amqp, const Keys& keys);
 // worker rejects without requeue go to the dead-letter queue.
 Status declare_queue(Amqp& amqp, const Keys& keys, const std::string& queue);
 
+// The ingress: a durable fanout exchange (the routing key is ignored), the
+// durable queue the dispatchers consume from it, and the dead-letter queue for
+// refused messages, bound to the dead-letter exchange.
+Status declare_ingress(Amqp& amqp, const Keys& keys);
+
 }  // namespace ripen

@@ -1,0 +1,381 @@
+#include "ripen/ingress.h"
+
+#include <amqp.h>  // before amqp_framing.h, which needs its types
+#include <amqp_framing.h>
+
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include "ripen/amqp.h"
+#include "ripen/envelope.h"
+#include "ripen/failure_log.h"
+#include "ripen/keys.h"
+#include "ripen/producer.h"
+#include "ripen/topology.h"
+
+namespace ripen {
+namespace {
+
+struct Delivery {
+  uint64_t tag = 0;
+  bool redelivered = false;
+  std::string body;
+  std::string message_id;
+  std::string correlation_id;
+  std::string reply_to;
+};
+
+// What became of one delivery of a batch.
+struct Outcome {
+  std::optional<Enqueued> task;  // stored, or found already there
+  std::string refusal;           // else: why it goes to the ingress dead-letter queue
+};
+
+std::string optional_prop(const amqp_basic_properties_t& p, amqp_flags_t flag, const amqp_bytes_t& value) {
+  return (p._flags & flag) != 0 ? to_string(value) : std::string();
+}
+
+bool retryable(const Error& e) {
+  return e.code == Errc::unavailable || e.code == Errc::timeout || e.code == Errc::server;
+}
+
+}  // namespace
+
+class Ingress::Impl {
+ public:
+  Impl(const Config& config, std::string name, Clock& clock)
+      : config_(config),
+        name_(std::move(name)),
+        clock_(clock),
+        keys_(config.ns, config.shards),
+        producer_(config, clock),
+        amqp_(amqp_url_of(config), std::chrono::seconds(5), clock) {}
+
+  void stop() { stopping_.store(true); }
+
+  IngressStats stats() const {
+    std::lock_guard lock(stats_mu_);
+    return stats_;
+  }
+
+  void run() {
+    while (!stopping_.load()) {
+      if (!ensure_connected()) {
+        pause(std::chrono::milliseconds(200));
+        continue;
+      }
+      pump(std::chrono::milliseconds(200));
+      if (inbox_.empty()) continue;
+      std::vector<Delivery> batch;
+      const size_t most = static_cast<size_t>(config_.dispatcher.ingress_prefetch);
+      while (!inbox_.empty() && batch.size() < most) {
+        batch.push_back(std::move(inbox_.front()));
+        inbox_.pop_front();
+      }
+      handle(batch);
+    }
+    // Whatever is unacked goes back to the queue when the connection closes.
+    amqp_.close();
+  }
+
+ private:
+  // ---- the connection ---------------------------------------------------------
+
+  bool ensure_connected() {
+    if (amqp_.connected()) return true;
+    Status st = amqp_.ensure_connected();
+    if (st) st = declare_ingress(amqp_, keys_);
+    if (st) st = amqp_.confirm_select();
+    if (st) st = amqp_.qos(static_cast<uint16_t>(config_.dispatcher.ingress_prefetch));
+    if (st) {
+      auto tag = amqp_.consume(keys_.ingress_queue());
+      if (!tag) st = tag.error();
+    }
+    if (!st) {
+      amqp_log_.fail("ingress: " + st.error().message);
+      amqp_.close();
+      return false;
+    }
+    amqp_log_.ok("ingress amqp");
+    spdlog::info("ingress {}: consuming '{}' (exchange '{}')", name_, keys_.ingress_queue(), keys_.ingress_exchange());
+    inbox_.clear();
+    confirms_.clear();
+    next_tag_ = 0;
+    return true;
+  }
+
+  // The broker's frames: deliveries go to the inbox, confirms to confirms_.
+  // Waits up to `timeout` for the first frame, then takes what has arrived.
+  void pump(std::chrono::milliseconds timeout) {
+    bool first = true;
+    while (amqp_.connected()) {
+      amqp_maybe_release_buffers(amqp_.raw());
+      timeval tv{first ? static_cast<time_t>(timeout.count() / 1000) : 0,
+                 first ? static_cast<suseconds_t>((timeout.count() % 1000) * 1000) : 0};
+      first = false;
+      amqp_frame_t frame;
+      const int st = amqp_simple_wait_frame_noblock(amqp_.raw(), &frame, &tv);
+      if (st == AMQP_STATUS_TIMEOUT) return;
+      if (st != AMQP_STATUS_OK) {
+        amqp_log_.fail("ingress: " + amqp_.fail(st, "reading frames").message);
+        return;
+      }
+      if (frame.frame_type != AMQP_FRAME_METHOD) continue;
+      switch (frame.payload.method.id) {
+        case AMQP_BASIC_DELIVER_METHOD: {
+          const auto* m = static_cast<amqp_basic_deliver_t*>(frame.payload.method.decoded);
+          Delivery d;
+          d.tag = m->delivery_tag;
+          d.redelivered = m->redelivered != 0;
+          amqp_message_t msg;
+          auto r = amqp_read_message(amqp_.raw(), frame.channel, &msg, 0);
+          if (auto ok = amqp_.check(r, "reading an ingress message"); !ok) {
+            amqp_log_.fail("ingress: " + ok.error().message);
+            return;
+          }
+          const auto& p = msg.properties;
+          d.body = to_string(msg.body);
+          d.message_id = optional_prop(p, AMQP_BASIC_MESSAGE_ID_FLAG, p.message_id);
+          d.correlation_id = optional_prop(p, AMQP_BASIC_CORRELATION_ID_FLAG, p.correlation_id);
+          d.reply_to = optional_prop(p, AMQP_BASIC_REPLY_TO_FLAG, p.reply_to);
+          amqp_destroy_message(&msg);
+          inbox_.push_back(std::move(d));
+          break;
+        }
+        case AMQP_BASIC_ACK_METHOD:
+        case AMQP_BASIC_NACK_METHOD: {
+          const bool acked = frame.payload.method.id == AMQP_BASIC_ACK_METHOD;
+          uint64_t tag = 0;
+          bool multiple = false;
+          if (acked) {
+            const auto* m = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
+            tag = m->delivery_tag;
+            multiple = m->multiple != 0;
+          } else {
+            const auto* m = static_cast<amqp_basic_nack_t*>(frame.payload.method.decoded);
+            tag = m->delivery_tag;
+            multiple = m->multiple != 0;
+          }
+          for (auto& [t, outcome] : confirms_) {
+            if (outcome == 0 && (t == tag || (multiple && t < tag))) outcome = acked ? 1 : -1;
+          }
+          break;
+        }
+        case AMQP_CHANNEL_CLOSE_METHOD:
+        case AMQP_CONNECTION_CLOSE_METHOD:
+        case AMQP_BASIC_CANCEL_METHOD: {
+          amqp_rpc_reply_t reply{};
+          reply.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION;
+          reply.reply = frame.payload.method;
+          if (frame.payload.method.id == AMQP_BASIC_CANCEL_METHOD) {
+            spdlog::warn("ingress {}: the broker cancelled the consumer (queue deleted?); reconnecting", name_);
+            amqp_.close();
+          } else {
+            amqp_log_.fail("ingress: " + amqp_.check(reply, "consuming").error().message);
+          }
+          return;
+        }
+        default:
+          break;
+      }
+    }
+  }
+
+  void pause(std::chrono::milliseconds d) {
+    const auto until = clock_.now() + d;
+    while (!stopping_.load() && clock_.now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+
+  // ---- one batch -------------------------------------------------------------
+
+  void handle(const std::vector<Delivery>& batch) {
+    {
+      std::lock_guard lock(stats_mu_);
+      stats_.received += batch.size();
+    }
+    std::vector<Outcome> outcomes(batch.size());
+    std::vector<size_t> valid;
+    std::vector<Envelope> tasks;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      auto env = read(batch[i]);
+      if (!env) {
+        outcomes[i].refusal = env.error().message;
+        continue;
+      }
+      valid.push_back(i);
+      tasks.push_back(std::move(*env));
+    }
+    if (!store(valid, std::move(tasks), outcomes)) return;  // stopping, or the connection broke: redelivered
+    // Refusals first: a message is acked only once its dead-letter copy is confirmed.
+    std::vector<size_t> refused;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (!outcomes[i].task) refused.push_back(i);
+    }
+    std::vector<bool> safe(batch.size(), true);
+    if (!refused.empty()) dead_letter(batch, outcomes, refused, safe);
+    if (!amqp_.connected()) return;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (!safe[i]) {
+        (void)amqp_.nack(batch[i].tag, /*requeue=*/true);
+        continue;
+      }
+      reply(batch[i], outcomes[i]);
+      if (auto st = amqp_.ack(batch[i].tag); !st) return;  // redelivered; its identity finds its task
+    }
+  }
+
+  // The envelope of a delivery, with its identity for a redelivery (see ingress.h).
+  Result<Envelope> read(const Delivery& d) const {
+    if (is_bundle(d.body)) {
+      return Error{Errc::invalid, "the message is a JSON array: publish one envelope (a JSON object) per message"};
+    }
+    auto env = decode_envelope(d.body, static_cast<size_t>(config_.max_envelope_bytes));
+    if (!env) return env;
+    if (env->idempotency_key.empty() && env->id.empty() && !d.message_id.empty()) {
+      env->idempotency_key = "amqp:" + d.message_id;
+    }
+    return env;
+  }
+
+  // Stores the valid tasks in one round trip, holding the batch while Redis is
+  // unreachable. False when it gave up (stopping, or the broker connection broke
+  // meanwhile): the batch is left unacked, to be delivered again.
+  bool store(const std::vector<size_t>& valid, std::vector<Envelope> tasks, std::vector<Outcome>& outcomes) {
+    std::vector<size_t> todo = valid;
+    while (!todo.empty()) {
+      auto results = producer_.enqueue_batch(tasks);
+      std::vector<size_t> again;
+      std::vector<Envelope> again_tasks;
+      std::string trouble;
+      for (size_t k = 0; k < todo.size(); ++k) {
+        const size_t i = todo[k];
+        auto& r = results[k];
+        if (r) {
+          outcomes[i].task = *r;
+          std::lock_guard lock(stats_mu_);
+          ++(r->created ? stats_.enqueued : stats_.duplicates);
+        } else if (r.error().code == Errc::conflict && !tasks[k].id.empty()) {
+          // The caller chose the id and a task has it: this message, delivered again.
+          outcomes[i].task = Enqueued{TaskId(tasks[k].id), false, 0};
+          std::lock_guard lock(stats_mu_);
+          ++stats_.duplicates;
+        } else if (retryable(r.error())) {
+          trouble = r.error().message;
+          again.push_back(i);
+          again_tasks.push_back(std::move(tasks[k]));
+        } else {
+          outcomes[i].refusal = r.error().message;
+        }
+      }
+      if (again.empty()) break;
+      redis_log_.fail("ingress: storing " + std::to_string(again.size()) + " tasks: " + trouble + "; holding them");
+      pause(std::chrono::milliseconds(500));
+      if (stopping_.load()) return false;
+      pump(std::chrono::milliseconds(0));  // confirms and closes; deliveries wait in the inbox
+      if (!amqp_.connected()) return false;
+      todo = std::move(again);
+      tasks = std::move(again_tasks);
+    }
+    if (!valid.empty()) redis_log_.ok("ingress redis");
+    return true;
+  }
+
+  // Copies each refused message to the ingress dead-letter queue with its reason
+  // and waits for the broker's confirms; safe[i] is false for a copy that was not
+  // confirmed (its message is handed back instead).
+  void dead_letter(const std::vector<Delivery>& batch, const std::vector<Outcome>& outcomes,
+                   const std::vector<size_t>& refused, std::vector<bool>& safe) {
+    std::map<size_t, uint64_t> tag_of;
+    for (size_t i : refused) {
+      const Delivery& d = batch[i];
+      spdlog::warn("ingress {}: refused message {}: {}", name_, d.message_id.empty() ? "(no message_id)" : d.message_id,
+                   outcomes[i].refusal);
+      AmqpMessageProps props;
+      props.message_id = d.message_id;
+      props.correlation_id = d.correlation_id;
+      props.headers = {{"x-ripen-reason", outcomes[i].refusal}, {"x-ripen-dispatcher", name_}};
+      if (!d.reply_to.empty()) props.headers.emplace_back("x-ripen-reply-to", d.reply_to);
+      // Never through Amqp's reconnect: the batch's delivery tags belong to this connection.
+      if (!amqp_.connected()) {
+        safe.assign(batch.size(), false);
+        return;
+      }
+      if (auto st = amqp_.publish(keys_.dead_exchange(), std::string(Keys::kIngress), d.body, props, false); !st) {
+        amqp_log_.fail("ingress: " + st.error().message);
+        safe.assign(batch.size(), false);
+        return;
+      }
+      tag_of[i] = ++next_tag_;
+      confirms_[next_tag_] = 0;
+    }
+    const auto deadline = clock_.now() + std::chrono::seconds(5);
+    auto waiting = [&] {
+      for (const auto& [i, tag] : tag_of) {
+        if (confirms_[tag] == 0) return true;
+      }
+      return false;
+    };
+    while (amqp_.connected() && waiting() && clock_.now() < deadline && !stopping_.load()) {
+      pump(std::chrono::milliseconds(50));
+    }
+    for (const auto& [i, tag] : tag_of) {
+      safe[i] = confirms_[tag] == 1;
+      confirms_.erase(tag);
+      if (safe[i]) {
+        std::lock_guard lock(stats_mu_);
+        ++stats_.refused;
+      }
+    }
+  }
+
+  void reply(const Delivery& d, const Outcome& o) {
+    if (d.reply_to.empty() || !amqp_.connected()) return;
+    nlohmann::json body;
+    if (o.task) {
+      body = {{"ok", true}, {"id", o.task->id.get()}, {"created", o.task->created}, {"due_ms", o.task->due_ms}};
+    } else {
+      body = {{"ok", false}, {"code", "invalid"}, {"error", o.refusal}};
+    }
+    AmqpMessageProps props;
+    props.correlation_id = d.correlation_id;
+    props.persistent = false;
+    // The default exchange routes to the queue named reply_to. A reply that
+    // finds no queue (its asker gave up) is dropped by the broker, which is fine.
+    if (auto st = amqp_.publish("", d.reply_to, body.dump(), props, false); !st) return;
+    ++next_tag_;  // its confirm is not waited for
+    std::lock_guard lock(stats_mu_);
+    ++stats_.replies;
+  }
+
+  Config config_;
+  std::string name_;
+  Clock& clock_;
+  Keys keys_;
+  Producer producer_;
+  Amqp amqp_;
+  std::atomic<bool> stopping_{false};
+
+  std::deque<Delivery> inbox_;        // delivered, not yet handled
+  std::map<uint64_t, int> confirms_;  // publish tag -> 0 waiting, 1 acked, -1 nacked (dead-letter copies)
+  uint64_t next_tag_ = 0;             // of the last publish on this channel
+
+  mutable std::mutex stats_mu_;
+  IngressStats stats_;
+  FailureLog redis_log_{clock_}, amqp_log_{clock_};
+};
+
+Ingress::Ingress(const Config& config, std::string name, Clock& clock)
+    : impl_(std::make_unique<Impl>(config, std::move(name), clock)) {}
+Ingress::~Ingress() = default;
+void Ingress::run() { impl_->run(); }
+void Ingress::stop() { impl_->stop(); }
+IngressStats Ingress::stats() const { return impl_->stats(); }
+
+}  // namespace ripen

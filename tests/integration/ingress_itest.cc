@@ -1,0 +1,303 @@
+// Enqueue over AMQP, with real servers: an envelope published to the ingress
+// exchange is scheduled and answered; a malformed one lands in the ingress
+// dead-letter queue with its reason and is answered with it; a message that
+// names itself (idempotency key or message_id) schedules once, also when a
+// dispatcher is killed mid-ingest; and the Python and Node examples enqueue
+// tasks that a worker runs.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <csignal>
+#include <set>
+#include <string>
+
+#include "ripen/dispatcher.h"
+#include "ripen/producer.h"
+#include "ripen/topology.h"
+#include "ripen/worker.h"
+#include "testing.h"
+
+namespace ripen::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+class Ingress : public NamespaceTest {
+ protected:
+  void SetUp() override {
+    NamespaceTest::SetUp();
+    queues_.push_back("replies");
+    keys_ = std::make_unique<Keys>(config_.ns, config_.shards);
+    amqp_ = connect_amqp(config_);
+    // The topology exists before anything is published, as it does once any
+    // dispatcher has started; the reply queue stands for a client's own.
+    ASSERT_TRUE(declare_ingress(*amqp_, *keys_).ok());
+    ASSERT_TRUE(amqp_->declare_queue(reply_queue()).ok());
+  }
+
+  std::string reply_queue() const { return keys_->queue("replies"); }
+
+  void publish(const std::string& body, const std::string& message_id, const std::string& correlation_id = "") {
+    AmqpMessageProps props;
+    props.message_id = message_id;
+    props.correlation_id = correlation_id;
+    if (!correlation_id.empty()) props.reply_to = reply_queue();
+    ASSERT_TRUE(amqp_->publish(keys_->ingress_exchange(), "any-key", body, props, false).ok());
+  }
+
+  // The replies, by correlation id, once `count` have come (or `timeout` passed).
+  std::map<std::string, json> read_replies(size_t count, std::chrono::milliseconds timeout) {
+    std::map<std::string, json> out;
+    wait_until(
+        [&] {
+          auto got = amqp_->get(reply_queue(), /*no_ack=*/true);
+          if (!got || !got->has_value()) return out.size() >= count;
+          out[(*got)->correlation_id] = json::parse((*got)->body);
+          return out.size() >= count;
+        },
+        timeout, 5ms);
+    return out;
+  }
+
+  std::unique_ptr<Keys> keys_;
+  std::unique_ptr<Amqp> amqp_;
+};
+
+json envelope(const std::string& type, json payload = nullptr) {
+  return {{"v", 1}, {"queue", "default"}, {"type", type}, {"payload", std::move(payload)}};
+}
+
+TEST_F(Ingress, EnvelopeIsScheduledRepliedToAndRun) {
+  CallLog calls;
+  Worker worker(config_);
+  worker.handle("greet", [&](const TaskContext& ctx) { calls.add({ctx.id, ctx.attempt, ctx.task.payload.dump()}); });
+  Dispatcher dispatcher(config_);
+  Running d(dispatcher);
+  Running w(worker);
+
+  json later = envelope("greet", {{"name", "later"}});
+  later["delay_ms"] = 3'600'000;
+  publish(later.dump(), "m-later", "c-later");
+  publish(envelope("greet", {{"name", "now"}}).dump(), "m-now", "c-now");
+
+  auto replies = read_replies(2, 30s);
+  ASSERT_EQ(replies.size(), 2u);
+  Producer producer(config_);
+  std::string now_id, later_id;
+  for (const auto& [correlation, r] : replies) {
+    ASSERT_TRUE(r.value("ok", false)) << r.dump();
+    const std::string id = r.value("id", "");
+    EXPECT_TRUE(r.value("created", false)) << r.dump();
+    auto rec = producer.get(TaskId(id));
+    ASSERT_TRUE(rec.ok()) << rec.error().describe();
+    EXPECT_EQ(rec->idempotency_key, "amqp:m-" + correlation.substr(2));
+    (correlation == "c-now" ? now_id : later_id) = id;
+  }
+  ASSERT_FALSE(now_id.empty());
+  ASSERT_FALSE(later_id.empty());
+  auto done = wait_for_state(producer.redis(), producer.keys(), now_id, "succeeded", 30s);
+  ASSERT_TRUE(done && done->state == "succeeded");
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls.calls()[0].payload, R"({"name":"now"})");
+  EXPECT_EQ(producer.get(TaskId(later_id))->state, "scheduled");
+  EXPECT_EQ(message_count(*amqp_, keys_->ingress_queue()), 0) << "every message acked";
+  EXPECT_EQ(dispatcher.stats().ingress.enqueued, 2u);
+}
+
+TEST_F(Ingress, MalformedMessagesGoToTheIngressDeadLetterQueueWithTheirReason) {
+  config_.max_envelope_bytes = 2048;
+  struct Case {
+    std::string name;
+    std::string body;
+    std::string reason;  // a part of x-ripen-reason
+  };
+  json no_queue = envelope("t");
+  no_queue.erase("queue");
+  json bad_queue = envelope("t");
+  bad_queue["queue"] = "has space";
+  json no_v = envelope("t");
+  no_v.erase("v");
+  json v9 = envelope("t");
+  v9["v"] = 9;
+  json both = envelope("t");
+  both["due_ms"] = 1;
+  both["delay_ms"] = 1;
+  json priority = envelope("t");
+  priority["priority"] = 12;
+  json delay_text = envelope("t");
+  delay_text["delay_ms"] = "soon";
+  json unknown = envelope("t");
+  unknown["colour"] = "red";
+  json big = envelope("t", std::string(4000, 'x'));
+  json bad_id = envelope("t");
+  bad_id["id"] = "no spaces allowed";
+  const std::vector<Case> cases = {
+      {"not-json", "hello", "not valid JSON"},
+      {"empty", "", "not valid JSON"},
+      {"array", "[" + envelope("t").dump() + "]", "JSON array"},
+      {"string", R"("just a string")", "must be a JSON object"},
+      {"no-queue", no_queue.dump(), "field 'queue': is required"},
+      {"bad-queue", bad_queue.dump(), "field 'queue': must be"},
+      {"no-type", R"({"v":1,"queue":"default"})", "field 'type': is required"},
+      {"no-v", no_v.dump(), "field 'v': is required"},
+      {"v9", v9.dump(), "unsupported envelope version 9"},
+      {"due-and-delay", both.dump(), "either due_ms or delay_ms"},
+      {"priority", priority.dump(), "field 'priority'"},
+      {"delay-text", delay_text.dump(), "field 'delay_ms': must be an integer"},
+      {"unknown-field", unknown.dump(), "field 'colour': unknown field"},
+      {"too-big", big.dump(), "over the limit of 2048"},
+      {"bad-id", bad_id.dump(), "field 'id'"},
+  };
+  Dispatcher dispatcher(config_);
+  Running d(dispatcher);
+  for (const auto& c : cases) publish(c.body, c.name, "c-" + c.name);
+
+  const std::string dlq = keys_->dead_queue(Keys::kIngress);
+  std::map<std::string, AmqpMessage> dead;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        while (auto m = get_message(*amqp_, dlq)) dead[m->message_id] = *m;
+        return dead.size() >= cases.size();
+      },
+      30s));
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto it = dead.find(c.name);
+    ASSERT_NE(it, dead.end()) << "not dead-lettered";
+    EXPECT_EQ(it->second.body, c.body) << "the message as it came";
+    const std::string reason = it->second.headers["x-ripen-reason"];
+    EXPECT_NE(reason.find(c.reason), std::string::npos) << reason;
+  }
+  auto replies = read_replies(cases.size(), 10s);
+  EXPECT_EQ(replies.size(), cases.size()) << "each asker is told why";
+  for (const auto& c : cases) {
+    const json& r = replies["c-" + c.name];
+    EXPECT_FALSE(r.value("ok", true)) << c.name;
+    EXPECT_EQ(r.value("code", ""), "invalid") << c.name;
+    EXPECT_NE(r.value("error", "").find(c.reason), std::string::npos) << r.dump();
+  }
+  Producer producer(config_);
+  EXPECT_EQ(due_count(producer.redis(), producer.keys()), 0) << "nothing half-written";
+  EXPECT_EQ(message_count(*amqp_, keys_->ingress_queue()), 0);
+  EXPECT_EQ(dispatcher.stats().ingress.refused, cases.size());
+}
+
+TEST_F(Ingress, MessagesNamingTheSameTaskScheduleItOnce) {
+  Producer producer(config_);
+  // As if a dispatcher stored this message's task and died before acking it.
+  Envelope stored = make_task("t");
+  stored.delay_ms = 3'600'000;
+  stored.idempotency_key = "amqp:m-landed";
+  auto first = producer.enqueue(stored);
+  ASSERT_TRUE(first.ok()) << first.error().describe();
+
+  Dispatcher dispatcher(config_);
+  Running d(dispatcher);
+  json later = envelope("t");
+  later["delay_ms"] = 3'600'000;
+  publish(later.dump(), "m-landed", "c1");
+  json keyed = later;
+  keyed["idempotency_key"] = "invoice-7";
+  publish(keyed.dump(), "m-a", "c2");
+  publish(keyed.dump(), "m-b", "c3");
+  json chosen = later;
+  chosen["id"] = "my-own-id-1";
+  publish(chosen.dump(), "", "c4");
+  publish(chosen.dump(), "", "c5");
+
+  auto replies = read_replies(5, 30s);
+  ASSERT_EQ(replies.size(), 5u);
+  EXPECT_EQ(replies["c1"].value("id", ""), first->id.get()) << "the stored task's id is the answer";
+  EXPECT_FALSE(replies["c1"].value("created", true));
+  EXPECT_TRUE(replies["c2"].value("created", false));
+  EXPECT_EQ(replies["c3"].value("id", "c3"), replies["c2"].value("id", "c2"));
+  EXPECT_FALSE(replies["c3"].value("created", true));
+  EXPECT_EQ(replies["c4"].value("id", ""), "my-own-id-1");
+  EXPECT_TRUE(replies["c4"].value("created", false));
+  EXPECT_EQ(replies["c5"].value("id", ""), "my-own-id-1");
+  EXPECT_FALSE(replies["c5"].value("created", true));
+  EXPECT_EQ(due_count(producer.redis(), producer.keys()), 3);
+  const auto stats = dispatcher.stats().ingress;
+  EXPECT_EQ(stats.enqueued, 2u);
+  EXPECT_EQ(stats.duplicates, 3u);
+}
+
+TEST_F(Ingress, DispatcherKilledMidIngestLosesNothingAndSchedulesNothingTwice) {
+  constexpr int kMessages = 4000;
+  const auto env = child_env(config_);
+  Child first(binary("dispatcher/ripen-dispatcher"), {"--id", "first"}, env);
+  json later = envelope("t");
+  later["delay_ms"] = 3'600'000;
+  for (int i = 0; i < kMessages; ++i) {
+    later["payload"] = i;
+    publish(later.dump(), "m-" + std::to_string(i));
+  }
+  Producer producer(config_);
+  ASSERT_TRUE(wait_until([&] { return due_count(producer.redis(), producer.keys()) > 0; }, 30s)) << first.output();
+  first.signal(SIGKILL);
+  first.wait(10s);
+  const int64_t at_kill = due_count(producer.redis(), producer.keys());
+  EXPECT_LT(at_kill, kMessages) << "killed mid-ingest";
+
+  Child second(binary("dispatcher/ripen-dispatcher"), {"--id", "second"}, env);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return due_count(producer.redis(), producer.keys()) >= kMessages &&
+               message_count(*amqp_, keys_->ingress_queue()) == 0;
+      },
+      60s))
+      << "due " << due_count(producer.redis(), producer.keys()) << "\n"
+      << second.output();
+  second.signal(SIGTERM);
+  EXPECT_EQ(second.wait(20s), 0) << second.output();
+  EXPECT_EQ(message_count(*amqp_, keys_->ingress_queue()), 0) << "nothing was left unacked";
+  EXPECT_EQ(due_count(producer.redis(), producer.keys()), kMessages) << "one task per message";
+  std::cout << "tasks at the kill: " << at_kill << "; the second dispatcher's log:\n"
+            << second.output().substr(0, 2000) << "\n";
+}
+
+// Runs an example from producer/examples/ with the test servers and namespace;
+// a worker runs what it enqueues.
+class Examples : public Ingress {
+ protected:
+  void enqueue_and_run(const std::string& program, const std::string& script) {
+    ASSERT_FALSE(program.empty()) << "the test command installs it (scripts/test)";
+    CallLog calls;
+    Worker worker(config_);
+    worker.handle("greet", [&](const TaskContext& ctx) { calls.add({ctx.id, ctx.attempt, ctx.task.payload.dump()}); });
+    Dispatcher dispatcher(config_);
+    Running d(dispatcher);
+    Running w(worker);
+    auto run = run_command(program, {script, "--type", "greet", "--payload", R"({"from":")" + script + R"("})"},
+                           child_env(config_));
+    ASSERT_EQ(run.code, 0) << run.out << run.err;
+    const std::string id = trim(run.out);
+    Producer producer(config_);
+    auto done = wait_for_state(producer.redis(), producer.keys(), id, "succeeded", 30s);
+    ASSERT_TRUE(done && done->state == "succeeded") << id;
+    ASSERT_EQ(calls.size(), 1u);
+    EXPECT_EQ(calls.calls()[0].id, id);
+    EXPECT_EQ(calls.calls()[0].payload, R"({"from":")" + script + R"("})");
+
+    // A refusal comes back as the example's error, naming the field.
+    auto refused = run_command(program, {script, "--type", "no spaces"}, child_env(config_));
+    EXPECT_EQ(refused.code, 1);
+    EXPECT_NE(refused.err.find("field 'type'"), std::string::npos) << refused.err;
+  }
+};
+
+TEST_F(Examples, PythonWithPika) {
+  enqueue_and_run("/usr/bin/python3", std::string(RIPEN_SOURCE_DIR) + "/producer/examples/python/enqueue.py");
+}
+
+TEST_F(Examples, NodeWithAmqplib) {
+  const std::string dir = std::string(RIPEN_SOURCE_DIR) + "/producer/examples/node";
+  ASSERT_EQ(access((dir + "/node_modules/amqplib").c_str(), F_OK), 0)
+      << "amqplib is not installed: scripts/test runs npm ci in " << dir;
+  enqueue_and_run(find_program("node"), dir + "/enqueue.mjs");
+}
+
+}  // namespace
+}  // namespace ripen::testing
