@@ -13,7 +13,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake ninja-build pkg-config git ca-certificates \
       librabbitmq-dev libhiredis-dev nlohmann-json3-dev libspdlog-dev libcurl4-openssl-dev \
-      libcli11-dev libtomlplusplus-dev libgtest-dev libgmock-dev \
+      libcli11-dev libtomlplusplus-dev libgtest-dev libgmock-dev libhowardhinnant-date-dev tzdata \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -40,7 +40,7 @@ ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       ca-certificates librabbitmq4 libhiredis0.14 libspdlog1.10 libfmt9 \
-      libtomlplusplus3 libcurl4 libstdc++6 \
+      libtomlplusplus3 libcurl4 libstdc++6 libdate-tz3 tzdata \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin ripen
 COPY --from=build /out/ /usr/local/bin/

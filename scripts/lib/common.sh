@@ -12,7 +12,7 @@
 RIPEN_PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   librabbitmq-dev libhiredis-dev nlohmann-json3-dev libspdlog-dev libcli11-dev libcurl4-openssl-dev
-  libtomlplusplus-dev libgtest-dev libgmock-dev
+  libtomlplusplus-dev libgtest-dev libgmock-dev libhowardhinnant-date-dev tzdata
   redis-server redis-tools rabbitmq-server
   clang-format clang libclang-rt-14-dev
   procps curl ca-certificates jq
