@@ -111,13 +111,15 @@ class Dispatcher::Impl {
         amqp_(amqp_url_of(config), std::chrono::seconds(5), clock),
         stop_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
         next_due_(static_cast<size_t>(config.shards), Clock::time_point::max()),
-        ingress_(config.dispatcher.ingress ? std::make_unique<Ingress>(config, owner_, clock) : nullptr) {}
+        ingress_(config.dispatcher.ingress ? std::make_unique<Ingress>(config, owner_, clock) : nullptr),
+        scheduler_(config, owner_, clock) {}
 
   ~Impl() { close(stop_fd_); }
 
   void stop() {
     stopping_.store(true);
     if (ingress_) ingress_->stop();
+    scheduler_.stop();
     uint64_t one = 1;
     [[maybe_unused]] auto n = write(stop_fd_, &one, sizeof one);
   }
@@ -126,6 +128,7 @@ class Dispatcher::Impl {
     std::lock_guard lock(stats_mu_);
     DispatcherStats s = stats_;
     if (ingress_) s.ingress = ingress_->stats();
+    s.schedules = scheduler_.stats();
     for (const auto& [shard, lease] : owned_) s.shards.push_back(shard);
     return s;
   }
@@ -136,6 +139,7 @@ class Dispatcher::Impl {
     spdlog::info("dispatcher {} starting: {} shards, namespace '{}', redis {}, amqp {}", owner_, config_.shards,
                  config_.ns, redis_.url().redacted(), amqp_.url().redacted());
     if (ingress_) ingress_thread_ = std::thread([this] { ingress_->run(); });
+    scheduler_thread_ = std::thread([this] { scheduler_.run(); });
     auto last_report = clock_.now();
     while (!stopping_.load()) {
       const auto now = clock_.now();
@@ -710,6 +714,8 @@ class Dispatcher::Impl {
       ingress_->stop();
       ingress_thread_.join();
     }
+    scheduler_.stop();
+    if (scheduler_thread_.joinable()) scheduler_thread_.join();
     report();
     spdlog::info("dispatcher {} stopped", owner_);
   }
@@ -721,6 +727,10 @@ class Dispatcher::Impl {
         spdlog::info("ingress: received={} enqueued={} duplicates={} refused={} replies={}", in.received, in.enqueued,
                      in.duplicates, in.refused, in.replies);
       }
+    }
+    if (const SchedulerStats sc = scheduler_.stats(); sc.enqueued + sc.duplicates + sc.overlapped + sc.missed > 0) {
+      spdlog::info("schedules: enqueued={} duplicates={} overlapped={} missed={}", sc.enqueued, sc.duplicates,
+                   sc.overlapped, sc.missed);
     }
     std::lock_guard lock(stats_mu_);
     if (stats_.lateness.count() == 0 && stats_.released == 0) return;
@@ -757,6 +767,8 @@ class Dispatcher::Impl {
 
   std::unique_ptr<Ingress> ingress_;  // null without dispatcher.ingress
   std::thread ingress_thread_;
+  Scheduler scheduler_;  // runs the schedules while this dispatcher leads them
+  std::thread scheduler_thread_;
 };
 
 Dispatcher::Dispatcher(const Config& config, std::string owner, Clock& clock)

@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "cli.h"
 #include "ripen/config.h"
 #include "ripen/dead_letters.h"
 #include "ripen/duration.h"
@@ -17,29 +18,10 @@
 
 namespace {
 
-constexpr int kFailed = 1;
-constexpr int kBadInput = 2;
-
-int fail(const ripen::Error& e) {
-  std::cerr << "ripen: " << e.message << "\n";
-  return e.code == ripen::Errc::invalid ? kBadInput : kFailed;
-}
-
-struct Common {
-  std::string config_file;
-  std::string redis_url;
-  std::string amqp_url;
-  std::string ns;
-
-  ripen::Config load() const {
-    ripen::Config c = ripen::load_config(config_file.empty() ? std::nullopt : std::optional(config_file));
-    if (!redis_url.empty()) c.redis_url = redis_url;
-    if (!amqp_url.empty()) c.amqp_url = amqp_url;
-    if (!ns.empty()) c.ns = ns;
-    ripen::validate_config(c);
-    return c;
-  }
-};
+using ripen::cli::Common;
+using ripen::cli::fail;
+using ripen::cli::kBadInput;
+using ripen::cli::kFailed;
 
 struct EnqueueArgs {
   std::string queue, type, payload = "null", delay, at, idempotency_key, downstream;
@@ -215,6 +197,10 @@ int main(int argc, char** argv) {
   auto* dlq_purge = dlq->add_subcommand("purge", "delete every dead letter of the queue; prints how many");
   dlq_purge->add_option("queue", da.queue, "task queue")->required();
 
+  ripen::cli::Actions actions;
+  ripen::cli::add_schedule_commands(app, common, actions);
+  ripen::cli::add_inspect_commands(app, common, actions);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -234,6 +220,9 @@ int main(int argc, char** argv) {
     if (dlq_list->parsed()) return run_dlq_list(common, da);
     if (dlq_replay->parsed()) return run_dlq_replay(common, da);
     if (dlq_purge->parsed()) return run_dlq_purge(common, da);
+    for (const auto& [command, action] : actions) {
+      if (command->parsed()) return action();
+    }
   } catch (const ripen::ConfigError& e) {
     std::cerr << "ripen: config: " << e.what() << "\n";
     return kBadInput;

@@ -42,6 +42,10 @@ std::string Keys::breakers(std::string_view worker) const { return ns_ + ":break
 std::string Keys::type_lock(std::string_view type) const { return ns_ + ":{t:" + std::string(type) + "}:lock"; }
 std::string Keys::type_waiters(std::string_view type) const { return ns_ + ":{t:" + std::string(type) + "}:waiters"; }
 std::string Keys::type_waiting(std::string_view type) const { return ns_ + ":{t:" + std::string(type) + "}:waiting"; }
+std::string Keys::schedule_specs() const { return ns_ + ":{sched}:specs"; }
+std::string Keys::schedule_state() const { return ns_ + ":{sched}:state"; }
+std::string Keys::schedule_leader() const { return ns_ + ":{sched}:leader"; }
+std::string Keys::schedule_fence() const { return ns_ + ":{sched}:fence"; }
 
 std::string Keys::task_exchange() const { return ns_ + ".tasks"; }
 std::string Keys::queue(std::string_view queue_name) const { return ns_ + ".q." + std::string(queue_name); }

@@ -14,7 +14,8 @@
 // - Connection failures to either server are logged and retried with backoff;
 //   run() returns only after stop().
 // - With dispatcher.ingress (the default) it also consumes the AMQP ingress on a
-//   thread of its own (ingress.h).
+//   thread of its own (ingress.h), and on another it takes part in leading the
+//   recurring schedules (scheduler.h).
 #pragma once
 
 #include <atomic>
@@ -30,19 +31,21 @@
 #include "ripen/config.h"
 #include "ripen/ingress.h"
 #include "ripen/metrics.h"
+#include "ripen/scheduler.h"
 
 namespace ripen {
 
 struct DispatcherStats {
-  uint64_t claimed = 0;     // tasks taken from the wheel
-  uint64_t messages = 0;    // messages published to task queues (a bundle of tasks is one)
-  uint64_t confirmed = 0;   // publishes the broker confirmed
-  uint64_t returned = 0;    // publishes the broker returned as unroutable (dead-lettered)
-  uint64_t released = 0;    // publishes put back in the wheel (nack or broken connection)
-  uint64_t recovered = 0;   // in-flight tasks whose lease expired and went back to the wheel
-  Histogram lateness;       // claim time - due time, ms, by Redis TIME
-  std::vector<int> shards;  // shards held now
-  IngressStats ingress;     // the AMQP ingress this dispatcher consumes (dispatcher.ingress)
+  uint64_t claimed = 0;      // tasks taken from the wheel
+  uint64_t messages = 0;     // messages published to task queues (a bundle of tasks is one)
+  uint64_t confirmed = 0;    // publishes the broker confirmed
+  uint64_t returned = 0;     // publishes the broker returned as unroutable (dead-lettered)
+  uint64_t released = 0;     // publishes put back in the wheel (nack or broken connection)
+  uint64_t recovered = 0;    // in-flight tasks whose lease expired and went back to the wheel
+  Histogram lateness;        // claim time - due time, ms, by Redis TIME
+  std::vector<int> shards;   // shards held now
+  IngressStats ingress;      // the AMQP ingress this dispatcher consumes (dispatcher.ingress)
+  SchedulerStats schedules;  // the recurring schedules, while this dispatcher leads them
 };
 
 // Which shards a dispatcher should hold, given the live dispatchers. Pure, for

@@ -22,6 +22,11 @@
 //                         PX = that run's lease
 //   <ns>:{t:<type>}:waiters  ZSET  member = task id waiting its turn (serial), score = its due time
 //   <ns>:{t:<type>}:waiting  ZSET  member = the same ids, score = when its place lapses unless renewed
+// Recurring schedules (ripen schedule apply; the dispatcher that leads them), one slot:
+//   <ns>:{sched}:specs    HASH  schedule name -> its spec, canonical JSON (schedules.h)
+//   <ns>:{sched}:state    HASH  schedule name -> "<spec version>|<last tick accounted for, epoch ms>|<its task id>"
+//   <ns>:{sched}:leader   STRING "<owner>|<token>" of the dispatcher leading the schedules, PX
+//   <ns>:{sched}:fence    STRING fencing counter of that lease
 // A task lives in shard `shard_of(id)`; ids with an idempotency key are generated
 // so that `shard_of(id) == shard_of(key)` and both keys share the slot.
 //
@@ -71,6 +76,10 @@ class Keys {
   std::string type_lock(std::string_view type) const;
   std::string type_waiters(std::string_view type) const;
   std::string type_waiting(std::string_view type) const;
+  std::string schedule_specs() const;
+  std::string schedule_state() const;
+  std::string schedule_leader() const;
+  std::string schedule_fence() const;
 
   // AMQP
   std::string task_exchange() const;

@@ -1,0 +1,54 @@
+// What the `ripen` CLI's command files share: the global options, the exit
+// codes, and how a command reports an error. Each command file adds its
+// subcommands to the app and returns their actions; main() runs the one given.
+#pragma once
+
+#include <functional>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "ripen/config.h"
+#include "ripen/result.h"
+
+namespace ripen::cli {
+
+// Exit codes: 0 success, 1 the operation failed (server down, not found), 2 bad
+// input. Every error is one line on stderr starting with "ripen: ".
+constexpr int kFailed = 1;
+constexpr int kBadInput = 2;
+
+inline int fail(const Error& e) {
+  std::cerr << "ripen: " << e.message << "\n";
+  return e.code == Errc::invalid ? kBadInput : kFailed;
+}
+
+// The options every command takes (before the subcommand).
+struct Common {
+  std::string config_file;
+  std::string redis_url;
+  std::string amqp_url;
+  std::string ns;
+
+  Config load() const {
+    Config c = load_config(config_file.empty() ? std::nullopt : std::optional(config_file));
+    if (!redis_url.empty()) c.redis_url = redis_url;
+    if (!amqp_url.empty()) c.amqp_url = amqp_url;
+    if (!ns.empty()) c.ns = ns;
+    validate_config(c);
+    return c;
+  }
+};
+
+// A subcommand and what to run when it is the one given.
+using Actions = std::vector<std::pair<CLI::App*, std::function<int()>>>;
+
+// Command files (each adds its subcommands to `app`):
+void add_schedule_commands(CLI::App& app, const Common& common, Actions& actions);  // schedule.cc
+void add_inspect_commands(CLI::App& app, const Common& common, Actions& actions);   // inspect.cc
+
+}  // namespace ripen::cli
