@@ -16,6 +16,7 @@ RIPEN_PACKAGES=(
   redis-server redis-tools rabbitmq-server
   clang-format clang libclang-rt-14-dev
   procps curl ca-certificates jq
+  python3-pika
 )
 
 ripen_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
