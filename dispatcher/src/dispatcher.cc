@@ -92,9 +92,9 @@ struct Pending {
 
 struct Settle {
   std::string id;
-  int64_t deadline;  // as in Claimed
-  char outcome;      // 'd' confirmed, 'x' returned (dead), 'r' back to the wheel
-  std::string reason;
+  int64_t deadline;    // as in Claimed
+  char outcome;        // 'd' confirmed, 'x' returned (dead), 'r' back to the wheel, 'p' held (queue paused)
+  std::string reason;  // 'x': why; 'p': the queue
 };
 
 }  // namespace
@@ -144,6 +144,7 @@ class Dispatcher::Impl {
     while (!stopping_.load()) {
       const auto now = clock_.now();
       if (now >= next_maintenance_) maintain_shards();
+      if (now >= next_paused_read_) read_paused();
       ensure_subscribed();
       if (!ensure_amqp()) {
         flush_settles();  // what was confirmed before the broker went away
@@ -227,6 +228,24 @@ class Dispatcher::Impl {
         spdlog::info("shard {}: acquired (lease {})", s, r->str());
       }
     }
+  }
+
+  // The paused queues, read every half second: a task of one that ripens is held
+  // back (outcome 'p') instead of published. The settle script checks the
+  // shard's own flag, so a queue resumed meanwhile is never held.
+  void read_paused() {
+    next_paused_read_ = clock_.now() + std::chrono::milliseconds(500);
+    auto r = redis_.command({"SMEMBERS", keys_.paused_queues()});
+    if (!r) return;  // the claim path logs Redis trouble; keep what we knew
+    std::set<std::string> paused;
+    for (size_t i = 0; i < r->size(); ++i) paused.insert(r->at(i).str());
+    for (const auto& q : paused) {
+      if (paused_.count(q) == 0) spdlog::info("queue '{}' is paused: its ripe tasks stay in the wheel", q);
+    }
+    for (const auto& q : paused_) {
+      if (paused.count(q) == 0) spdlog::info("queue '{}' is resumed", q);
+    }
+    paused_ = std::move(paused);
   }
 
   void release_shards() {
@@ -344,6 +363,12 @@ class Dispatcher::Impl {
         settles_[shard].push_back({std::move(id), deadline, 'x', "stored task is malformed"});
         continue;
       }
+      if (!paused_.empty() && paused_.count(std::string(task->queue)) != 0) {
+        settles_[shard].push_back({std::move(id), deadline, 'p', std::string(task->queue)});
+        std::lock_guard lock(stats_mu_);
+        ++stats_.held;
+        continue;
+      }
       outbox_[std::string(task->queue)].push_back({Claimed{shard, id, deadline}, envelope_json(id, *task)});
     }
     return items > 0;
@@ -457,16 +482,12 @@ class Dispatcher::Impl {
           on_return(to_string(m->reply_text), to_string(m->routing_key));
           break;
         }
-        case AMQP_CHANNEL_CLOSE_METHOD:
-        case AMQP_CONNECTION_CLOSE_METHOD: {
-          amqp_rpc_reply_t reply{};
-          reply.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION;
-          reply.reply = frame.payload.method;
-          amqp_log_.fail(amqp_.check(reply, "publishing").error().message);
-          release_pending();
-          return;
-        }
         default:
+          if (auto closed = amqp_.closed_by(frame, "publishing")) {
+            amqp_log_.fail(closed->message);
+            release_pending();
+            return;
+          }
           break;
       }
     }
@@ -753,6 +774,8 @@ class Dispatcher::Impl {
   std::map<int, std::string> owned_;         // shard -> lease value "owner|token"
   std::vector<Clock::time_point> next_due_;  // per shard: when to claim next
   Clock::time_point next_maintenance_{};
+  Clock::time_point next_paused_read_{};
+  std::set<std::string> paused_;                         // paused queues, as last read
   Clock::time_point next_round_{};                       // no claim round before this (one per tick)
   std::map<std::string, std::vector<Outgoing>> outbox_;  // by queue: claimed this round, to publish
   std::deque<Pending> pending_;                          // publishes awaiting confirms, by tag

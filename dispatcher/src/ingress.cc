@@ -168,21 +168,11 @@ class Ingress::Impl {
           }
           break;
         }
-        case AMQP_CHANNEL_CLOSE_METHOD:
-        case AMQP_CONNECTION_CLOSE_METHOD:
-        case AMQP_BASIC_CANCEL_METHOD: {
-          amqp_rpc_reply_t reply{};
-          reply.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION;
-          reply.reply = frame.payload.method;
-          if (frame.payload.method.id == AMQP_BASIC_CANCEL_METHOD) {
-            spdlog::warn("ingress {}: the broker cancelled the consumer (queue deleted?); reconnecting", name_);
-            amqp_.close();
-          } else {
-            amqp_log_.fail("ingress: " + amqp_.check(reply, "consuming").error().message);
-          }
-          return;
-        }
         default:
+          if (auto closed = amqp_.closed_by(frame, "consuming the ingress")) {
+            amqp_log_.fail("ingress: " + closed->message);
+            return;
+          }
           break;
       }
     }

@@ -50,5 +50,8 @@ using Actions = std::vector<std::pair<CLI::App*, std::function<int()>>>;
 // Command files (each adds its subcommands to `app`):
 void add_schedule_commands(CLI::App& app, const Common& common, Actions& actions);  // schedule.cc
 void add_inspect_commands(CLI::App& app, const Common& common, Actions& actions);   // inspect.cc
+void add_queue_commands(CLI::App& app, const Common& common, Actions& actions);     // queue.cc
+// `ripen enqueue --file FILE|-`: one envelope per line (inspect.cc).
+int run_enqueue_file(const Common& common, const std::string& file, bool json);
 
 }  // namespace ripen::cli

@@ -29,9 +29,14 @@ struct EnqueueArgs {
   std::string timeout;
   int priority = 0;
   bool json = false;
+  std::string file;
 };
 
 int run_enqueue(const Common& common, const EnqueueArgs& a) {
+  if (!a.file.empty()) return ripen::cli::run_enqueue_file(common, a.file, a.json);
+  if (a.queue.empty() || a.type.empty()) {
+    return fail({ripen::Errc::invalid, "enqueue: give --queue and --type, or --file"});
+  }
   ripen::Envelope env;
   env.queue = a.queue;
   env.type = a.type;
@@ -75,11 +80,13 @@ int run_status(const Common& common, const std::string& id) {
   return 0;
 }
 
-int run_cancel(const Common& common, const std::string& id, const std::string& reason) {
+int run_cancel(const Common& common, const std::string& id, const std::string& reason, bool json) {
   ripen::Producer producer(common.load());
   auto r = producer.cancel(ripen::TaskId(id), reason);
   if (!r) return fail(r.error());
-  if (*r == "dispatched") {
+  if (json) {
+    std::cout << nlohmann::json{{"id", id}, {"cancelled", true}, {"was", *r}}.dump() << "\n";
+  } else if (*r == "dispatched") {
     std::cout << id << " cancelled; it had been published: the worker that receives it skips it\n";
   } else {
     std::cout << id << " cancelled\n";
@@ -87,7 +94,8 @@ int run_cancel(const Common& common, const std::string& id, const std::string& r
   return 0;
 }
 
-int run_reschedule(const Common& common, const std::string& id, const std::string& delay, const std::string& at) {
+int run_reschedule(const Common& common, const std::string& id, const std::string& delay, const std::string& at,
+                   bool json) {
   if (delay.empty() == at.empty()) return fail({ripen::Errc::invalid, "reschedule: give --delay or --at"});
   ripen::Producer producer(common.load());
   ripen::Status st;
@@ -101,7 +109,16 @@ int run_reschedule(const Common& common, const std::string& id, const std::strin
     st = producer.reschedule(ripen::TaskId(id), *t);
   }
   if (!st) return fail(st.error());
-  std::cout << id << " rescheduled\n";
+  if (json) {
+    auto rec = producer.get(ripen::TaskId(id));
+    std::cout << nlohmann::json{{"id", id},
+                                {"rescheduled", true},
+                                {"due_ms", rec ? nlohmann::json(rec->due_ms) : nullptr}}
+                     .dump()
+              << "\n";
+  } else {
+    std::cout << id << " rescheduled\n";
+  }
   return 0;
 }
 
@@ -110,11 +127,18 @@ struct DlqArgs {
   std::string id;
   bool all = false;
   size_t limit = 100;
+  bool json = false;
 };
 
 int run_dlq_list(const Common& common, const DlqArgs& a) {
   auto r = ripen::list_dead_letters(common.load(), a.queue, a.limit);
   if (!r) return fail(r.error());
+  if (a.json) {
+    nlohmann::ordered_json all = nlohmann::ordered_json::array();
+    for (const auto& d : *r) all.push_back(d.to_json());
+    std::cout << all.dump() << "\n";
+    return 0;
+  }
   for (const auto& d : *r) std::cout << d.to_json().dump() << "\n";
   return 0;
 }
@@ -155,8 +179,8 @@ int main(int argc, char** argv) {
 
   EnqueueArgs ea;
   auto* enqueue = app.add_subcommand("enqueue", "schedule a task; prints its id");
-  enqueue->add_option("--queue", ea.queue, "queue the task is published to")->required();
-  enqueue->add_option("--type", ea.type, "task type; selects the worker's handler")->required();
+  enqueue->add_option("--queue", ea.queue, "queue the task is published to (required without --file)");
+  enqueue->add_option("--type", ea.type, "task type; selects the worker's handler (required without --file)");
   enqueue->add_option("--payload", ea.payload, "payload as JSON (default: null)");
   auto* delay = enqueue->add_option("--delay", ea.delay, "run after this long, e.g. 30s, 5m, 1h30m");
   auto* at = enqueue->add_option("--at", ea.at, "run at this time, RFC 3339, e.g. 2026-11-22T10:00:00Z");
@@ -166,22 +190,37 @@ int main(int argc, char** argv) {
   enqueue->add_option("--max-attempts", ea.max_attempts, "attempts before dead-lettering")->check(CLI::Range(1, 1000));
   enqueue->add_option("--timeout", ea.timeout, "handler time limit, e.g. 30s");
   enqueue->add_option("--priority", ea.priority, "0..9")->check(CLI::Range(0, 9));
-  enqueue->add_flag("--json", ea.json, "print {id, created, due_ms} as JSON");
+  enqueue->add_flag("--json", ea.json,
+                    "print {id, created, due_ms} as JSON (with --file: one per line, and its \"line\")");
+  auto* file =
+      enqueue->add_option("--file", ea.file,
+                          "enqueue one envelope (JSON) per line of FILE, '-' for stdin; prints an id per line; "
+                          "a bad line is reported as \"ripen: line N: ...\" and the rest go on");
+  for (const char* one : {"--queue", "--type", "--payload", "--delay", "--at", "--idempotency-key", "--downstream",
+                          "--max-attempts", "--timeout", "--priority"}) {
+    file->excludes(one);
+  }
 
   std::string status_id;
   auto* status = app.add_subcommand("status", "print a task's record as one JSON object");
   status->add_option("id", status_id, "task id")->required();
+  bool status_json = false;  // status prints JSON either way; the flag is there for scripts that always pass it
+  status->add_flag("--json", status_json, "print JSON (the default)");
 
   std::string cancel_id, cancel_reason = "cancelled";
   auto* cancel = app.add_subcommand("cancel", "cancel a task that has not started running: it never runs");
   cancel->add_option("id", cancel_id, "task id")->required();
   cancel->add_option("--reason", cancel_reason, "kept in its record as its last error (default: cancelled)");
+  bool cancel_json = false;
+  cancel->add_flag("--json", cancel_json, "print {id, cancelled, was: the state it had}");
 
   std::string move_id, move_delay, move_at;
   auto* reschedule = app.add_subcommand("reschedule", "move a task waiting in the timer wheel to a new due time");
   reschedule->add_option("id", move_id, "task id")->required();
   auto* move_delay_opt = reschedule->add_option("--delay", move_delay, "due this long from now, e.g. 30s, 5m");
   reschedule->add_option("--at", move_at, "due at this time, RFC 3339")->excludes(move_delay_opt);
+  bool move_json = false;
+  reschedule->add_flag("--json", move_json, "print {id, rescheduled, due_ms}");
 
   DlqArgs da;
   auto* dlq = app.add_subcommand("dlq", "dead letters of a queue: list, replay, purge");
@@ -189,6 +228,7 @@ int main(int argc, char** argv) {
   auto* dlq_list = dlq->add_subcommand("list", "print the dead letters, one JSON object per line, oldest first");
   dlq_list->add_option("queue", da.queue, "task queue")->required();
   dlq_list->add_option("--limit", da.limit, "at most this many (default 100)")->check(CLI::Range(1, 1'000'000));
+  dlq_list->add_flag("--json", da.json, "print them as one JSON array instead");
   auto* dlq_replay =
       dlq->add_subcommand("replay", "put dead tasks back into the timer wheel, due now, attempts reset; prints ids");
   dlq_replay->add_option("queue", da.queue, "task queue")->required();
@@ -200,6 +240,7 @@ int main(int argc, char** argv) {
   ripen::cli::Actions actions;
   ripen::cli::add_schedule_commands(app, common, actions);
   ripen::cli::add_inspect_commands(app, common, actions);
+  ripen::cli::add_queue_commands(app, common, actions);
 
   try {
     app.parse(argc, argv);
@@ -215,8 +256,8 @@ int main(int argc, char** argv) {
   try {
     if (enqueue->parsed()) return run_enqueue(common, ea);
     if (status->parsed()) return run_status(common, status_id);
-    if (cancel->parsed()) return run_cancel(common, cancel_id, cancel_reason);
-    if (reschedule->parsed()) return run_reschedule(common, move_id, move_delay, move_at);
+    if (cancel->parsed()) return run_cancel(common, cancel_id, cancel_reason, cancel_json);
+    if (reschedule->parsed()) return run_reschedule(common, move_id, move_delay, move_at, move_json);
     if (dlq_list->parsed()) return run_dlq_list(common, da);
     if (dlq_replay->parsed()) return run_dlq_replay(common, da);
     if (dlq_purge->parsed()) return run_dlq_purge(common, da);

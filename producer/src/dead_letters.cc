@@ -30,15 +30,6 @@ DeadLetter dead_letter_of(const AmqpGot& m) {
   return d;
 }
 
-Status check_queue_name(const std::string& queue) {
-  Envelope probe;
-  probe.queue = queue;
-  probe.type = "probe";
-  probe.id = "probe";
-  if (auto st = validate_envelope(probe); !st) return st.error();
-  return {};
-}
-
 // How many messages the dead-letter queue holds now: each call looks at that
 // many at most, so the dead letters it leaves (and puts back) are not met twice.
 Result<uint32_t> waiting(Amqp& amqp, const std::string& dlq) { return amqp.queue_message_count(dlq); }

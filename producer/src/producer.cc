@@ -228,6 +228,49 @@ Result<std::string> Producer::cancel(const TaskId& id, const std::string& reason
   return Error{Errc::not_found, "no task " + id.get() + " (never existed, or its record has expired)"};
 }
 
+Status Producer::pause_queue(const std::string& queue) {
+  if (auto st = check_queue_name(queue); !st) return st;
+  // Each shard's flag is what its settle script checks when a dispatcher holds a
+  // task back; the fleet-wide set is what dispatchers read to decide to.
+  for (int s = 0; s < keys_.shards(); ++s) redis_.append({"HSET", keys_.paused_flags(s), queue, "1"});
+  redis_.append({"SADD", keys_.paused_queues(), queue});
+  auto replies = redis_.flush();
+  if (!replies) return replies.error();
+  for (const auto& r : *replies) {
+    if (!r) return r.error();
+  }
+  return {};
+}
+
+Result<int64_t> Producer::resume_queue(const std::string& queue) {
+  if (auto st = check_queue_name(queue); !st) return st.error();
+  // The fleet-wide set first: a dispatcher that still holds a task back after
+  // its shard's flag is gone finds it gone and puts the task back itself.
+  redis_.append({"SREM", keys_.paused_queues(), queue});
+  for (int s = 0; s < keys_.shards(); ++s) {
+    redis_.append_eval(scripts::resume(),
+                       {keys_.due(s), keys_.status(s), keys_.paused_flags(s), keys_.parked(s, queue)},
+                       {keys_.wake_channel(), std::to_string(s), queue});
+  }
+  auto replies = redis_.flush();
+  if (!replies) return replies.error();
+  int64_t moved = 0;
+  for (const auto& r : *replies) {
+    if (!r) return r.error();
+  }
+  for (size_t i = 1; i < replies->size(); ++i) moved += (*replies)[i]->integer();
+  return moved;
+}
+
+Result<std::vector<std::string>> Producer::paused_queues() {
+  auto r = redis_.command({"SMEMBERS", keys_.paused_queues()});
+  if (!r) return r.error();
+  std::vector<std::string> out;
+  for (size_t i = 0; i < r->size(); ++i) out.push_back(r->at(i).str());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 Status Producer::reschedule(const TaskId& id, int64_t due_epoch_ms) {
   return move(id, std::to_string(due_epoch_ms), 0);
 }

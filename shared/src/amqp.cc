@@ -326,6 +326,20 @@ Status Amqp::publish(const std::string& exchange, const std::string& routing_key
   return {};
 }
 
+std::optional<Error> Amqp::closed_by(const amqp_frame_t& frame, std::string_view what) {
+  if (frame.frame_type != AMQP_FRAME_METHOD) return std::nullopt;
+  const amqp_method_number_t id = frame.payload.method.id;
+  if (id == AMQP_BASIC_CANCEL_METHOD) {
+    close();
+    return Error{Errc::unavailable, std::string(what) + ": the broker cancelled the consumer (queue deleted?)"};
+  }
+  if (id != AMQP_CHANNEL_CLOSE_METHOD && id != AMQP_CONNECTION_CLOSE_METHOD) return std::nullopt;
+  amqp_rpc_reply_t reply{};
+  reply.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION;
+  reply.reply = frame.payload.method;
+  return check(reply, what).error();
+}
+
 Status Amqp::ack(uint64_t delivery_tag, bool multiple) {
   if (!connected()) return make_error(Errc::unavailable, "amqp: not connected; the delivery will be redelivered");
   if (int st = amqp_basic_ack(conn_, kChannel, delivery_tag, multiple ? 1 : 0); st != AMQP_STATUS_OK) {

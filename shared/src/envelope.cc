@@ -107,6 +107,11 @@ Status validate_fields(const Envelope& env) {
 }  // namespace
 
 bool is_downstream_name(std::string_view name) { return is_name(name, kTypeChars); }
+bool is_queue_name(std::string_view name) { return is_name(name, kQueueChars); }
+Status check_queue_name(std::string_view name) {
+  if (is_queue_name(name)) return {};
+  return make_error(Errc::invalid, "queue '" + std::string(name) + "': must be 1-128 characters of [A-Za-z0-9._-]");
+}
 
 Status validate_envelope(const Envelope& env, size_t max_bytes) {
   if (auto st = validate_fields(env); !st) return st;

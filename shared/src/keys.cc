@@ -30,6 +30,14 @@ std::string Keys::fence(int shard) const { return shard_prefix(shard) + "fence";
 std::string Keys::tasks(int shard) const { return shard_prefix(shard) + "tasks"; }
 std::string Keys::status(int shard) const { return shard_prefix(shard) + "status"; }
 std::string Keys::ended_index(int shard) const { return shard_prefix(shard) + "ended"; }
+std::string Keys::minute_counts(int shard, int64_t epoch_minute) const {
+  return shard_prefix(shard) + "minute:" + std::to_string(epoch_minute);
+}
+std::string Keys::paused_flags(int shard) const { return shard_prefix(shard) + "pausedq"; }
+std::string Keys::parked(int shard, std::string_view queue) const {
+  return shard_prefix(shard) + "paused:" + std::string(queue);
+}
+std::string Keys::paused_queues() const { return ns_ + ":paused"; }
 std::string Keys::idempotency(std::string_view key) const {
   return shard_prefix(shard_of(key)) + "idem:" + std::string(key);
 }

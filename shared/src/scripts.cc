@@ -179,6 +179,58 @@ local function retirer(prefix, retention)
   end
   return r
 end
+
+-- The queue a TASK head (the TASK without its payload; stored_task.h) names,
+-- read from the TASK when the caller has no head.
+local function queue_of(prefix, id, head)
+  if not head or head == '' then head = redis.call('HGET', prefix .. 'tasks', id) or '' end
+  return match(head, '^[^\31]*\31[^\31]*\31([^\31]*)')
+end
+
+-- The parked set of a paused task's queue (keys.h: <prefix>paused:<queue>).
+local function parked_key(prefix, id) return prefix .. 'paused:' .. (queue_of(prefix, id, '') or '') end
+
+-- How runs ended, per queue and minute, for `ripen stats`: one hash per shard
+-- and minute, <prefix>minute:<epoch minute> (keys.h), fields '<queue>|succeeded',
+-- '<queue>|failed' (an attempt failed; a retry waits), '<queue>|dead', and
+-- '<queue>|late|<le>': a coarse histogram of lateness (the handler's start minus
+-- its due time), <le> the bucket's upper bound in ms or 'inf'. add() only
+-- counts in Lua; done() writes one HINCRBY per field seen, so a script run that
+-- ends many tasks of one queue pays a few calls, not a few per task.
+local LATE_BOUNDS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 900000, 3600000}
+local function minute_tally(prefix)
+  local counts, any = {}, false
+  local t = {}
+  function t.add(queue, outcome, late_ms)
+    if not queue or queue == '' then return end
+    any = true
+    local field = queue .. '|' .. outcome
+    counts[field] = (counts[field] or 0) + 1
+    if late_ms then
+      local le = 'inf'
+      for _, bound in ipairs(LATE_BOUNDS) do
+        if late_ms <= bound then le = text(bound) break end
+      end
+      field = queue .. '|late|' .. le
+      counts[field] = (counts[field] or 0) + 1
+    end
+  end
+  function t.done()
+    if not any then return end
+    local minute = math.floor(now_ms() / 60000)
+    local key = prefix .. 'minute:' .. text(minute)
+    for field, n in pairs(counts) do redis.call('HINCRBY', key, field, n) end
+    -- Read back an hour; kept two from the minute's start.
+    redis.call('PEXPIREAT', key, text(minute * 60000 + 7200000))
+  end
+  return t
+end
+
+-- A run's lateness in ms from its STATUS stamps, or nil.
+local function lateness(started, due)
+  local s, d = tonumber(started), tonumber(due)
+  return s and d and math.max(s - d, 0) or nil
+end
 )lua";
 
 LuaScript make(const char* name, const char* body) { return LuaScript{name, std::string(kPrelude) + body}; }
@@ -381,6 +433,9 @@ return out
 //               says dispatched since the claim)
 //           'x' the broker returned it (unroutable): the task ends dead, reason kept
 //           'r' the broker refused it or the connection broke: back to the due set
+//           'p' not published: its queue (the reason value) is paused. Held out of
+//               the wheel in the queue's parked set (keys.h), state `paused`, until
+//               resume(); back to the due set if the queue was resumed meanwhile.
 // Reply: number of publishes whose claim was still in flight.
 const LuaScript& settle() {
   static const LuaScript s = make_sectioned("settle", R"lua(
@@ -390,6 +445,7 @@ for i = o + 3, o + n, 4 do ids[#ids + 1] = A[i] end
 local scores = gather('ZMSCORE', KEYS[2], ids)
 local gone, seen = {}, {}
 local retire = retirer(prefix, retention)
+local tally = minute_tally(prefix)
 for k = 1, #ids do
   local i = o + 3 + (k - 1) * 4
   local id, outcome, deadline = A[i], A[i + 1], A[i + 2]
@@ -401,6 +457,11 @@ for k = 1, #ids do
       if st and outcome == 'x' then
         local _, attempts, due, dispatched, started, _, worker = match(st, STATUS)
         retire.add(id, status('dead', attempts, due, dispatched, started, text(now_ms()), worker, A[i + 3]), '')
+        tally.add(queue_of(prefix, id, ''), 'dead', nil)
+      elseif st and outcome == 'p' and redis.call('HEXISTS', prefix .. 'pausedq', A[i + 3]) == 1 then
+        local _, attempts, due, dispatched, started, finished, worker, err = match(st, STATUS)
+        redis.call('ZADD', prefix .. 'paused:' .. A[i + 3], due, id)
+        redis.call('HSET', KEYS[3], id, status('paused', attempts, due, dispatched, started, finished, worker, err))
       elseif st then
         put_back(KEYS[1], KEYS[3], id, st)
       end
@@ -409,6 +470,7 @@ for k = 1, #ids do
 end
 if #gone > 0 then each_slice('ZREM', KEYS[2], gone) end
 retire.done()
+tally.done()
 return #gone
 )lua");
   return s;
@@ -574,6 +636,7 @@ local statuses = gather('HMGET', KEYS[1], ids)
 -- STATUS as this call left it (false once retired), for a task listed twice.
 local written = {}
 local retire = retirer(prefix, retention)
+local tally = minute_tally(prefix)
 local fields, entries, out = {}, {}, {}
 local earliest = nil
 for k, id in ipairs(ids) do
@@ -612,6 +675,7 @@ for k, id in ipairs(ids) do
         -- crash in between duplicates a retry but never loses one.
         state = 'failed'
         st = status(state, attempts, next_due_s, dispatched, started, now_s, ran_by, A[i + 3])
+        tally.add(queue_of(prefix, id, A[i + 5]), state, lateness(started, due))
       else
         -- Did not run (its breaker held it back after its start was recorded):
         -- the attempt the start counted is given back, and it waits as before.
@@ -627,6 +691,7 @@ for k, id in ipairs(ids) do
       if earliest == nil or next_due < earliest then earliest = next_due end
     else
       if outcome == 'ok' then state = 'succeeded' else state, err = 'dead', A[i + 3] end
+      tally.add(queue_of(prefix, id, A[i + 5]), state, lateness(started, due))
       retire.add(id, status(state, attempts, due, dispatched, started, now_s, ran_by, err), A[i + 5],
         state == 'succeeded' and done_ms or 0)
       written[id] = false
@@ -637,6 +702,7 @@ end
 if #fields > 0 then each_slice('HSET', KEYS[1], fields) end
 schedule(KEYS[2], entries, earliest, wake, shard)
 retire.done()
+tally.done()
 return out
 )lua");
   return s;
@@ -668,6 +734,7 @@ end
 if state == 'running' then return {'running', match(ran_by, '^[^#]*')} end
 redis.call('ZREM', KEYS[1], id)
 redis.call('ZREM', KEYS[2], id)
+if state == 'paused' then redis.call('ZREM', parked_key(prefix, id), id) end
 local retire = retirer(prefix, retention)
 retire.add(id, status('cancelled', attempts, due, dispatched, started, text(now_ms()), ran_by, reason), '', 0)
 retire.done()
@@ -691,17 +758,62 @@ if redis.call('HEXISTS', prefix .. 'tasks', id) == 0 then
   if ended then return {'ended', match(ended, '^[^\31]*')} end
   return {'missing'}
 end
-if not redis.call('ZSCORE', KEYS[1], id) then
-  local st = redis.call('HGET', KEYS[2], id)
+local st = redis.call('HGET', KEYS[2], id)
+local paused = st and match(st, '^[^\31]*') == 'paused'
+if not paused and not redis.call('ZSCORE', KEYS[1], id) then
   return {'not_waiting', st and match(st, '^[^\31]*') or 'unknown'}
 end
-local st = redis.call('HGET', KEYS[2], id)
 if st then
   local state, attempts, _, dispatched, started, finished, ran_by, err = match(st, STATUS)
   redis.call('HSET', KEYS[2], id, status(state, attempts, due, dispatched, started, finished, ran_by, err))
 end
-schedule(KEYS[1], {due, id}, tonumber(due), ARGV[5], ARGV[6])
+if paused then
+  -- Held out of the wheel while its queue is paused; resume() puts it back at this time.
+  redis.call('ZADD', parked_key(prefix, id), due, id)
+else
+  schedule(KEYS[1], {due, id}, tonumber(due), ARGV[5], ARGV[6])
+end
 return {'rescheduled', tonumber(due)}
+)lua");
+  return s;
+}
+
+// Resumes a paused queue in one shard: the shard stops parking its tasks, and
+// those it holds go back to the wheel at their due times, waiting again (the
+// ripe ones are claimed at once: the dispatchers are woken).
+// KEYS: due, status, the shard's pausedq, the queue's parked set
+// ARGV: wake_channel, shard, queue
+// Reply: how many tasks went back.
+const LuaScript& resume() {
+  static const LuaScript s = make("resume", R"lua(
+redis.call('HDEL', KEYS[3], ARGV[3])
+local moved = 0
+while true do
+  local batch = redis.call('ZRANGE', KEYS[4], 0, 999, 'WITHSCORES')
+  if #batch == 0 then break end
+  local ids, entries, fields, earliest = {}, {}, {}, nil
+  for i = 1, #batch, 2 do ids[#ids + 1] = batch[i] end
+  local statuses = gather('HMGET', KEYS[2], ids)
+  for k = 1, #ids do
+    local id, due = ids[k], batch[2 * k]
+    entries[#entries + 1] = due
+    entries[#entries + 1] = id
+    if not earliest or tonumber(due) < earliest then earliest = tonumber(due) end
+    local st = statuses[k]
+    if st then
+      local state, attempts, d, dispatched, started, finished, worker, err = match(st, STATUS)
+      if state == 'paused' then
+        fields[#fields + 1] = id
+        fields[#fields + 1] = status(waiting(attempts), attempts, d, dispatched, started, finished, worker, err)
+      end
+    end
+  end
+  if #fields > 0 then each_slice('HSET', KEYS[2], fields) end
+  schedule(KEYS[1], entries, earliest, ARGV[1], ARGV[2])
+  each_slice('ZREM', KEYS[4], ids)
+  moved = moved + #ids
+end
+return moved
 )lua");
   return s;
 }
@@ -749,6 +861,196 @@ end
 redis.call('ZADD', KEYS[2], 'NX', order, id)
 redis.call('ZADD', KEYS[3], now + wait, id)
 return {'wait', redis.call('ZRANK', KEYS[2], id)}
+)lua");
+  return s;
+}
+
+// Walks one shard's structures a bounded chunk at a time, reading only, for
+// `ripen list` (the ids of the tasks that match) and `ripen stats` (how many of
+// each queue are in each state). A walk is one phase per structure:
+//   'due'       the due set by (due time, id): tasks waiting, scheduled or failed
+//   'inflight'  the in-flight set by (lease deadline, id): claimed, confirm pending
+//   'status'    STATUS by HSCAN, but the ids in the two sets: dispatched, running,
+//               paused
+//   'ended'     the ENDED buckets, oldest first, each by HSCAN; ids whose task
+//               lives again (replayed) are left to the other phases
+// A live task's state is read as task_record.cc reads it: no STATUS is
+// scheduled; `dispatched` while still in flight is waiting (scheduled or failed).
+// A run reads one chunk: up to `count` members of a set, or one HSCAN call
+// (COUNT `count`, a hint) of a hash, and says where it stopped; a walk resumes
+// from any such place. Not a snapshot: a task that moves between structures
+// during a walk may be met twice or not at all.
+// KEYS: due, inflight, tasks, status, ended (the shard's bucket index)
+// ARGV: prefix, phase, pos, after, count, queue ('' any), state ('' any), mode ('ids' | 'tally')
+//   pos/after, where the walk stands ('' '' = the phase's start):
+//     due, inflight  pos = the score reached, after = the last id met with it
+//     status         pos = an HSCAN cursor; after = '', or an id: take that
+//                    chunk again, without its ids up to this one (byte order)
+//     ended          pos = '<w>:<n>:<HSCAN cursor>' of a bucket, after as for status
+// Reply: {pos, after, done (1: the phase has nothing left), examined, ...}, then
+//   mode 'ids': per matching task: id, pos, after (a walk resumed there starts right
+//               after it; in a hash, the ids of a chunk come in byte order)
+//   mode 'tally': per (queue, state) met: '<queue>|<state>', count
+const LuaScript& survey() {
+  static const LuaScript s = make("survey", R"lua(
+local prefix, phase, pos, after = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local count, want_queue, want_state, mode = tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8]
+local tasks_key, status_key = KEYS[3], KEYS[4]
+local out = { '', '', 0, 0 }
+local tallies = {}
+local examined = 0
+
+-- Byte order, as Redis orders members of equal score (Lua's own < follows the locale).
+local function lex_lt(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+local function met(id, queue, state, at_pos, at_after)
+  if queue == nil or (want_queue ~= '' and queue ~= want_queue) or (want_state ~= '' and state ~= want_state) then
+    return
+  end
+  if mode == 'tally' then
+    local k = queue .. '|' .. state
+    tallies[k] = (tallies[k] or 0) + 1
+  else
+    out[#out + 1] = id
+    out[#out + 1] = at_pos
+    out[#out + 1] = at_after
+  end
+end
+
+local function live_state(st, in_flight)
+  if not st then return 'scheduled' end
+  local state, attempts = match(st, '^([^\31]*)\31([^\31]*)')
+  if state == 'dispatched' and in_flight then return waiting(attempts) end
+  return state
+end
+
+-- A sorted set after (pos, after): the first rank past them, found by rank for
+-- members of the same score (binary search, O(log n) calls), then one range.
+local function zwalk(key, in_flight)
+  local start = 0
+  if pos ~= '' then
+    start = redis.call('ZCOUNT', key, '-inf', '(' .. pos)
+    if after ~= '' then
+      local lo, hi = start, redis.call('ZCOUNT', key, '-inf', pos)
+      while lo < hi do
+        local mid = math.floor((lo + hi) / 2)
+        local m = redis.call('ZRANGE', key, mid, mid)[1]
+        if m and not lex_lt(after, m) then lo = mid + 1 else hi = mid end
+      end
+      start = lo
+    end
+  end
+  local entries = redis.call('ZRANGE', key, start, start + count - 1, 'WITHSCORES')
+  out[1], out[2] = pos, after
+  for i = 1, #entries, 2 do
+    local id, score = entries[i], entries[i + 1]
+    examined = examined + 1
+    local task = redis.call('HGET', tasks_key, id)
+    if task then
+      met(id, queue_of(prefix, id, task), live_state(redis.call('HGET', status_key, id), in_flight), score, id)
+    end
+    out[1], out[2] = score, id
+  end
+  if #entries < 2 * count then out[3] = 1 end
+end
+
+-- One HSCAN chunk of `key` from `cursor`: visit(id, value) for its entries in
+-- byte order of id, those up to `skip_to` left out. Returns the next cursor.
+-- Byte order, not the order HSCAN gives: that changes as the hash is rehashed,
+-- while a chunk taken again from its cursor holds the same entries as long as
+-- the hash is left alone (callers cut a walk between chunks when they can).
+local function hchunk(key, cursor, skip_to, visit)
+  local r = redis.call('HSCAN', key, cursor, 'COUNT', count)
+  local kv, ids, values = r[2], {}, {}
+  for i = 1, #kv, 2 do
+    if skip_to == '' or lex_lt(skip_to, kv[i]) then
+      ids[#ids + 1] = kv[i]
+      values[kv[i]] = kv[i + 1]
+    end
+  end
+  table.sort(ids, lex_lt)
+  for _, id in ipairs(ids) do
+    examined = examined + 1
+    visit(id, values[id])
+  end
+  return r[1]
+end
+
+local function status_walk()
+  local cursor = pos ~= '' and pos or '0'
+  local next_cursor = hchunk(status_key, cursor, after, function(id, st)
+    if redis.call('ZSCORE', KEYS[1], id) or redis.call('ZSCORE', KEYS[2], id) then return end
+    local task = redis.call('HGET', tasks_key, id)
+    if task then met(id, queue_of(prefix, id, task), live_state(st, false), cursor, id) end
+  end)
+  out[1] = next_cursor
+  if next_cursor == '0' then out[3] = 1 end
+end
+
+local ENDED_QUEUE = '^' .. string.rep('[^\31]*\31', 10) .. '([^\31]*)'
+local function ended_walk()
+  local buckets = redis.call('ZRANGE', KEYS[5], 0, -1)
+  local w, n, cursor = match(pos, '^(%d+):(%d+):(%d+)$')
+  local at, skip = nil, after
+  for i, b in ipairs(buckets) do
+    local bw, bn = match(b, 'ended:(%d+):(%d+)$')
+    if bw then
+      if w == nil then
+        at, cursor = i, '0'
+        break
+      elseif bw == w and bn == n then
+        at = i
+        break
+      elseif tonumber(bw) * tonumber(bn) > tonumber(w) * tonumber(n) then
+        at, cursor, skip = i, '0', ''  -- its bucket went (retention): the next one
+        break
+      end
+    end
+  end
+  if not at then
+    out[3] = 1
+    return
+  end
+  local bw, bn = match(buckets[at], 'ended:(%d+):(%d+)$')
+  local here = bw .. ':' .. bn .. ':' .. cursor
+  cursor = hchunk(buckets[at], cursor, skip, function(id, record)
+    if redis.call('HEXISTS', tasks_key, id) == 1 then return end
+    met(id, match(record, ENDED_QUEUE) or '', match(record, '^[^\31]*'), here, id)
+  end)
+  if cursor == '0' then
+    at = at + 1
+    if at > #buckets then
+      out[3] = 1
+      return
+    end
+    bw, bn = match(buckets[at], 'ended:(%d+):(%d+)$')
+  end
+  out[1] = bw .. ':' .. bn .. ':' .. cursor
+end
+
+if phase == 'due' then
+  zwalk(KEYS[1], false)
+elseif phase == 'inflight' then
+  zwalk(KEYS[2], true)
+elseif phase == 'status' then
+  status_walk()
+elseif phase == 'ended' then
+  ended_walk()
+else
+  return redis.error_reply('survey: unknown phase ' .. phase)
+end
+out[4] = examined
+for k, v in pairs(tallies) do
+  out[#out + 1] = k
+  out[#out + 1] = v
+end
+return out
 )lua");
   return s;
 }

@@ -100,6 +100,14 @@ TEST(KeysRedis, EndedIndexIsPerShardAndBucketsAreBuiltFromItsPrefix) {
   EXPECT_EQ(hash_tag(keys.shard_prefix(3) + "ended:225000:7979788"), hash_tag(keys.ended_index(3)));
 }
 
+TEST(KeysRedis, MinuteCountsArePerShardAndMinuteAndMatchWhatTheScriptsBuild) {
+  Keys keys("ripen", 16);
+  EXPECT_EQ(keys.minute_counts(3, 29'456'640), "ripen:{s3}:minute:29456640");
+  // The finish script builds the same name from the shard prefix.
+  EXPECT_EQ(keys.minute_counts(3, 29'456'640), keys.shard_prefix(3) + "minute:29456640");
+  EXPECT_EQ(hash_tag(keys.minute_counts(3, 29'456'640)), hash_tag(keys.due(3)));
+}
+
 TEST(KeysRedis, TaskAndStatusHashesArePerShard) {
   Keys keys("ripen", 16);
   EXPECT_EQ(keys.tasks(3), "ripen:{s3}:tasks");

@@ -286,18 +286,8 @@ class Worker::Impl {
           (void)amqp_.fail(AMQP_STATUS_CONNECTION_CLOSED, "reading frames");
           return;
         }
-        if (frame.frame_type == AMQP_FRAME_METHOD && (frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
-                                                      frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD ||
-                                                      frame.payload.method.id == AMQP_BASIC_CANCEL_METHOD)) {
-          amqp_rpc_reply_t reply{};
-          reply.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION;
-          reply.reply = frame.payload.method;
-          if (frame.payload.method.id == AMQP_BASIC_CANCEL_METHOD) {
-            spdlog::warn("worker {}: the broker cancelled a consumer (queue deleted?); reconnecting", name_);
-            amqp_.close();
-          } else {
-            spdlog::warn("worker {}: {}", name_, amqp_.check(reply, "consuming").error().message);
-          }
+        if (auto closed = amqp_.closed_by(frame, "consuming")) {
+          spdlog::warn("worker {}: {}; reconnecting", name_, closed->message);
           return;
         }
         continue;

@@ -42,6 +42,7 @@ struct DispatcherStats {
   uint64_t returned = 0;     // publishes the broker returned as unroutable (dead-lettered)
   uint64_t released = 0;     // publishes put back in the wheel (nack or broken connection)
   uint64_t recovered = 0;    // in-flight tasks whose lease expired and went back to the wheel
+  uint64_t held = 0;         // ripe tasks of a paused queue held in the wheel instead of published
   Histogram lateness;        // claim time - due time, ms, by Redis TIME
   std::vector<int> shards;   // shards held now
   IngressStats ingress;      // the AMQP ingress this dispatcher consumes (dispatcher.ingress)

@@ -67,6 +67,16 @@ class Producer {
   Status reschedule(const TaskId& id, int64_t due_epoch_ms);
   Status reschedule_in(const TaskId& id, std::chrono::milliseconds delay);  // from now, by Redis's clock
 
+  // Pauses a queue: from within about a second, its tasks that ripen are held
+  // in the timer wheel (state `paused`) instead of being published, until
+  // resume_queue(). Tasks already published are not called back, and new tasks
+  // can still be enqueued. Errors: invalid queue name; a server error.
+  Status pause_queue(const std::string& queue);
+  // Lets a paused queue's tasks be published again: those held go back to the
+  // wheel at their due times (the ripe ones at once). Returns how many.
+  Result<int64_t> resume_queue(const std::string& queue);
+  Result<std::vector<std::string>> paused_queues();
+
   const Keys& keys() const { return keys_; }
   Redis& redis() { return redis_; }
 

@@ -102,6 +102,10 @@ class Amqp {
   Status check(amqp_rpc_reply_t reply, std::string_view what);
   // Reports a library error code (negative int), tearing down the connection.
   Error fail(int status, std::string_view what);
+  // When `frame` ends what this connection was doing (channel.close or
+  // connection.close from the broker, or basic.cancel of a consumer: its queue
+  // was deleted), tears the connection down and says why; nullopt for any other frame.
+  std::optional<Error> closed_by(const amqp_frame_t& frame, std::string_view what);
 
   const AmqpUrl& url() const { return url_; }
 

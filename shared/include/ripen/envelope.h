@@ -52,6 +52,10 @@ Status validate_envelope(const Envelope& env, size_t max_bytes, std::string_view
 
 // A task type or downstream name: 1-128 characters of [A-Za-z0-9._:-].
 bool is_downstream_name(std::string_view name);
+// A queue name: 1-128 characters of [A-Za-z0-9._-]. check_queue_name says so
+// when it is not: "queue 'a b': must be 1-128 characters of [A-Za-z0-9._-]".
+bool is_queue_name(std::string_view name);
+Status check_queue_name(std::string_view name);
 
 nlohmann::json envelope_to_json(const Envelope& env);
 std::string encode_envelope(const Envelope& env);

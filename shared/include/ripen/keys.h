@@ -10,9 +10,16 @@
 //   <ns>:{sN}:ended:<w>:<n>  HASH task id -> ENDED, the compact record of a finished task, for the
 //                         tasks that ended in the n-th stretch of w ms (built by the scripts)
 //   <ns>:{sN}:idem:<key>  STRING task id holding this idempotency key (until the task ends)
+//   <ns>:{sN}:minute:<m>  HASH  how runs ended in epoch minute m (epoch ms / 60000), per queue:
+//                         "<queue>|succeeded", "<queue>|failed" (a retry waits), "<queue>|dead",
+//                         "<queue>|late|<le>" lateness histogram (le: bucket bound, ms, or "inf");
+//                         written by the finish and settle scripts, expires 2 h after m begins
+//   <ns>:{sN}:pausedq     HASH  queue -> "1" for each paused queue: what the settle script checks
+//   <ns>:{sN}:paused:<q>  ZSET  member = task id of paused queue q held out of the wheel, score = due time
 //   <ns>:{sN}:lease       STRING "<owner>|<token>" of the dispatcher holding the shard, PX
 //   <ns>:{sN}:fence       STRING fencing counter, bumped on each new lease
 // Outside the shards, for the fleet (not touched by the task scripts):
+//   <ns>:paused           SET   the paused queues, as dispatchers and `ripen stats` read them
 //   <ns>:breaker:<downstream>:open  STRING "<worker>|<wait ms>", PX = the open wait: while it
 //                         exists, every worker treats the downstream's breaker as open
 //   <ns>:breakers:<worker>  HASH downstream -> JSON snapshot of that worker's breaker, PX 30 s
@@ -67,8 +74,12 @@ class Keys {
   std::string fence(int shard) const;
   std::string tasks(int shard) const;
   std::string status(int shard) const;
-  std::string ended_index(int shard) const;  // the buckets of ended tasks' records (see above)
+  std::string ended_index(int shard) const;                          // the buckets of ended tasks' records (see above)
+  std::string minute_counts(int shard, int64_t epoch_minute) const;  // how runs ended that minute (see above)
   std::string idempotency(std::string_view key) const;
+  std::string paused_flags(int shard) const;
+  std::string parked(int shard, std::string_view queue) const;
+  std::string paused_queues() const;
   std::string wake_channel() const;  // PUBLISHed with the shard number when a shard's head moves earlier
   std::string dispatchers() const;   // ZSET of live dispatchers, score = heartbeat deadline
   std::string breaker_open(std::string_view downstream) const;

@@ -30,6 +30,8 @@ const LuaScript& finish();        // worker: succeeded, retry later, or dead
 const LuaScript& cancel();        // producer: a task not yet running never runs
 const LuaScript& reschedule();    // producer: move a task waiting in the wheel
 const LuaScript& gate();          // worker: may a run of a blocking task type begin now?
+const LuaScript& resume();        // a paused queue's held tasks go back to the wheel (one shard)
+const LuaScript& survey();        // read only: walk a shard's tasks a chunk at a time (ripen list, stats)
 
 // claim()'s reply, read. The views point into the reply, which must outlive them.
 struct ClaimedTask {
