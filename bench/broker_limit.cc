@@ -28,8 +28,11 @@
 #include "ripen/amqp.h"
 #include "ripen/config.h"
 #include "ripen/metrics.h"
+#include "support.h"
 
 namespace {
+
+using ripen::bench::read_confirms;
 
 using Clock = std::chrono::steady_clock;
 
@@ -56,26 +59,10 @@ void check(const ripen::Status& st, const char* what) {
 }
 
 // Waits for one confirm frame; returns how many publishes it settled.
-int64_t read_confirms(ripen::Amqp& amqp, uint64_t& confirmed_tag) {
-  amqp_frame_t frame;
-  if (amqp_simple_wait_frame(amqp.raw(), &frame) != AMQP_STATUS_OK) die("publisher connection broke");
-  if (frame.frame_type != AMQP_FRAME_METHOD) return 0;
-  uint64_t tag = 0;
-  bool multiple = false;
-  if (frame.payload.method.id == AMQP_BASIC_ACK_METHOD) {
-    auto* m = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
-    tag = m->delivery_tag;
-    multiple = m->multiple != 0;
-  } else if (frame.payload.method.id == AMQP_BASIC_NACK_METHOD) {
-    die("the broker nacked a publish");
-  } else if (frame.payload.method.id == AMQP_BASIC_RETURN_METHOD) {
-    die("a publish was returned unroutable");
-  } else {
-    return 0;
-  }
-  const uint64_t before = confirmed_tag;
-  confirmed_tag = multiple ? std::max(confirmed_tag, tag) : confirmed_tag + 1;
-  return static_cast<int64_t>(confirmed_tag - before);
+int64_t confirms(ripen::Amqp& amqp, uint64_t& confirmed_tag) {
+  auto n = read_confirms(amqp, confirmed_tag);
+  if (!n) die(n.error().message);
+  return *n;
 }
 
 }  // namespace
@@ -163,7 +150,7 @@ int main(int argc, char** argv) {
   const auto t0 = Clock::now();
   uint64_t published = 0, confirmed = 0;
   while (published < static_cast<uint64_t>(o.messages)) {
-    while (published - confirmed >= static_cast<uint64_t>(o.window)) read_confirms(publisher, confirmed);
+    while (published - confirmed >= static_cast<uint64_t>(o.window)) confirms(publisher, confirmed);
     if (o.rate > 0) {
       // Steady pacing; confirms that came meanwhile are read while waiting.
       const auto at = t0 + std::chrono::nanoseconds(static_cast<int64_t>(published) * 1'000'000'000 / o.rate);
@@ -172,7 +159,7 @@ int main(int argc, char** argv) {
         const auto left = std::chrono::duration_cast<std::chrono::microseconds>(at - Clock::now());
         timeval tv{0, static_cast<suseconds_t>(std::max<int64_t>(left.count(), 0))};
         if (amqp_frames_enqueued(publisher.raw()) || amqp_data_in_buffer(publisher.raw())) {
-          read_confirms(publisher, confirmed);
+          confirms(publisher, confirmed);
         } else if (amqp_simple_wait_frame_noblock(publisher.raw(), &frame, &tv) == AMQP_STATUS_OK) {
           if (frame.frame_type == AMQP_FRAME_METHOD && frame.payload.method.id == AMQP_BASIC_ACK_METHOD) {
             auto* m = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
@@ -187,7 +174,7 @@ int main(int argc, char** argv) {
     check(publisher.publish(exchange, o.queue, body, props, /*mandatory=*/true), "publishing");
     ++published;
   }
-  while (confirmed < published) read_confirms(publisher, confirmed);
+  while (confirmed < published) confirms(publisher, confirmed);
   const auto t_confirmed = Clock::now();
   for (auto& t : consumers) t.join();
   const auto t_acked = Clock::time_point(Clock::duration(last_ack_ns.load()));

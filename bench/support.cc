@@ -3,13 +3,15 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <vector>
 
-#include <amqp.h>
+#include <amqp.h>  // before amqp_framing.h, which needs its types
+#include <amqp_framing.h>
 
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
@@ -47,6 +49,43 @@ Machine describe_machine() {
     m.host = u.nodename;
   }
   return m;
+}
+
+CpuMeter::Reading CpuMeter::read() const {
+  Reading r;
+  r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.self_s = self_cpu_seconds() - self0;
+  if (auto v = redis_cpu_seconds(redis); v && redis0) r.redis_s = *v - *redis0;
+  if (auto v = proc_cpu_seconds(rabbit_pid); v && rabbit0) r.rabbit_s = *v - *rabbit0;
+  return r;
+}
+
+std::string per_task_us(const std::optional<double>& seconds, int64_t tasks) {
+  return seconds ? fmt::format("{:.2f}", *seconds * 1e6 / static_cast<double>(tasks)) : "n/a";
+}
+
+ripen::Result<int64_t> read_confirms(ripen::Amqp& amqp, uint64_t& confirmed_tag) {
+  amqp_frame_t frame;
+  if (amqp_simple_wait_frame(amqp.raw(), &frame) != AMQP_STATUS_OK) {
+    return ripen::Error{ripen::Errc::unavailable, "publisher connection broke"};
+  }
+  if (frame.frame_type != AMQP_FRAME_METHOD) return int64_t{0};
+  uint64_t tag = 0;
+  bool multiple = false;
+  if (frame.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+    auto* m = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
+    tag = m->delivery_tag;
+    multiple = m->multiple != 0;
+  } else if (frame.payload.method.id == AMQP_BASIC_NACK_METHOD) {
+    return ripen::Error{ripen::Errc::server, "the broker nacked a publish"};
+  } else if (frame.payload.method.id == AMQP_BASIC_RETURN_METHOD) {
+    return ripen::Error{ripen::Errc::server, "a publish was returned unroutable"};
+  } else {
+    return int64_t{0};
+  }
+  const uint64_t before = confirmed_tag;
+  confirmed_tag = multiple ? std::max(confirmed_tag, tag) : confirmed_tag + 1;
+  return static_cast<int64_t>(confirmed_tag - before);
 }
 
 std::optional<double> proc_cpu_seconds(long pid) {
@@ -144,10 +183,12 @@ void delete_amqp_names(ripen::Amqp& amqp, const ripen::Keys& keys, const std::ve
     names.push_back(keys.dead_queue(q));
   }
   names.push_back(keys.dead_queue(ripen::Keys::kUnroutable));
+  names.push_back(keys.dead_queue(ripen::Keys::kIngress));
+  names.push_back(keys.ingress_queue());
   for (const auto& n : names) {
     if (auto st = amqp.delete_queue(n); !st) spdlog::warn("cleanup: {}", st.error().message);
   }
-  for (const auto& e : {keys.task_exchange(), keys.dead_exchange()}) {
+  for (const auto& e : {keys.task_exchange(), keys.dead_exchange(), keys.ingress_exchange()}) {
     if (auto st = delete_exchange(amqp, e); !st) spdlog::warn("cleanup: {}", st.error().message);
   }
 }

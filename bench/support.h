@@ -4,6 +4,7 @@
 
 #include <sys/resource.h>
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -12,6 +13,7 @@
 #include "ripen/amqp.h"
 #include "ripen/keys.h"
 #include "ripen/redis.h"
+#include "ripen/result.h"
 
 namespace ripen::bench {
 
@@ -35,6 +37,31 @@ double self_cpu_seconds();
 // Redis's own CPU (user + sys of the server process) from INFO cpu: works for a
 // remote server too.
 std::optional<double> redis_cpu_seconds(ripen::Redis& redis);
+
+// CPU seconds spent by this process, Redis and RabbitMQ (its PID, when local)
+// since construction, and the wall time.
+struct CpuMeter {
+  ripen::Redis& redis;
+  long rabbit_pid;
+  double self0 = self_cpu_seconds();
+  std::optional<double> redis0 = redis_cpu_seconds(redis);
+  std::optional<double> rabbit0 = proc_cpu_seconds(rabbit_pid);
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+
+  struct Reading {
+    double wall_s = 0, self_s = 0;
+    std::optional<double> redis_s, rabbit_s;
+  };
+  Reading read() const;
+};
+
+// "12.34" microseconds per task, or "n/a" when the time is unknown.
+std::string per_task_us(const std::optional<double>& seconds, int64_t tasks);
+
+// Reads one frame on a publisher's connection in confirm mode; returns how many
+// publishes it confirmed (0 for any other frame) and moves `confirmed_tag`.
+// An error when the connection broke, or a publish was nacked or returned.
+ripen::Result<int64_t> read_confirms(ripen::Amqp& amqp, uint64_t& confirmed_tag);
 
 // Cleaning up after a run.
 ripen::Status delete_exchange(ripen::Amqp& amqp, const std::string& name);

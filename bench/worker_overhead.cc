@@ -64,33 +64,6 @@ void check(const ripen::Status& st, const std::string& what) {
   if (!st) die(what + ": " + st.error().message);
 }
 
-// CPU seconds spent by this process, Redis and RabbitMQ since construction.
-struct CpuMeter {
-  ripen::Redis& redis;
-  long rabbit_pid;
-  double self0 = self_cpu_seconds();
-  std::optional<double> redis0 = redis_cpu_seconds(redis);
-  std::optional<double> rabbit0 = proc_cpu_seconds(rabbit_pid);
-  Clock::time_point t0 = Clock::now();
-
-  struct Reading {
-    double wall_s = 0, self_s = 0;
-    std::optional<double> redis_s, rabbit_s;
-  };
-  Reading read() const {
-    Reading r;
-    r.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
-    r.self_s = self_cpu_seconds() - self0;
-    if (auto v = redis_cpu_seconds(redis); v && redis0) r.redis_s = *v - *redis0;
-    if (auto v = proc_cpu_seconds(rabbit_pid); v && rabbit0) r.rabbit_s = *v - *rabbit0;
-    return r;
-  }
-};
-
-std::string per_task_us(const std::optional<double>& seconds, int64_t tasks) {
-  return seconds ? fmt::format("{:.2f}", *seconds * 1e6 / static_cast<double>(tasks)) : "n/a";
-}
-
 void print(const std::string& side, const Options& o, int64_t messages, const CpuMeter::Reading& r) {
   std::cout << fmt::format(
       "{} tasks={} messages={} bundle={} prefetch={} wall_s={:.3f} rate={:.0f} consumer_cpu_us={} redis_cpu_us={} "
