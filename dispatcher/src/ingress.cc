@@ -212,13 +212,17 @@ class Ingress::Impl {
     if (!refused.empty()) dead_letter(batch, outcomes, refused, safe);
     if (!amqp_.connected()) return;
     for (size_t i = 0; i < batch.size(); ++i) {
-      if (!safe[i]) {
+      if (safe[i]) {
+        reply(batch[i], outcomes[i]);
+      } else {
         (void)amqp_.nack(batch[i].tag, /*requeue=*/true);
-        continue;
       }
-      reply(batch[i], outcomes[i]);
-      if (auto st = amqp_.ack(batch[i].tag); !st) return;  // redelivered; its identity finds its task
     }
+    // One ack for the whole batch: deliveries are handled in the order they
+    // came, so every earlier one is settled already, and the handed-back ones
+    // were nacked just now. Acking each message cost RabbitMQ about a tenth
+    // more CPU per task (bench/run ingress).
+    (void)amqp_.ack(batch.back().tag, /*multiple=*/true);  // if lost: redelivered; identities find the tasks
   }
 
   // The envelope of a delivery, with its identity for a redelivery (see ingress.h).
