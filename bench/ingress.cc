@@ -35,8 +35,7 @@ struct Options {
   int prefetch = 256;
   int payload_bytes = 100;
   int window = 1000;
-  long rabbitmq_pid = 0;
-  std::string redis_url, amqp_url, ns;
+  ServerOptions servers;
 };
 
 [[noreturn]] void die(const std::string& what) {
@@ -95,30 +94,21 @@ int main(int argc, char** argv) {
   app.add_option("--prefetch", o.prefetch, "dispatcher.ingress_prefetch: messages taken and stored at once")
       ->check(CLI::Range(1, 65535));
   app.add_option("--payload-bytes", o.payload_bytes, "payload size")->check(CLI::Range(0, 200'000));
-  app.add_option("--rabbitmq-pid", o.rabbitmq_pid, "the broker's (beam) PID, to report its CPU time");
-  app.add_option("--redis-url", o.redis_url, "default: $RIPEN_REDIS_URL or the config");
-  app.add_option("--amqp-url", o.amqp_url, "default: $RIPEN_AMQP_URL or the config");
-  app.add_option("--namespace", o.ns, "key and queue namespace (default: unique per run)");
+  o.servers.add_to(app);
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
 
-  ripen::Config config = ripen::load_config(std::nullopt);
-  if (!o.redis_url.empty()) config.redis_url = o.redis_url;
-  if (!o.amqp_url.empty()) config.amqp_url = o.amqp_url;
-  if (o.ns.empty()) o.ns = fmt::format("bench-ingress-{}", static_cast<long>(getpid()));
-  config.ns = o.ns;
+  ripen::Config config = o.servers.config("bench-ingress");
   config.dispatcher.ingress_prefetch = o.prefetch;
   config.dispatcher.queues = {"bench"};
   ripen::validate_config(config);
   const ripen::Keys keys(config.ns, config.shards);
 
-  const Machine m = describe_machine();
-  std::cout << fmt::format("machine cpus={} cpu=\"{}\" memory=\"{}\" kernel=\"{}\"\n", m.cpus, m.cpu_model, m.memory,
-                           m.kernel);
+  std::cout << machine_line() << "\n";
   fill(o, config, keys);
 
   auto redis = std::make_unique<ripen::Redis>(ripen::parse_redis_url(config.redis_url).value());
-  CpuMeter meter{*redis, o.rabbitmq_pid};
+  CpuMeter meter{*redis, o.servers.rabbitmq_pid};
   ripen::Dispatcher dispatcher(config);
   std::thread running([&] { dispatcher.run(); });
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(10);

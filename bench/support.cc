@@ -51,6 +51,27 @@ Machine describe_machine() {
   return m;
 }
 
+void ServerOptions::add_to(CLI::App& app) {
+  app.add_option("--rabbitmq-pid", rabbitmq_pid, "the broker's (beam) PID, to report its CPU time");
+  app.add_option("--redis-url", redis_url, "default: $RIPEN_REDIS_URL or the config");
+  app.add_option("--amqp-url", amqp_url, "default: $RIPEN_AMQP_URL or the config");
+  app.add_option("--namespace", ns, "key and queue namespace (default: unique per run)");
+}
+
+ripen::Config ServerOptions::config(const std::string& prefix) {
+  ripen::Config c = ripen::load_config(std::nullopt);
+  if (!redis_url.empty()) c.redis_url = redis_url;
+  if (!amqp_url.empty()) c.amqp_url = amqp_url;
+  if (ns.empty()) ns = fmt::format("{}-{}", prefix, static_cast<long>(getpid()));
+  c.ns = ns;
+  return c;
+}
+
+std::string machine_line() {
+  const Machine m = describe_machine();
+  return fmt::format("machine cpus={} cpu=\"{}\" memory=\"{}\" kernel=\"{}\"", m.cpus, m.cpu_model, m.memory, m.kernel);
+}
+
 CpuMeter::Reading CpuMeter::read() const {
   Reading r;
   r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -10,7 +10,10 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "ripen/amqp.h"
+#include "ripen/config.h"
 #include "ripen/keys.h"
 #include "ripen/redis.h"
 #include "ripen/result.h"
@@ -62,6 +65,21 @@ std::string per_task_us(const std::optional<double>& seconds, int64_t tasks);
 // publishes it confirmed (0 for any other frame) and moves `confirmed_tag`.
 // An error when the connection broke, or a publish was nacked or returned.
 ripen::Result<int64_t> read_confirms(ripen::Amqp& amqp, uint64_t& confirmed_tag);
+
+// The options a bench program takes to reach its servers and name its
+// namespace (--rabbitmq-pid, --redis-url, --amqp-url, --namespace).
+struct ServerOptions {
+  long rabbitmq_pid = 0;
+  std::string redis_url, amqp_url, ns;
+
+  void add_to(CLI::App& app);
+  // The config of $RIPEN_* and these options; the namespace is ns, or
+  // "<prefix>-<pid>" (ns is set to it). Throws ConfigError, as load_config does.
+  ripen::Config config(const std::string& prefix);
+};
+
+// "machine cpus=2 cpu="..." memory="..." kernel="..."", the first line a bench program prints.
+std::string machine_line();
 
 // Cleaning up after a run.
 ripen::Status delete_exchange(ripen::Amqp& amqp, const std::string& name);

@@ -51,8 +51,7 @@ struct Options {
   int concurrency = 4;
   int prefetch = 0;
   int payload_bytes = 100;
-  long rabbitmq_pid = 0;
-  std::string redis_url, amqp_url, ns;
+  ServerOptions servers;
 };
 
 [[noreturn]] void die(const std::string& what) {
@@ -116,7 +115,7 @@ CpuMeter::Reading run_ripen(const Options& o, ripen::Config config, ripen::Redis
   }
   ripen::Worker worker(config, "bench-worker");
   worker.handle(kType, [](const ripen::TaskContext&) {});
-  CpuMeter meter{redis, o.rabbitmq_pid};
+  CpuMeter meter{redis, o.servers.rabbitmq_pid};
   std::thread t([&] { worker.run(); });
   wait_for([&] { return worker.stats().succeeded == static_cast<uint64_t>(o.tasks); }, std::chrono::seconds(600),
            "the worker to run every task");
@@ -129,7 +128,7 @@ CpuMeter::Reading run_ripen(const Options& o, ripen::Config config, ripen::Redis
 // The same number of messages of the same size: a consumer that only acks.
 CpuMeter::Reading run_bare(const Options& o, const ripen::Config& config, ripen::Redis& redis, int64_t messages) {
   const ripen::AmqpUrl url = ripen::amqp_url_of(config);
-  const std::string queue = o.ns + ".bare";
+  const std::string queue = o.servers.ns + ".bare";
   ripen::Amqp publisher(url);
   check(publisher.connect(), "connecting");
   check(publisher.declare_queue(queue, {}), "declaring the bare queue");
@@ -160,7 +159,7 @@ CpuMeter::Reading run_bare(const Options& o, const ripen::Config& config, ripen:
       std::chrono::seconds(600), "the bare queue to fill");
 
   ripen::Amqp consumer(url);
-  CpuMeter meter{redis, o.rabbitmq_pid};
+  CpuMeter meter{redis, o.servers.rabbitmq_pid};
   check(consumer.connect(), "consumer connecting");
   check(consumer.qos(static_cast<uint16_t>(o.prefetch)), "setting prefetch");
   auto tag = consumer.consume(queue);
@@ -192,24 +191,15 @@ int main(int argc, char** argv) {
   app.add_option("--prefetch", o.prefetch, "unacked messages, both sides (default: = concurrency)")
       ->check(CLI::Range(0, 65535));
   app.add_option("--payload-bytes", o.payload_bytes, "payload size")->check(CLI::Range(0, 1'000'000));
-  app.add_option("--rabbitmq-pid", o.rabbitmq_pid, "the broker's (beam) PID, to report its CPU time");
-  app.add_option("--redis-url", o.redis_url, "default: $RIPEN_REDIS_URL or the config");
-  app.add_option("--amqp-url", o.amqp_url, "default: $RIPEN_AMQP_URL or the config");
-  app.add_option("--namespace", o.ns, "key and queue namespace (default: unique per run)");
+  o.servers.add_to(app);
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
 
-  ripen::Config config = ripen::load_config(std::nullopt);
-  if (!o.redis_url.empty()) config.redis_url = o.redis_url;
-  if (!o.amqp_url.empty()) config.amqp_url = o.amqp_url;
-  if (o.ns.empty()) o.ns = fmt::format("bench-worker-{}", static_cast<long>(getpid()));
-  config.ns = o.ns;
+  ripen::Config config = o.servers.config("bench-worker");
   if (o.prefetch == 0) o.prefetch = o.concurrency;
   ripen::validate_config(config);
 
-  const Machine m = describe_machine();
-  std::cout << fmt::format("machine cpus={} cpu=\"{}\" memory=\"{}\" kernel=\"{}\"\n", m.cpus, m.cpu_model, m.memory,
-                           m.kernel);
+  std::cout << machine_line() << "\n";
   auto redis = std::make_unique<ripen::Redis>(ripen::parse_redis_url(config.redis_url).value());
   int64_t messages = 0;
   const auto ripen_side = run_ripen(o, config, *redis, messages);

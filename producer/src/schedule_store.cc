@@ -58,15 +58,8 @@ std::vector<ScheduleChange> diff_schedules(const std::vector<StoredSchedule>& cu
 }
 
 Envelope schedule_task(const ScheduleSpec& spec, int64_t tick_ms) {
-  Envelope e;
-  e.queue = spec.queue;
-  e.type = spec.type;
-  e.payload = spec.payload;
+  Envelope e = spec.task();
   e.due_ms = tick_ms;
-  e.max_attempts = spec.max_attempts;
-  e.timeout_ms = spec.timeout_ms;
-  e.downstream = spec.downstream;
-  e.priority = spec.priority;
   e.idempotency_key = "schedule:" + spec.name + ":" + std::to_string(tick_ms);
   e.headers = {{"schedule", spec.name}, {"tick_ms", std::to_string(tick_ms)}};
   return e;

@@ -81,14 +81,7 @@ std::optional<Problem> check(const ScheduleSpec& s, size_t max_envelope_bytes) {
   }
   // The task fields go through the envelope's own rules, so a schedule can
   // never make a task the producer would refuse.
-  Envelope env;
-  env.queue = s.queue;
-  env.type = s.type;
-  env.payload = s.payload;
-  env.downstream = s.downstream;
-  env.max_attempts = s.max_attempts;
-  env.timeout_ms = s.timeout_ms;
-  env.priority = s.priority;
+  const Envelope env = s.task();
   const size_t limit =
       max_envelope_bytes > kScheduleEnvelopeHeadroom ? max_envelope_bytes - kScheduleEnvelopeHeadroom : 0;
   if (auto st = validate_envelope(env, limit); !st) return envelope_problem(st.error().message, limit);
@@ -309,6 +302,18 @@ Result<ScheduleSpec> read_schedule(const toml::table& table, std::string_view so
 }  // namespace
 
 // ---- ScheduleSpec ---------------------------------------------------------------
+
+Envelope ScheduleSpec::task() const {
+  Envelope env;
+  env.queue = queue;
+  env.type = type;
+  env.payload = payload;
+  env.downstream = downstream;
+  env.max_attempts = max_attempts;
+  env.timeout_ms = timeout_ms;
+  env.priority = priority;
+  return env;
+}
 
 json ScheduleSpec::to_json() const {
   return json{{"name", name},

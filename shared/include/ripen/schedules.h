@@ -59,6 +59,8 @@ struct ScheduleSpec {
   // keys sorted, so the same spec always dumps to the same text. `line` is
   // left out: moving a schedule in its file does not change it.
   nlohmann::json to_json() const;
+  // The task each tick enqueues: the task fields above, not yet due.
+  Envelope task() const;
   // The inverse, refusing unknown keys and wrong types, then validate()d.
   static Result<ScheduleSpec> from_json(const nlohmann::json& doc);
 
