@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -69,13 +70,27 @@ json envelope(const std::string& type, json payload = nullptr) {
   return {{"v", 1}, {"queue", "default"}, {"type", type}, {"payload", std::move(payload)}};
 }
 
-TEST_F(Ingress, EnvelopeIsScheduledRepliedToAndRun) {
+// A dispatcher and a worker that records each "greet" task it runs, running
+// until destroyed.
+struct Fleet {
   CallLog calls;
-  Worker worker(config_);
-  worker.handle("greet", [&](const TaskContext& ctx) { calls.add({ctx.id, ctx.attempt, ctx.task.payload.dump()}); });
-  Dispatcher dispatcher(config_);
-  Running d(dispatcher);
-  Running w(worker);
+  Worker worker;
+  Dispatcher dispatcher;
+  std::optional<Running<Dispatcher>> running_dispatcher;
+  std::optional<Running<Worker>> running_worker;
+
+  explicit Fleet(const Config& config) : worker(config), dispatcher(config) {
+    worker.handle("greet", [this](const TaskContext& ctx) {
+      calls.add({ctx.id, ctx.attempt, ctx.task.payload.dump()});
+    });
+    running_dispatcher.emplace(dispatcher);
+    running_worker.emplace(worker);
+  }
+};
+
+TEST_F(Ingress, EnvelopeIsScheduledRepliedToAndRun) {
+  Fleet fleet(config_);
+  CallLog& calls = fleet.calls;
 
   json later = envelope("greet", {{"name", "later"}});
   later["delay_ms"] = 3'600'000;
@@ -103,7 +118,7 @@ TEST_F(Ingress, EnvelopeIsScheduledRepliedToAndRun) {
   EXPECT_EQ(calls.calls()[0].payload, R"({"name":"now"})");
   EXPECT_EQ(producer.get(TaskId(later_id))->state, "scheduled");
   EXPECT_EQ(message_count(*amqp_, keys_->ingress_queue()), 0) << "every message acked";
-  EXPECT_EQ(dispatcher.stats().ingress.enqueued, 2u);
+  EXPECT_EQ(fleet.dispatcher.stats().ingress.enqueued, 2u);
 }
 
 TEST_F(Ingress, MalformedMessagesGoToTheIngressDeadLetterQueueWithTheirReason) {
@@ -264,12 +279,8 @@ class Examples : public Ingress {
  protected:
   void enqueue_and_run(const std::string& program, const std::string& script) {
     ASSERT_FALSE(program.empty()) << "the test command installs it (scripts/test)";
-    CallLog calls;
-    Worker worker(config_);
-    worker.handle("greet", [&](const TaskContext& ctx) { calls.add({ctx.id, ctx.attempt, ctx.task.payload.dump()}); });
-    Dispatcher dispatcher(config_);
-    Running d(dispatcher);
-    Running w(worker);
+    Fleet fleet(config_);
+    CallLog& calls = fleet.calls;
     auto run = run_command(program, {script, "--type", "greet", "--payload", R"({"from":")" + script + R"("})"},
                            child_env(config_));
     ASSERT_EQ(run.code, 0) << run.out << run.err;
