@@ -199,6 +199,39 @@ TEST_F(Ingress, MalformedMessagesGoToTheIngressDeadLetterQueueWithTheirReason) {
   EXPECT_EQ(dispatcher.stats().ingress.refused, cases.size());
 }
 
+TEST_F(Ingress, ARefusedMessageWhoseCopyIsNotConfirmedGoesBackNotAway) {
+  // The dispatcher reaches the broker through a proxy that swallows its
+  // publishes: the dead-letter copy never lands and is never confirmed.
+  auto broker = parse_amqp_url(config_.amqp_url);
+  ASSERT_TRUE(broker.ok());
+  TcpProxy proxy(broker->host, broker->port, TcpProxy::Protocol::amqp);
+  Config through = config_;
+  through.amqp_url = proxy.url_for(*broker);
+  proxy.drop_publishes(true);
+  Dispatcher dispatcher(through);
+  Running d(dispatcher);
+  publish("not json", "m-bad");
+  const std::string dlq = keys_->dead_queue(Keys::kIngress);
+  // After the confirm wait (5 s) the message is handed back, and taken again.
+  ASSERT_TRUE(wait_until([&] { return dispatcher.stats().ingress.received >= 2; }, 20s));
+  EXPECT_EQ(dispatcher.stats().ingress.refused, 0u);
+  EXPECT_EQ(message_count(*amqp_, dlq), 0);
+
+  // Publishes lost on a live connection are the proxy's trick (the broker's
+  // confirm numbering no longer matches ours); a real loss breaks the
+  // connection, so that is how the trick ends.
+  proxy.drop_publishes(false);
+  proxy.set_down(true);
+  proxy.set_down(false);
+  ASSERT_TRUE(wait_until([&] { return dispatcher.stats().ingress.refused == 1; }, 30s))
+      << "in the end it is dead-lettered";
+  EXPECT_EQ(message_count(*amqp_, dlq), 1);
+  EXPECT_EQ(message_count(*amqp_, keys_->ingress_queue()), 0);
+  auto m = get_message(*amqp_, dlq);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->message_id, "m-bad");
+}
+
 TEST_F(Ingress, MessagesNamingTheSameTaskScheduleItOnce) {
   Producer producer(config_);
   // As if a dispatcher stored this message's task and died before acking it.
