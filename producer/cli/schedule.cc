@@ -95,11 +95,9 @@ int run_list(const Common& common, bool json) {
     auto cron = CronExpr::parse(s.spec.cron);
     auto zone = TimeZone::named(s.spec.timezone);
     if (!cron || !zone) return fail(!cron ? cron.error() : zone.error());
-    // The leader's cursor is the last tick accounted for; before it has looked,
-    // the next tick from now.
-    const bool current = s.state && s.state->version == schedule_version(s.spec);
-    const int64_t from = current ? std::max(s.state->cursor_ms, *now - 1) : *now;
-    const auto next = cron->next_after(from, *zone);
+    // The next tick from now: the leader's cursor (the last tick it accounted
+    // for) never runs ahead of Redis's clock, so it cannot move this.
+    const auto next = cron->next_after(*now, *zone);
     nlohmann::ordered_json row = {{"name", s.spec.name},      {"cron", s.spec.cron}, {"timezone", s.spec.timezone},
                                   {"queue", s.spec.queue},    {"type", s.spec.type}, {"overlap", s.spec.overlap},
                                   {"misfire", s.spec.misfire}};
