@@ -39,12 +39,16 @@ void on_signal(int) {
   if (g_worker != nullptr) g_worker->stop();
 }
 
+// Each script begins by reading its server's clock into `now` (epoch ms).
+const std::string kNowMs = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+)lua";
+
 // KEYS: run hash, runs list, open runs of this worker
 // ARGV: token, n, id, attempt, worker, given due, ripen now ('' unknown),
 //       wheel due ('' not in the wheel), idempotency key
-const ripen::LuaScript kStart{"chaos_start", R"lua(
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+const ripen::LuaScript kStart{"chaos_start", kNowMs + R"lua(
 redis.call('HSET', KEYS[1], 'n', ARGV[2], 'id', ARGV[3], 'attempt', ARGV[4], 'worker', ARGV[5],
            'given_due', ARGV[6], 'ripen_now', ARGV[7], 'wheel_due', ARGV[8], 'idem', ARGV[9], 'start', now)
 redis.call('RPUSH', KEYS[2], ARGV[1])
@@ -55,9 +59,7 @@ return now
 // KEYS: run hash, open runs of this worker, dedup key (or the run hash again
 //       for a failure, which has no effect)
 // ARGV: token, outcome ('ok' | 'failed'), n
-const ripen::LuaScript kEnd{"chaos_end", R"lua(
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+const ripen::LuaScript kEnd{"chaos_end", kNowMs + R"lua(
 local first = ''
 if ARGV[2] == 'ok' then
   first = redis.call('SET', KEYS[3], ARGV[3], 'NX') and '1' or '0'
@@ -69,9 +71,7 @@ return now
 
 // The ripen Redis's clock and the task's place in the wheel, read together.
 // KEYS: the task's shard's due set   ARGV: task id
-const ripen::LuaScript kProbe{"chaos_probe", R"lua(
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+const ripen::LuaScript kProbe{"chaos_probe", kNowMs + R"lua(
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 return {now, score or ''}
 )lua"};

@@ -7,10 +7,12 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <climits>
@@ -20,6 +22,7 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include "ripen/amqp.h"
@@ -100,21 +103,6 @@ std::string write_config_file(const Config& c, const std::string& name) {
 
 namespace {
 
-std::vector<char*> c_args(const std::string& path, const std::vector<std::string>& args,
-                          std::vector<std::string>& storage) {
-  storage.clear();
-  storage.push_back(path);
-  storage.insert(storage.end(), args.begin(), args.end());
-  std::vector<char*> out;
-  for (auto& s : storage) out.push_back(s.data());
-  out.push_back(nullptr);
-  return out;
-}
-
-void apply_child_env(const std::map<std::string, std::string>& env) {
-  for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-}
-
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
   std::stringstream buf;
@@ -122,28 +110,96 @@ std::string read_file(const std::string& path) {
   return buf.str();
 }
 
+// A path for a child's log or output, unique in this process and across
+// processes, whichever thread asks.
+std::string scratch_path(const std::string& stem, const std::string& suffix) {
+  static std::atomic<int> counter{0};
+  auto dir = std::filesystem::temp_directory_path() / "ripen-tests";
+  std::filesystem::create_directories(dir);
+  return (dir / (stem + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + suffix)).string();
+}
+
+// This process's environment with `overrides` set: the child's, built here and
+// handed to posix_spawn. setenv in the parent would race with every thread of
+// the test reading the environment (getenv in a client library, say).
+std::vector<std::string> child_environment(const std::map<std::string, std::string>& overrides) {
+  std::vector<std::string> out;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    if (overrides.count(std::string(entry.substr(0, entry.find('=')))) == 0) out.emplace_back(entry);
+  }
+  for (const auto& [name, value] : overrides) out.push_back(name + "=" + value);
+  return out;
+}
+
+std::vector<char*> c_strings(std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (auto& s : strings) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+struct Redirect {
+  std::string out;  // the file stdout goes to
+  std::string err;  // the file stderr goes to; the same file as stdout when empty
+};
+
+// Starts `path` with `args`, the environment above and its stdout/stderr in
+// files, and returns its pid; throws when it cannot be started. The child
+// starts with no signal blocked or ignored, whatever the test's threads did
+// with theirs, and stdin as the test's; `own_group` puts it in a process group
+// of its own.
+pid_t spawn(const std::string& path, const std::vector<std::string>& args,
+            const std::map<std::string, std::string>& env, const Redirect& to, bool own_group) {
+  std::vector<std::string> argv_strings = {path};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  std::vector<std::string> env_strings = child_environment(env);
+  auto argv = c_strings(argv_strings);
+  auto envp = c_strings(env_strings);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, to.out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (to.err.empty()) {
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  } else {
+    posix_spawn_file_actions_addopen(&actions, 2, to.err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  }
+  // None of the test's own descriptors: a child holding a copy of a test's
+  // socket would keep that connection up after the test closed or broke it.
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+  if (own_group) {
+    flags |= POSIX_SPAWN_SETPGROUP;
+    posix_spawnattr_setpgroup(&attr, 0);
+  }
+  posix_spawnattr_setflags(&attr, flags);
+
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, path.c_str(), &actions, &attr, argv.data(), envp.data());
+  posix_spawnattr_destroy(&attr);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw std::runtime_error("starting " + path + ": " + std::strerror(rc));
+  return pid;
+}
+
+// A wait status as Child::wait and run_command report it: the exit code, or
+// minus the signal that ended the process.
+int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status); }
+
 }  // namespace
 
 Child::Child(const std::string& path, const std::vector<std::string>& args,
-             const std::map<std::string, std::string>& env) {
-  static int counter = 0;
-  auto dir = std::filesystem::temp_directory_path() / "ripen-tests";
-  std::filesystem::create_directories(dir);
-  log_ = (dir / (std::filesystem::path(path).filename().string() + "-" + std::to_string(getpid()) + "-" +
-                 std::to_string(counter++) + ".log"))
-             .string();
-  std::vector<std::string> storage;
-  auto argv = c_args(path, args, storage);
-  pid_ = fork();
-  if (pid_ == 0) {
-    int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    setpgid(0, 0);
-    apply_child_env(env);
-    execv(path.c_str(), argv.data());
-    _exit(127);
-  }
+             const std::map<std::string, std::string>& env)
+    : log_(scratch_path(std::filesystem::path(path).filename().string(), ".log")) {
+  pid_ = spawn(path, args, env, {log_, ""}, /*own_group=*/true);
 }
 
 Child::~Child() {
@@ -166,39 +222,25 @@ bool Child::running() {
 
 int Child::wait(std::chrono::milliseconds timeout) {
   if (!wait_until([&] { return !running(); }, timeout)) return INT_MIN;
-  if (WIFEXITED(status_)) return WEXITSTATUS(status_);
-  return -WTERMSIG(status_);
+  return exit_code(status_);
 }
 
 std::string Child::output() const { return read_file(log_); }
 
 CommandResult run_command(const std::string& path, const std::vector<std::string>& args,
                           const std::map<std::string, std::string>& env) {
-  auto dir = std::filesystem::temp_directory_path() / "ripen-tests";
-  std::filesystem::create_directories(dir);
-  static int counter = 0;
-  const std::string base = (dir / ("cmd-" + std::to_string(getpid()) + "-" + std::to_string(counter++))).string();
-  const std::string out_path = base + ".out", err_path = base + ".err";
-  std::vector<std::string> storage;
-  auto argv = c_args(path, args, storage);
-  pid_t pid = fork();
-  if (pid == 0) {
-    int o = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int e = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(o, 1);
-    dup2(e, 2);
-    apply_child_env(env);
-    execv(path.c_str(), argv.data());
-    _exit(127);
-  }
+  const std::string base = scratch_path("cmd", "");
+  const Redirect to{base + ".out", base + ".err"};
+  const pid_t pid = spawn(path, args, env, to, /*own_group=*/false);
   int status = 0;
-  waitpid(pid, &status, 0);
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
   CommandResult r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-  r.out = read_file(out_path);
-  r.err = read_file(err_path);
-  std::filesystem::remove(out_path);
-  std::filesystem::remove(err_path);
+  r.code = exit_code(status);
+  r.out = read_file(to.out);
+  r.err = read_file(to.err);
+  std::filesystem::remove(to.out);
+  std::filesystem::remove(to.err);
   return r;
 }
 

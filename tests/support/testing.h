@@ -48,8 +48,16 @@ std::string binary(const std::string& relative);
 // Writes `config` as a TOML file in a temp dir; returns its path.
 std::string write_config_file(const Config& config, const std::string& name);
 
-// A child process with its stdout+stderr in a log file. Killed (SIGKILL) on
-// destruction if still running.
+// A child process with its stdout+stderr in a log file, in a process group of
+// its own. Killed (SIGKILL) on destruction if still running.
+//
+// Children are started with posix_spawn, never fork: a test is threaded (its
+// workers, dispatchers, proxies), and a forked copy of a threaded process may
+// only call async-signal-safe functions until it execs. Each child gets the
+// test's environment with `env` applied on top, built for it alone; the test's
+// own environment is never changed. It starts with no signal blocked or
+// ignored, and with none of the test's file descriptors but stdin. Throws
+// std::runtime_error naming `path` when it cannot be started.
 class Child {
  public:
   Child(const std::string& path, const std::vector<std::string>& args,
@@ -74,7 +82,9 @@ class Child {
   std::string log_;
 };
 
-// Runs a command to completion; returns {exit code, stdout}. Stderr goes to `err`.
+// Runs a command to completion, started as Child starts one (the environment
+// with `env` applied, throws when it cannot start, but in the test's process
+// group); returns its exit code (or -signal), its stdout and its stderr.
 struct CommandResult {
   int code = -1;
   std::string out;
