@@ -341,6 +341,13 @@ std::optional<TaskRecord> wait_for_state(Redis& redis, const Keys& keys, const s
   return last;
 }
 
+::testing::AssertionResult in_state(const std::optional<TaskRecord>& record, const std::string& state) {
+  if (!record) return ::testing::AssertionFailure() << "no record";
+  if (record->state == state) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "in state " << record->state
+                                       << (record->last_error.empty() ? "" : ": " + record->last_error);
+}
+
 std::optional<AmqpMessage> get_message(Amqp& amqp, const std::string& amqp_queue) {
   auto got = amqp.get(amqp_queue, /*no_ack=*/true);
   if (!got || !got->has_value()) return std::nullopt;
@@ -443,6 +450,13 @@ void CallLog::add(Call call) {
 std::vector<CallLog::Call> CallLog::calls() const {
   std::lock_guard lock(mu_);
   return calls_;
+}
+
+std::vector<std::string> CallLog::ids() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& c : calls_) out.push_back(c.id);
+  return out;
 }
 
 size_t CallLog::size() const {

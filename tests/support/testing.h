@@ -118,6 +118,10 @@ int64_t inflight_count(Redis& redis, const Keys& keys);
 std::optional<TaskRecord> wait_for_state(Redis& redis, const Keys& keys, const std::string& id,
                                          const std::string& state, std::chrono::milliseconds timeout);
 
+// Whether `record` (as wait_for_state returns it) is in `state`; when not, the
+// message says the state it is in and its last error.
+::testing::AssertionResult in_state(const std::optional<TaskRecord>& record, const std::string& state);
+
 // A message taken from a queue with basic.get (and acked).
 struct AmqpMessage {
   std::string body;
@@ -170,6 +174,8 @@ class CallLog {
   };
   void add(Call call);
   std::vector<Call> calls() const;
+  // The calls' task ids, in the order the calls came.
+  std::vector<std::string> ids() const;
   size_t size() const;
   // Calls per task id.
   std::map<std::string, int> per_id() const;
