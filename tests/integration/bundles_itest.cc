@@ -10,48 +10,31 @@
 #include <string>
 #include <vector>
 
-#include "ripen/dispatcher.h"
-#include "ripen/producer.h"
+#include "fleet.h"
 #include "ripen/topology.h"
-#include "ripen/worker.h"
-#include "testing.h"
 
 namespace ripen::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-class Bundles : public NamespaceTest {
+class Bundles : public FleetTest {
  protected:
   void SetUp() override {
-    NamespaceTest::SetUp();
+    FleetTest::SetUp();
     // One shard: every task due now is taken by the first claim, so the way
     // they are split into messages is exact.
     config_.shards = 1;
     config_.dispatcher.bundle = 50;
   }
 
-  std::vector<std::string> enqueue_due_now(Producer& producer, int n, const std::string& type,
-                                           const std::string& queue = "default") {
-    std::vector<Envelope> tasks;
-    for (int i = 0; i < n; ++i) tasks.push_back(make_task(type, {{"i", i}}, queue));
-    std::vector<std::string> ids;
-    for (auto& r : producer.enqueue_batch(std::move(tasks))) {
-      EXPECT_TRUE(r.ok()) << r.error().describe();
-      if (r) ids.push_back(r->id.get());
-    }
-    return ids;
-  }
-
   // Runs a dispatcher, and no worker, until the wheel has handed every task to
   // the broker: the messages stay in the queue to be looked at.
-  bool dispatch_all(Producer& producer) {
-    Dispatcher dispatcher(config_);
-    Running running_dispatcher(dispatcher);
-    return wait_until(
-        [&] {
-          return due_count(producer.redis(), producer.keys()) == 0 &&
-                 inflight_count(producer.redis(), producer.keys()) == 0;
+  bool dispatch_all() {
+    return run_dispatcher_until(
+        [&](const Dispatcher&) {
+          return due_count(producer().redis(), producer().keys()) == 0 &&
+                 inflight_count(producer().redis(), producer().keys()) == 0;
         },
         20s);
   }
@@ -71,13 +54,12 @@ class Bundles : public NamespaceTest {
 };
 
 TEST_F(Bundles, TasksThatRipenTogetherShareMessagesOfAtMostBundleTasks) {
-  Producer producer(config_);
-  const auto ids = enqueue_due_now(producer, 120, "send");
+  const auto ids = enqueue(tasks(120, "send"));
   ASSERT_EQ(ids.size(), 120u);
-  ASSERT_TRUE(dispatch_all(producer));
+  ASSERT_TRUE(dispatch_all());
 
   auto amqp = connect_amqp(config_);
-  const std::string queue = producer.keys().queue("default");
+  const std::string queue = producer().keys().queue("default");
   ASSERT_EQ(message_count(*amqp, queue), 3) << "120 tasks claimed at once, 50 to a message";
   std::multiset<size_t> sizes;
   std::set<std::string> seen;
@@ -94,18 +76,17 @@ TEST_F(Bundles, TasksThatRipenTogetherShareMessagesOfAtMostBundleTasks) {
   EXPECT_EQ(sizes, (std::multiset<size_t>{20, 50, 50}));
   EXPECT_EQ(seen, std::set<std::string>(ids.begin(), ids.end()));
   for (const auto& id : {ids.front(), ids.back()}) {
-    auto rec = read_task_record(producer.redis(), producer.keys(), id);
+    auto rec = read_task_record(producer().redis(), producer().keys(), id);
     ASSERT_TRUE(rec.ok());
     EXPECT_EQ(rec->state, "dispatched");
   }
 }
 
 TEST_F(Bundles, OneTaskAloneIsAPlainEnvelope) {
-  Producer producer(config_);
-  const auto ids = enqueue_due_now(producer, 1, "send");
-  ASSERT_TRUE(dispatch_all(producer));
+  const auto ids = enqueue(tasks(1, "send"));
+  ASSERT_TRUE(dispatch_all());
   auto amqp = connect_amqp(config_);
-  auto msg = get_message(*amqp, producer.keys().queue("default"));
+  auto msg = get_message(*amqp, producer().keys().queue("default"));
   ASSERT_TRUE(msg.has_value());
   EXPECT_FALSE(is_bundle(msg->body)) << "what an AMQP consumer of a queue with one task sees: " << msg->body;
   auto env = decode_envelope(msg->body);
@@ -114,36 +95,29 @@ TEST_F(Bundles, OneTaskAloneIsAPlainEnvelope) {
 }
 
 TEST_F(Bundles, EachTaskOfABundleRunsOnceAndEveryDeliveryIsAcked) {
-  Producer producer(config_);
-  const auto ids = enqueue_due_now(producer, 230, "job");
-  CallLog log;
-  Worker worker(config_);
-  worker.handle("job", [&](const TaskContext& ctx) { log.add({ctx.id, ctx.attempt, ctx.task.payload.dump()}); });
-  Dispatcher dispatcher(config_);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
+  const auto ids = enqueue(tasks(230, "job"));
+  Worker& worker = start_worker({{"job", recorder()}});
+  Dispatcher& dispatcher = start_dispatcher();
   ASSERT_TRUE(wait_until([&] { return worker.stats().succeeded == ids.size(); }, 30s))
       << worker.stats().succeeded << " of " << ids.size() << " succeeded";
-  running_dispatcher.stop();
-  running_worker.stop();
+  stop();
 
-  EXPECT_EQ(log.size(), ids.size());
-  for (const auto& id : ids) EXPECT_EQ(log.count(id), 1) << id;
+  EXPECT_EQ(calls_.size(), ids.size());
+  for (const auto& id : ids) EXPECT_EQ(calls_.count(id), 1) << id;
   auto amqp = connect_amqp(config_);
-  EXPECT_EQ(message_count(*amqp, producer.keys().queue("default")), 0)
+  EXPECT_EQ(message_count(*amqp, producer().keys().queue("default")), 0)
       << "every bundle was acked: none came back when the worker stopped";
   EXPECT_EQ(worker.stats().received, ids.size()) << "received counts tasks, not messages";
   EXPECT_EQ(dispatcher.stats().confirmed, ids.size());
 }
 
 TEST_F(Bundles, ABundlesBadElementIsDeadLetteredAloneAndTheOthersRun) {
-  Producer producer(config_);
-  const auto ids = enqueue_due_now(producer, 2, "job");
-  ASSERT_TRUE(dispatch_all(producer));
+  const auto ids = enqueue(tasks(2, "job"));
+  ASSERT_TRUE(dispatch_all());
   // Take what the dispatcher published, and put back a bundle of those two
   // tasks around an element that is not a valid envelope.
   auto amqp = connect_amqp(config_);
-  const std::string queue = producer.keys().queue("default");
+  const std::string queue = producer().keys().queue("default");
   auto published = get_message(*amqp, queue);
   ASSERT_TRUE(published.has_value());
   ASSERT_EQ(message_count(*amqp, queue), 0);
@@ -154,19 +128,17 @@ TEST_F(Bundles, ABundlesBadElementIsDeadLetteredAloneAndTheOthersRun) {
   const std::string bad = R"({"v":1,"id":"no-type-here","queue":"default","payload":{"x":1}})";
   AmqpMessageProps props;
   props.message_id = "hand-made";
-  ASSERT_TRUE(amqp->publish(producer.keys().task_exchange(), "default", encode_bundle({a, bad, b}), props, false).ok());
+  ASSERT_TRUE(
+      amqp->publish(producer().keys().task_exchange(), "default", encode_bundle({a, bad, b}), props, false).ok());
 
-  CallLog log;
-  Worker worker(config_);
-  worker.handle("job", [&](const TaskContext& ctx) { log.add({ctx.id, ctx.attempt, ""}); });
-  Running running_worker(worker);
+  Worker& worker = start_worker({{"job", recorder()}});
   ASSERT_TRUE(wait_until([&] { return worker.stats().succeeded == 2 && worker.stats().dead == 1; }, 20s))
       << "succeeded " << worker.stats().succeeded << ", dead " << worker.stats().dead;
-  running_worker.stop();
+  stop(worker);
 
-  EXPECT_EQ(log.count(ids[0]), 1);
-  EXPECT_EQ(log.count(ids[1]), 1);
-  const std::string dlq = producer.keys().dead_queue("default");
+  EXPECT_EQ(calls_.count(ids[0]), 1);
+  EXPECT_EQ(calls_.count(ids[1]), 1);
+  const std::string dlq = producer().keys().dead_queue("default");
   ASSERT_TRUE(wait_until([&] { return message_count(*amqp, dlq) == 1; }, 10s));
   auto dead = get_message(*amqp, dlq);
   ASSERT_TRUE(dead.has_value());
@@ -179,17 +151,15 @@ TEST_F(Bundles, ABundlesBadElementIsDeadLetteredAloneAndTheOthersRun) {
 TEST_F(Bundles, UnroutableBundleLeavesEachTaskDeadWithItsOwnCopy) {
   queues_.push_back("nowhere");
   config_.dispatcher.auto_declare = false;
-  Producer producer(config_);
-  const auto ids = enqueue_due_now(producer, 5, "send", "nowhere");
-  Dispatcher dispatcher(config_);
-  Running running_dispatcher(dispatcher);
+  const auto ids = enqueue(tasks(5, "send", "nowhere"));
+  Dispatcher& dispatcher = start_dispatcher();
   for (const auto& id : ids) {
-    auto rec = wait_for_state(producer.redis(), producer.keys(), id, "dead", 20s);
-    ASSERT_TRUE(rec && rec->state == "dead") << id << ": " << (rec ? rec->state : "no record");
+    auto rec = wait_for_state(id, "dead", 20s);
+    ASSERT_TRUE(in_state(rec, "dead")) << id;
     EXPECT_NE(rec->last_error.find("unroutable"), std::string::npos) << rec->last_error;
   }
   auto amqp = connect_amqp(config_);
-  const std::string dlq = producer.keys().dead_queue(Keys::kUnroutable);
+  const std::string dlq = producer().keys().dead_queue(Keys::kUnroutable);
   ASSERT_TRUE(wait_until([&] { return message_count(*amqp, dlq) == 5; }, 10s)) << message_count(*amqp, dlq);
   std::set<std::string> copies;
   while (auto msg = get_message(*amqp, dlq)) {
@@ -200,47 +170,38 @@ TEST_F(Bundles, UnroutableBundleLeavesEachTaskDeadWithItsOwnCopy) {
     copies.insert(env->id);
   }
   EXPECT_EQ(copies, std::set<std::string>(ids.begin(), ids.end()));
-  running_dispatcher.stop();
+  stop(dispatcher);
   EXPECT_EQ(dispatcher.stats().returned, ids.size());
-  EXPECT_EQ(inflight_count(producer.redis(), producer.keys()), 0);
+  EXPECT_EQ(inflight_count(producer().redis(), producer().keys()), 0);
 }
 
 TEST_F(Bundles, WorkerStoppedHalfwayHandsTheBundleBackAndTheRestRunOnce) {
   config_.worker.concurrency = 1;
   config_.worker.shutdown_grace_ms = 10'000;
-  Producer producer(config_);
-  const auto ids = enqueue_due_now(producer, 10, "job");
-  ASSERT_TRUE(dispatch_all(producer));
+  const auto ids = enqueue(tasks(10, "job"));
+  ASSERT_TRUE(dispatch_all());
   auto amqp = connect_amqp(config_);
-  ASSERT_EQ(message_count(*amqp, producer.keys().queue("default")), 1) << "the ten share one message";
+  ASSERT_EQ(message_count(*amqp, producer().keys().queue("default")), 1) << "the ten share one message";
 
-  CallLog log;
-  std::atomic<bool> release{false};
-  {
-    Worker first(config_);
-    first.handle("job", [&](const TaskContext& ctx) {
-      log.add({ctx.id, ctx.attempt, ""});
-      // The first task runs until the worker is told to stop: the rest of the
-      // bundle waits unstarted behind it (concurrency 1).
-      while (!release.load()) std::this_thread::sleep_for(1ms);
-    });
-    Running running_first(first);
-    ASSERT_TRUE(wait_until([&] { return log.size() == 1; }, 20s));
-    first.stop();
-    release.store(true);
-    running_first.stop();
-    EXPECT_EQ(first.stats().succeeded, 1u) << "the running one finishes within the grace";
-  }
-  EXPECT_EQ(log.size(), 1u);
+  Worker& first = start_worker({{"job", [this](const TaskContext& ctx) {
+                                   record(ctx);
+                                   // The first task runs until the worker is told to stop: the rest
+                                   // of the bundle waits unstarted behind it (concurrency 1).
+                                   gate_.wait();
+                                 }}});
+  ASSERT_TRUE(wait_for_calls(1, 20s));
+  first.stop();
+  gate_.open();
+  stop(first);
+  EXPECT_EQ(first.stats().succeeded, 1u) << "the running one finishes within the grace";
+  EXPECT_EQ(calls_.size(), 1u);
 
-  Worker second(config_);
-  second.handle("job", [&](const TaskContext& ctx) { log.add({ctx.id, ctx.attempt, ""}); });
-  Running running_second(second);
+  Worker& second = start_worker({{"job", recorder()}});
   ASSERT_TRUE(wait_until([&] { return second.stats().succeeded == 9; }, 20s)) << second.stats().succeeded;
-  running_second.stop();
-  for (const auto& id : ids) EXPECT_EQ(log.count(id), 1) << id << " ran " << log.count(id) << " times";
+  stop(second);
+  for (const auto& id : ids) EXPECT_EQ(calls_.count(id), 1) << id << " ran " << calls_.count(id) << " times";
   EXPECT_EQ(second.stats().duplicates, 1u) << "the one that ended is skipped when the bundle comes again";
-  EXPECT_EQ(message_count(*amqp, producer.keys().queue("default")), 0);
+  EXPECT_EQ(message_count(*amqp, producer().keys().queue("default")), 0);
 }
 
 }  // namespace

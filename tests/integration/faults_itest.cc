@@ -11,17 +11,14 @@
 #include <thread>
 #include <vector>
 
-#include "ripen/dispatcher.h"
-#include "ripen/producer.h"
-#include "ripen/worker.h"
-#include "testing.h"
+#include "fleet.h"
 
 namespace ripen::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-class Faults : public NamespaceTest {
+class Faults : public FleetTest {
  protected:
   std::vector<std::string> keys_in_namespace() {
     auto redis = connect_redis(config_);
@@ -112,19 +109,17 @@ TEST_F(Faults, UnroutableTaskIsDeadWithItsReasonAndKeptInTheUnroutableQueue) {
   queues_.push_back("nowhere");
   config_.dispatcher.auto_declare = false;
   config_.dispatcher.queues = {"default"};
-  Producer producer(config_);
-  Dispatcher dispatcher(config_);
-  Running running_dispatcher(dispatcher);
+  Dispatcher& dispatcher = start_dispatcher();
 
-  auto enq = producer.enqueue(make_task("send", {{"to", "nobody"}}, "nowhere"));
+  auto enq = producer().enqueue(make_task("send", {{"to", "nobody"}}, "nowhere"));
   ASSERT_TRUE(enq.ok()) << enq.error().describe();
-  auto rec = wait_for_state(producer.redis(), producer.keys(), enq->id.get(), "dead", 20s);
-  ASSERT_TRUE(rec && rec->state == "dead") << (rec ? rec->state : "no record");
+  auto rec = wait_for_state(enq->id.get(), "dead", 20s);
+  ASSERT_TRUE(in_state(rec, "dead"));
   EXPECT_NE(rec->last_error.find("unroutable"), std::string::npos) << rec->last_error;
   EXPECT_TRUE(rec->finished_ms.has_value());
 
   auto amqp = connect_amqp(config_);
-  const std::string dlq = producer.keys().dead_queue(Keys::kUnroutable);
+  const std::string dlq = producer().keys().dead_queue(Keys::kUnroutable);
   ASSERT_TRUE(wait_until([&] { return message_count(*amqp, dlq) == 1; }, 10s))
       << dlq << " holds " << message_count(*amqp, dlq) << " messages";
   auto msg = get_message(*amqp, dlq);
@@ -135,36 +130,33 @@ TEST_F(Faults, UnroutableTaskIsDeadWithItsReasonAndKeptInTheUnroutableQueue) {
   auto body = decode_envelope(msg->body);
   ASSERT_TRUE(body.ok()) << msg->body;
   EXPECT_EQ(body->payload, nlohmann::json({{"to", "nobody"}}));
-  EXPECT_EQ(message_count(*amqp, producer.keys().queue("nowhere")), -1) << "auto_declare = false declared it";
+  EXPECT_EQ(message_count(*amqp, producer().keys().queue("nowhere")), -1) << "auto_declare = false declared it";
 
-  running_dispatcher.stop();
+  stop(dispatcher);
   EXPECT_EQ(dispatcher.stats().returned, 1u);
-  EXPECT_EQ(inflight_count(producer.redis(), producer.keys()), 0);
+  EXPECT_EQ(inflight_count(producer().redis(), producer().keys()), 0);
 }
 
 TEST_F(Faults, HandlerThatFailsTwiceIsRetriedAndSucceedsOnTheThirdAttempt) {
-  Producer producer(config_);
-  CallLog log;
-  Worker worker(config_);
-  worker.handle("flaky", [&](const TaskContext& ctx) {
-    log.add({ctx.id, ctx.attempt, ""});
-    if (log.size() <= 2) throw std::runtime_error("downstream 503 on call " + std::to_string(log.size()));
-  });
-  Dispatcher dispatcher(config_);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
+  Worker& worker =
+      start_worker({{"flaky", [this](const TaskContext& ctx) {
+                       record(ctx);
+                       if (calls_.size() <= 2) {
+                         throw std::runtime_error("downstream 503 on call " + std::to_string(calls_.size()));
+                       }
+                     }}});
+  start_dispatcher();
 
   Envelope task = make_task("flaky", {{"n", 1}});
   task.max_attempts = 3;
-  auto enq = producer.enqueue(task);
+  auto enq = producer().enqueue(task);
   ASSERT_TRUE(enq.ok()) << enq.error().describe();
-  auto rec = wait_for_state(producer.redis(), producer.keys(), enq->id.get(), "succeeded", 20s);
-  running_dispatcher.stop();
-  running_worker.stop();
-  ASSERT_TRUE(rec && rec->state == "succeeded") << (rec ? rec->state + ": " + rec->last_error : "no record");
+  auto rec = wait_for_state(enq->id.get(), "succeeded", 20s);
+  stop();
+  ASSERT_TRUE(in_state(rec, "succeeded"));
   EXPECT_EQ(rec->attempts, 3);
 
-  const auto calls = log.calls();
+  const auto calls = calls_.calls();
   ASSERT_EQ(calls.size(), 3u);
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(calls[static_cast<size_t>(i)].id, enq->id.get());
@@ -175,33 +167,27 @@ TEST_F(Faults, HandlerThatFailsTwiceIsRetriedAndSucceedsOnTheThirdAttempt) {
 }
 
 TEST_F(Faults, HandlerThatAlwaysFailsIsDeadLetteredAfterMaxAttempts) {
-  Producer producer(config_);
-  CallLog log;
-  Worker worker(config_);
-  worker.handle("doomed", [&](const TaskContext& ctx) {
-    log.add({ctx.id, ctx.attempt, ""});
-    throw std::runtime_error("smtp 554: mailbox unavailable");
-  });
-  Dispatcher dispatcher(config_);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
+  start_worker({{"doomed", [this](const TaskContext& ctx) {
+                   record(ctx);
+                   throw std::runtime_error("smtp 554: mailbox unavailable");
+                 }}});
+  start_dispatcher();
 
   Envelope task = make_task("doomed", {{"to", "ghost@example.com"}});
   task.max_attempts = 2;
-  auto enq = producer.enqueue(task);
+  auto enq = producer().enqueue(task);
   ASSERT_TRUE(enq.ok()) << enq.error().describe();
-  auto rec = wait_for_state(producer.redis(), producer.keys(), enq->id.get(), "dead", 20s);
-  ASSERT_TRUE(rec && rec->state == "dead") << (rec ? rec->state : "no record");
+  auto rec = wait_for_state(enq->id.get(), "dead", 20s);
+  ASSERT_TRUE(in_state(rec, "dead"));
   EXPECT_EQ(rec->attempts, 2);
   EXPECT_NE(rec->last_error.find("smtp 554: mailbox unavailable"), std::string::npos) << rec->last_error;
 
   auto amqp = connect_amqp(config_);
-  const std::string dlq = producer.keys().dead_queue("default");
+  const std::string dlq = producer().keys().dead_queue("default");
   ASSERT_TRUE(wait_until([&] { return message_count(*amqp, dlq) >= 1; }, 10s))
       << dlq << " holds " << message_count(*amqp, dlq) << " messages";
-  running_dispatcher.stop();
-  running_worker.stop();
-  EXPECT_EQ(log.size(), 2u) << "max_attempts = 2";
+  stop();
+  EXPECT_EQ(calls_.size(), 2u) << "max_attempts = 2";
 
   auto msg = get_message(*amqp, dlq);
   ASSERT_TRUE(msg.has_value());
@@ -221,19 +207,15 @@ TEST_F(Faults, DispatcherStartedWhileRedisIsDownWaitsForIt) {
   std::this_thread::sleep_for(1s);
   ASSERT_TRUE(dispatcher.running()) << "the dispatcher exited without Redis:\n" << dispatcher.output();
 
-  RedisServer redis(port);
+  // Kept past the test body: the worker stops while it still answers.
+  auto& redis = keep<RedisServer>(port);
   ASSERT_TRUE(redis.wait_ready(15s)) << redis.child().output();
-  Producer producer(config_);
-  CallLog log;
-  Worker worker(config_);
-  worker.handle("ping", [&](const TaskContext& ctx) { log.add({ctx.id, ctx.attempt, ""}); });
-  Running running_worker(worker);
+  start_worker({{"ping", recorder()}});
 
-  auto enq = producer.enqueue(make_task("ping"));
+  auto enq = producer().enqueue(make_task("ping"));
   ASSERT_TRUE(enq.ok()) << enq.error().describe();
-  auto rec = wait_for_state(producer.redis(), producer.keys(), enq->id.get(), "succeeded", 30s);
-  EXPECT_TRUE(rec && rec->state == "succeeded") << (rec ? rec->state : "no record") << "\n" << dispatcher.output();
-  EXPECT_EQ(log.count(enq->id.get()), 1);
+  EXPECT_TRUE(reaches(enq->id.get(), "succeeded", 30s)) << dispatcher.output();
+  EXPECT_EQ(calls_.count(enq->id.get()), 1);
 
   dispatcher.signal(SIGTERM);
   EXPECT_EQ(dispatcher.wait(15s), 0) << dispatcher.output();

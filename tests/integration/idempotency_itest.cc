@@ -3,26 +3,20 @@
 // is free for a new task.
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
-#include "ripen/dispatcher.h"
+#include "fleet.h"
 #include "ripen/ids.h"
-#include "ripen/producer.h"
-#include "ripen/worker.h"
-#include "testing.h"
 
 namespace ripen::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-class Idempotency : public NamespaceTest {
+class Idempotency : public FleetTest {
  protected:
   Envelope keyed(const std::string& key, nlohmann::json payload) {
     Envelope e = make_task("work", std::move(payload));
@@ -52,34 +46,27 @@ class Idempotency : public NamespaceTest {
 };
 
 TEST_F(Idempotency, SameKeyWhileScheduledGivesTheSameTaskAndItRunsOnce) {
-  Producer producer(config_);
-  CallLog log;
-  Worker worker(config_);
-  worker.handle("work", [&](const TaskContext& ctx) { log.add({ctx.id, ctx.attempt, ctx.task.payload.dump()}); });
-  Dispatcher dispatcher(config_);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
+  start_worker({{"work", recorder()}});
+  start_dispatcher();
 
-  auto first = producer.enqueue_in(keyed("order-17-receipt", {{"copy", 1}}), 1000ms);
+  auto first = producer().enqueue_in(keyed("order-17-receipt", {{"copy", 1}}), 1000ms);
   ASSERT_TRUE(first.ok()) << first.error().describe();
   EXPECT_TRUE(first->created);
-  auto rec = producer.get(first->id);
+  auto rec = producer().get(first->id);
   ASSERT_TRUE(rec.ok());
   ASSERT_EQ(rec->state, "scheduled");
 
-  auto second = producer.enqueue_in(keyed("order-17-receipt", {{"copy", 2}}), 1000ms);
+  auto second = producer().enqueue_in(keyed("order-17-receipt", {{"copy", 2}}), 1000ms);
   ASSERT_TRUE(second.ok()) << second.error().describe();
   EXPECT_FALSE(second->created);
   EXPECT_EQ(second->id, first->id);
   EXPECT_EQ(second->due_ms, first->due_ms);
   EXPECT_EQ(task_records(), 1u);
 
-  auto done = wait_for_state(producer.redis(), producer.keys(), first->id.get(), "succeeded", 20s);
-  ASSERT_TRUE(done && done->state == "succeeded") << (done ? done->state : "no record");
-  running_dispatcher.stop();
-  running_worker.stop();
+  ASSERT_TRUE(reaches(first->id.get(), "succeeded", 20s));
+  stop();
 
-  const auto calls = log.calls();
+  const auto calls = calls_.calls();
   ASSERT_EQ(calls.size(), 1u) << "one task, one run";
   EXPECT_EQ(calls[0].id, first->id.get());
   EXPECT_EQ(nlohmann::json::parse(calls[0].payload), nlohmann::json({{"copy", 1}})) << "the first task's payload";
@@ -87,65 +74,40 @@ TEST_F(Idempotency, SameKeyWhileScheduledGivesTheSameTaskAndItRunsOnce) {
 }
 
 TEST_F(Idempotency, SameKeyWhileRunningGivesTheSameTask) {
-  Producer producer(config_);
-  CallLog log;
-  std::mutex mu;
-  std::condition_variable cv;
-  bool release = false;
-  Worker worker(config_);
-  worker.handle("work", [&](const TaskContext& ctx) {
-    log.add({ctx.id, ctx.attempt, ctx.task.payload.dump()});
-    std::unique_lock lock(mu);
-    cv.wait_for(lock, 30s, [&] { return release; });
-  });
-  Dispatcher dispatcher(config_);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
-  auto let_go = [&] {
-    {
-      std::lock_guard lock(mu);
-      release = true;
-    }
-    cv.notify_all();
-  };
+  start_worker({{"work", [this](const TaskContext& ctx) {
+                   record(ctx);
+                   gate_.wait(ctx);
+                 }}});
+  start_dispatcher();
 
-  auto first = producer.enqueue(keyed("nightly-report", "a"));
+  auto first = producer().enqueue(keyed("nightly-report", "a"));
   ASSERT_TRUE(first.ok()) << first.error().describe();
-  auto running = wait_for_state(producer.redis(), producer.keys(), first->id.get(), "running", 20s);
-  if (!running || running->state != "running") let_go();
-  ASSERT_TRUE(running && running->state == "running") << (running ? running->state : "no record");
+  ASSERT_TRUE(reaches(first->id.get(), "running", 20s));
 
-  auto second = producer.enqueue(keyed("nightly-report", "b"));
-  let_go();
+  auto second = producer().enqueue(keyed("nightly-report", "b"));
+  gate_.open();
   ASSERT_TRUE(second.ok()) << second.error().describe();
   EXPECT_FALSE(second->created);
   EXPECT_EQ(second->id, first->id);
 
-  auto done = wait_for_state(producer.redis(), producer.keys(), first->id.get(), "succeeded", 20s);
-  ASSERT_TRUE(done && done->state == "succeeded");
-  running_dispatcher.stop();
-  running_worker.stop();
-  EXPECT_EQ(log.size(), 1u);
+  ASSERT_TRUE(reaches(first->id.get(), "succeeded", 20s));
+  stop();
+  EXPECT_EQ(calls_.size(), 1u);
   EXPECT_EQ(task_records(), 1u);
 }
 
 TEST_F(Idempotency, SameKeyAfterTheTaskSucceededGivesThatTaskUntilTheRetentionPasses) {
   config_.idempotency_retention_ms = 1500;
-  Producer producer(config_);
-  CallLog log;
-  Worker worker(config_);
-  worker.handle("work", [&](const TaskContext& ctx) { log.add({ctx.id, ctx.attempt, ctx.task.payload.dump()}); });
-  Dispatcher dispatcher(config_);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
+  start_worker({{"work", recorder()}});
+  start_dispatcher();
 
-  auto first = producer.enqueue(keyed("digest-2026-W48", 1));
+  auto first = producer().enqueue(keyed("digest-2026-W48", 1));
   ASSERT_TRUE(first.ok()) << first.error().describe();
-  auto rec = wait_for_state(producer.redis(), producer.keys(), first->id.get(), "succeeded", 20s);
-  ASSERT_TRUE(rec && rec->state == "succeeded");
+  auto rec = wait_for_state(first->id.get(), "succeeded", 20s);
+  ASSERT_TRUE(in_state(rec, "succeeded"));
 
   // Within the retention the key is done: the same task comes back, nothing runs.
-  auto again = producer.enqueue(keyed("digest-2026-W48", 2));
+  auto again = producer().enqueue(keyed("digest-2026-W48", 2));
   ASSERT_TRUE(again.ok()) << again.error().describe();
   EXPECT_FALSE(again->created);
   EXPECT_EQ(again->id, first->id);
@@ -155,49 +117,39 @@ TEST_F(Idempotency, SameKeyAfterTheTaskSucceededGivesThatTaskUntilTheRetentionPa
   std::optional<Enqueued> later;
   ASSERT_TRUE(wait_until(
       [&] {
-        auto r = producer.enqueue(keyed("digest-2026-W48", 3));
+        auto r = producer().enqueue(keyed("digest-2026-W48", 3));
         if (r.ok() && r->created) later = *r;
         return later.has_value();
       },
       10s, 100ms));
   EXPECT_NE(later->id, first->id);
-  rec = wait_for_state(producer.redis(), producer.keys(), later->id.get(), "succeeded", 20s);
-  ASSERT_TRUE(rec && rec->state == "succeeded");
-  running_dispatcher.stop();
-  running_worker.stop();
+  ASSERT_TRUE(reaches(later->id.get(), "succeeded", 20s));
+  stop();
 
-  EXPECT_EQ(log.count(first->id.get()), 1);
-  EXPECT_EQ(log.count(later->id.get()), 1);
-  EXPECT_EQ(log.size(), 2u);
+  EXPECT_EQ(calls_.count(first->id.get()), 1);
+  EXPECT_EQ(calls_.count(later->id.get()), 1);
+  EXPECT_EQ(calls_.size(), 2u);
 }
 
 TEST_F(Idempotency, WithNoRetentionTheKeyIsFreedWhenTheTaskSucceeds) {
   config_.idempotency_retention_ms = 0;
-  Producer producer(config_);
-  CallLog log;
-  Worker worker(config_);
-  worker.handle("work", [&](const TaskContext& ctx) { log.add({ctx.id, ctx.attempt, ctx.task.payload.dump()}); });
-  Dispatcher dispatcher(config_);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
+  start_worker({{"work", recorder()}});
+  start_dispatcher();
 
-  auto first = producer.enqueue(keyed("weekly-digest", 1));
+  auto first = producer().enqueue(keyed("weekly-digest", 1));
   ASSERT_TRUE(first.ok()) << first.error().describe();
-  auto rec = wait_for_state(producer.redis(), producer.keys(), first->id.get(), "succeeded", 20s);
-  ASSERT_TRUE(rec && rec->state == "succeeded");
+  ASSERT_TRUE(reaches(first->id.get(), "succeeded", 20s));
 
-  auto second = producer.enqueue(keyed("weekly-digest", 2));
+  auto second = producer().enqueue(keyed("weekly-digest", 2));
   ASSERT_TRUE(second.ok()) << second.error().describe();
   EXPECT_TRUE(second->created);
   EXPECT_NE(second->id, first->id);
-  rec = wait_for_state(producer.redis(), producer.keys(), second->id.get(), "succeeded", 20s);
-  ASSERT_TRUE(rec && rec->state == "succeeded");
-  running_dispatcher.stop();
-  running_worker.stop();
+  ASSERT_TRUE(reaches(second->id.get(), "succeeded", 20s));
+  stop();
 
-  EXPECT_EQ(log.count(first->id.get()), 1);
-  EXPECT_EQ(log.count(second->id.get()), 1);
-  EXPECT_EQ(log.size(), 2u);
+  EXPECT_EQ(calls_.count(first->id.get()), 1);
+  EXPECT_EQ(calls_.count(second->id.get()), 1);
+  EXPECT_EQ(calls_.size(), 2u);
   EXPECT_EQ(task_records(), 2u);
 }
 

@@ -9,15 +9,11 @@
 #include <unistd.h>
 
 #include <csignal>
-#include <optional>
 #include <set>
 #include <string>
 
-#include "ripen/dispatcher.h"
-#include "ripen/producer.h"
+#include "fleet.h"
 #include "ripen/topology.h"
-#include "ripen/worker.h"
-#include "testing.h"
 
 namespace ripen::testing {
 namespace {
@@ -25,10 +21,10 @@ namespace {
 using namespace std::chrono_literals;
 using json = nlohmann::json;
 
-class Ingress : public NamespaceTest {
+class Ingress : public FleetTest {
  protected:
   void SetUp() override {
-    NamespaceTest::SetUp();
+    FleetTest::SetUp();
     queues_.push_back("replies");
     keys_ = std::make_unique<Keys>(config_.ns, config_.shards);
     amqp_ = connect_amqp(config_);
@@ -62,6 +58,13 @@ class Ingress : public NamespaceTest {
     return out;
   }
 
+  // A dispatcher, and a worker that records each "greet" task it runs.
+  Dispatcher& start_fleet() {
+    Dispatcher& dispatcher = start_dispatcher();
+    start_worker({{"greet", recorder()}});
+    return dispatcher;
+  }
+
   std::unique_ptr<Keys> keys_;
   std::unique_ptr<Amqp> amqp_;
 };
@@ -70,27 +73,8 @@ json envelope(const std::string& type, json payload = nullptr) {
   return {{"v", 1}, {"queue", "default"}, {"type", type}, {"payload", std::move(payload)}};
 }
 
-// A dispatcher and a worker that records each "greet" task it runs, running
-// until destroyed.
-struct Fleet {
-  CallLog calls;
-  Worker worker;
-  Dispatcher dispatcher;
-  std::optional<Running<Dispatcher>> running_dispatcher;
-  std::optional<Running<Worker>> running_worker;
-
-  explicit Fleet(const Config& config) : worker(config), dispatcher(config) {
-    worker.handle("greet", [this](const TaskContext& ctx) {
-      calls.add({ctx.id, ctx.attempt, ctx.task.payload.dump()});
-    });
-    running_dispatcher.emplace(dispatcher);
-    running_worker.emplace(worker);
-  }
-};
-
 TEST_F(Ingress, EnvelopeIsScheduledRepliedToAndRun) {
-  Fleet fleet(config_);
-  CallLog& calls = fleet.calls;
+  Dispatcher& dispatcher = start_fleet();
 
   json later = envelope("greet", {{"name", "later"}});
   later["delay_ms"] = 3'600'000;
@@ -99,26 +83,24 @@ TEST_F(Ingress, EnvelopeIsScheduledRepliedToAndRun) {
 
   auto replies = read_replies(2, 30s);
   ASSERT_EQ(replies.size(), 2u);
-  Producer producer(config_);
   std::string now_id, later_id;
   for (const auto& [correlation, r] : replies) {
     ASSERT_TRUE(r.value("ok", false)) << r.dump();
     const std::string id = r.value("id", "");
     EXPECT_TRUE(r.value("created", false)) << r.dump();
-    auto rec = producer.get(TaskId(id));
+    auto rec = producer().get(TaskId(id));
     ASSERT_TRUE(rec.ok()) << rec.error().describe();
     EXPECT_EQ(rec->idempotency_key, "amqp:m-" + correlation.substr(2));
     (correlation == "c-now" ? now_id : later_id) = id;
   }
   ASSERT_FALSE(now_id.empty());
   ASSERT_FALSE(later_id.empty());
-  auto done = wait_for_state(producer.redis(), producer.keys(), now_id, "succeeded", 30s);
-  ASSERT_TRUE(done && done->state == "succeeded");
-  ASSERT_EQ(calls.size(), 1u);
-  EXPECT_EQ(calls.calls()[0].payload, R"({"name":"now"})");
-  EXPECT_EQ(producer.get(TaskId(later_id))->state, "scheduled");
+  ASSERT_TRUE(reaches(now_id, "succeeded", 30s));
+  ASSERT_EQ(calls_.size(), 1u);
+  EXPECT_EQ(calls_.calls()[0].payload, R"({"name":"now"})");
+  EXPECT_EQ(producer().get(TaskId(later_id))->state, "scheduled");
   EXPECT_EQ(message_count(*amqp_, keys_->ingress_queue()), 0) << "every message acked";
-  EXPECT_EQ(fleet.dispatcher.stats().ingress.enqueued, 2u);
+  EXPECT_EQ(dispatcher.stats().ingress.enqueued, 2u);
 }
 
 TEST_F(Ingress, MalformedMessagesGoToTheIngressDeadLetterQueueWithTheirReason) {
@@ -165,8 +147,7 @@ TEST_F(Ingress, MalformedMessagesGoToTheIngressDeadLetterQueueWithTheirReason) {
       {"too-big", big.dump(), "over the limit of 2048"},
       {"bad-id", bad_id.dump(), "field 'id'"},
   };
-  Dispatcher dispatcher(config_);
-  Running d(dispatcher);
+  Dispatcher& dispatcher = start_dispatcher();
   for (const auto& c : cases) publish(c.body, c.name, "c-" + c.name);
 
   const std::string dlq = keys_->dead_queue(Keys::kIngress);
@@ -193,8 +174,7 @@ TEST_F(Ingress, MalformedMessagesGoToTheIngressDeadLetterQueueWithTheirReason) {
     EXPECT_EQ(r.value("code", ""), "invalid") << c.name;
     EXPECT_NE(r.value("error", "").find(c.reason), std::string::npos) << r.dump();
   }
-  Producer producer(config_);
-  EXPECT_EQ(due_count(producer.redis(), producer.keys()), 0) << "nothing half-written";
+  EXPECT_EQ(due_count(producer().redis(), producer().keys()), 0) << "nothing half-written";
   EXPECT_EQ(message_count(*amqp_, keys_->ingress_queue()), 0);
   EXPECT_EQ(dispatcher.stats().ingress.refused, cases.size());
 }
@@ -202,14 +182,9 @@ TEST_F(Ingress, MalformedMessagesGoToTheIngressDeadLetterQueueWithTheirReason) {
 TEST_F(Ingress, ARefusedMessageWhoseCopyIsNotConfirmedGoesBackNotAway) {
   // The dispatcher reaches the broker through a proxy that swallows its
   // publishes: the dead-letter copy never lands and is never confirmed.
-  auto broker = parse_amqp_url(config_.amqp_url);
-  ASSERT_TRUE(broker.ok());
-  TcpProxy proxy(broker->host, broker->port, TcpProxy::Protocol::amqp);
-  Config through = config_;
-  through.amqp_url = proxy.url_for(*broker);
+  auto [proxy, through] = proxy_broker();
   proxy.drop_publishes(true);
-  Dispatcher dispatcher(through);
-  Running d(dispatcher);
+  Dispatcher& dispatcher = start_dispatcher(through);
   publish("not json", "m-bad");
   const std::string dlq = keys_->dead_queue(Keys::kIngress);
   // After the confirm wait (5 s) the message is handed back, and taken again.
@@ -233,16 +208,14 @@ TEST_F(Ingress, ARefusedMessageWhoseCopyIsNotConfirmedGoesBackNotAway) {
 }
 
 TEST_F(Ingress, MessagesNamingTheSameTaskScheduleItOnce) {
-  Producer producer(config_);
   // As if a dispatcher stored this message's task and died before acking it.
   Envelope stored = make_task("t");
   stored.delay_ms = 3'600'000;
   stored.idempotency_key = "amqp:m-landed";
-  auto first = producer.enqueue(stored);
+  auto first = producer().enqueue(stored);
   ASSERT_TRUE(first.ok()) << first.error().describe();
 
-  Dispatcher dispatcher(config_);
-  Running d(dispatcher);
+  Dispatcher& dispatcher = start_dispatcher();
   json later = envelope("t");
   later["delay_ms"] = 3'600'000;
   publish(later.dump(), "m-landed", "c1");
@@ -266,7 +239,7 @@ TEST_F(Ingress, MessagesNamingTheSameTaskScheduleItOnce) {
   EXPECT_TRUE(replies["c4"].value("created", false));
   EXPECT_EQ(replies["c5"].value("id", ""), "my-own-id-1");
   EXPECT_FALSE(replies["c5"].value("created", true));
-  EXPECT_EQ(due_count(producer.redis(), producer.keys()), 3);
+  EXPECT_EQ(due_count(producer().redis(), producer().keys()), 3);
   const auto stats = dispatcher.stats().ingress;
   EXPECT_EQ(stats.enqueued, 2u);
   EXPECT_EQ(stats.duplicates, 3u);
@@ -282,26 +255,25 @@ TEST_F(Ingress, DispatcherKilledMidIngestLosesNothingAndSchedulesNothingTwice) {
     later["payload"] = i;
     publish(later.dump(), "m-" + std::to_string(i));
   }
-  Producer producer(config_);
-  ASSERT_TRUE(wait_until([&] { return due_count(producer.redis(), producer.keys()) > 0; }, 30s)) << first.output();
+  ASSERT_TRUE(wait_until([&] { return due_count(producer().redis(), producer().keys()) > 0; }, 30s)) << first.output();
   first.signal(SIGKILL);
   first.wait(10s);
-  const int64_t at_kill = due_count(producer.redis(), producer.keys());
+  const int64_t at_kill = due_count(producer().redis(), producer().keys());
   EXPECT_LT(at_kill, kMessages) << "killed mid-ingest";
 
   Child second(binary("dispatcher/ripen-dispatcher"), {"--id", "second"}, env);
   ASSERT_TRUE(wait_until(
       [&] {
-        return due_count(producer.redis(), producer.keys()) >= kMessages &&
+        return due_count(producer().redis(), producer().keys()) >= kMessages &&
                message_count(*amqp_, keys_->ingress_queue()) == 0;
       },
       60s))
-      << "due " << due_count(producer.redis(), producer.keys()) << "\n"
+      << "due " << due_count(producer().redis(), producer().keys()) << "\n"
       << second.output();
   second.signal(SIGTERM);
   EXPECT_EQ(second.wait(20s), 0) << second.output();
   EXPECT_EQ(message_count(*amqp_, keys_->ingress_queue()), 0) << "nothing was left unacked";
-  EXPECT_EQ(due_count(producer.redis(), producer.keys()), kMessages) << "one task per message";
+  EXPECT_EQ(due_count(producer().redis(), producer().keys()), kMessages) << "one task per message";
   std::cout << "tasks at the kill: " << at_kill << "; the second dispatcher's log:\n"
             << second.output().substr(0, 2000) << "\n";
 }
@@ -312,18 +284,15 @@ class Examples : public Ingress {
  protected:
   void enqueue_and_run(const std::string& program, const std::string& script) {
     ASSERT_FALSE(program.empty()) << "the test command installs it (scripts/test)";
-    Fleet fleet(config_);
-    CallLog& calls = fleet.calls;
+    start_fleet();
     auto run = run_command(program, {script, "--type", "greet", "--payload", R"({"from":")" + script + R"("})"},
                            child_env(config_));
     ASSERT_EQ(run.code, 0) << run.out << run.err;
     const std::string id = trim(run.out);
-    Producer producer(config_);
-    auto done = wait_for_state(producer.redis(), producer.keys(), id, "succeeded", 30s);
-    ASSERT_TRUE(done && done->state == "succeeded") << id;
-    ASSERT_EQ(calls.size(), 1u);
-    EXPECT_EQ(calls.calls()[0].id, id);
-    EXPECT_EQ(calls.calls()[0].payload, R"({"from":")" + script + R"("})");
+    ASSERT_TRUE(reaches(id, "succeeded", 30s)) << id;
+    ASSERT_EQ(calls_.size(), 1u);
+    EXPECT_EQ(calls_.calls()[0].id, id);
+    EXPECT_EQ(calls_.calls()[0].payload, R"({"from":")" + script + R"("})");
 
     // A refusal comes back as the example's error, naming the field.
     auto refused = run_command(program, {script, "--type", "no spaces"}, child_env(config_));

@@ -13,10 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "ripen/dispatcher.h"
-#include "ripen/producer.h"
-#include "ripen/worker.h"
-#include "testing.h"
+#include "fleet.h"
 
 namespace ripen::testing {
 namespace {
@@ -31,10 +28,10 @@ struct Claimed {
   int64_t last_deadline = 0;   // latest
 };
 
-class LeaseRecovery : public NamespaceTest {
+class LeaseRecovery : public FleetTest {
  protected:
   void SetUp() override {
-    NamespaceTest::SetUp();
+    FleetTest::SetUp();
     config_.dispatcher.shard_lease_ms = 2000;
     config_.dispatcher.inflight_lease_ms = 2000;
     redis_ = connect_redis(config_);
@@ -45,25 +42,16 @@ class LeaseRecovery : public NamespaceTest {
   // by that dispatcher) last `inflight_lease_ms`.
   Claimed claim_then_kill(int64_t inflight_lease_ms) {
     Claimed out;
-    Producer producer(config_);
-    std::vector<Envelope> tasks;
-    for (int i = 0; i < kTasks; ++i) tasks.push_back(make_task("job", {{"i", i}}));
-    for (auto& r : producer.enqueue_batch(std::move(tasks))) {
-      EXPECT_TRUE(r.ok()) << r.error().describe();
-      if (r) out.ids.push_back(r->id.get());
-    }
+    out.ids = enqueue(tasks(kTasks, "job"));
 
-    auto broker = parse_amqp_url(config_.amqp_url);
-    EXPECT_TRUE(broker.ok());
-    TcpProxy proxy(broker->host, broker->port, TcpProxy::Protocol::amqp);
+    auto [proxy, first] = proxy_broker();
     proxy.drop_publishes(true);
-    Config first = config_;
     first.dispatcher.inflight_lease_ms = inflight_lease_ms;
     // One message per task, so the swallowed publishes can be counted per task.
     first.dispatcher.bundle = 1;
     const std::string file = write_config_file(first, config_.ns + "-first");
     Child dispatcher(binary("dispatcher/ripen-dispatcher"),
-                     {"--config", file, "--amqp-url", proxy.url_for(*broker), "--id", "doomed"}, child_env(config_));
+                     {"--config", file, "--amqp-url", first.amqp_url, "--id", "doomed"}, child_env(config_));
     const bool claimed = wait_until(
         [&] {
           return inflight_count(*redis_, keys()) == kTasks && due_count(*redis_, keys()) == 0 &&
@@ -97,7 +85,7 @@ class LeaseRecovery : public NamespaceTest {
 
   // Waits until every task has succeeded and nothing is left in flight: up to
   // 15 s after the last in-flight lease expires.
-  void expect_all_succeed(const Claimed& claimed, Dispatcher& dispatcher, const CallLog& log) {
+  void expect_all_succeed(const Claimed& claimed, const Dispatcher& dispatcher) {
     auto now = redis_->time_ms();
     ASSERT_TRUE(now.ok());
     const auto timeout = std::chrono::milliseconds(std::max<int64_t>(claimed.last_deadline - *now, 0)) + 15s;
@@ -114,11 +102,11 @@ class LeaseRecovery : public NamespaceTest {
         timeout, 50ms);
     auto stats = dispatcher.stats();
     std::cout << "second dispatcher: claimed=" << stats.claimed << " confirmed=" << stats.confirmed
-              << " recovered=" << stats.recovered << "; handler runs: " << log.size() << "\n";
+              << " recovered=" << stats.recovered << "; handler runs: " << calls_.size() << "\n";
     EXPECT_TRUE(done) << "not succeeded: " << stuck << "\nstill in flight: " << inflight_count(*redis_, keys())
                       << ", due: " << due_count(*redis_, keys()) << ", " << timeout.count() << " ms after the kill";
     std::string never_ran;
-    for (const auto& id : claimed.ids) never_ran += log.count(id) == 0 ? id + " " : "";
+    for (const auto& id : claimed.ids) never_ran += calls_.count(id) == 0 ? id + " " : "";
     EXPECT_TRUE(never_ran.empty()) << "never ran: " << never_ran;
     EXPECT_GE(stats.recovered, static_cast<uint64_t>(kTasks)) << "every claimed task comes back by lease expiry";
   }
@@ -143,13 +131,9 @@ TEST_F(LeaseRecovery, TakeoverAfterTheLeasesExpiredPublishesEveryTaskAgain) {
       15s))
       << "the in-flight leases did not expire by Redis TIME";
 
-  CallLog log;
-  Worker worker(config_);
-  worker.handle("job", [&](const TaskContext& ctx) { log.add({ctx.id, ctx.attempt, ctx.task.payload.dump()}); });
-  Dispatcher dispatcher(config_, "survivor");
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
-  expect_all_succeed(claimed, dispatcher, log);
+  start_worker({{"job", recorder()}});
+  const Dispatcher& dispatcher = start_dispatcher("survivor");
+  expect_all_succeed(claimed, dispatcher);
 }
 
 TEST_F(LeaseRecovery, StandbyDispatcherRecoversLeasesThatExpireWhileItHoldsTheShards) {
@@ -158,12 +142,8 @@ TEST_F(LeaseRecovery, StandbyDispatcherRecoversLeasesThatExpireWhileItHoldsTheSh
   const Claimed claimed = claim_then_kill(6000);
   ASSERT_EQ(claimed.ids.size(), static_cast<size_t>(kTasks));
 
-  CallLog log;
-  Worker worker(config_);
-  worker.handle("job", [&](const TaskContext& ctx) { log.add({ctx.id, ctx.attempt, ctx.task.payload.dump()}); });
-  Dispatcher dispatcher(config_, "standby");
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
+  start_worker({{"job", recorder()}});
+  const Dispatcher& dispatcher = start_dispatcher("standby");
   ASSERT_TRUE(wait_until([&] { return dispatcher.stats().shards.size() == static_cast<size_t>(config_.shards); }, 15s))
       << "the standby never took over every shard";
   auto now = redis_->time_ms();
@@ -172,7 +152,7 @@ TEST_F(LeaseRecovery, StandbyDispatcherRecoversLeasesThatExpireWhileItHoldsTheSh
   std::cout << "standby holds every shard " << claimed.first_deadline - *now
             << " ms before the first in-flight lease expires\n";
 
-  expect_all_succeed(claimed, dispatcher, log);
+  expect_all_succeed(claimed, dispatcher);
 }
 
 }  // namespace

@@ -12,10 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "ripen/dispatcher.h"
-#include "ripen/producer.h"
-#include "ripen/worker.h"
-#include "testing.h"
+#include "fleet.h"
 
 namespace ripen::testing {
 namespace {
@@ -24,31 +21,23 @@ using namespace std::chrono_literals;
 
 constexpr int kTasks = 300;
 
-class Outage : public NamespaceTest {
+class Outage : public FleetTest {
  protected:
-  // kTasks tasks due evenly over the next 3 s; returns their ids.
-  std::vector<std::string> enqueue_spread(Producer& producer) {
-    std::vector<Envelope> tasks;
-    for (int i = 0; i < kTasks; ++i) {
-      Envelope e = make_task("job", {{"i", i}});
-      e.delay_ms = 500 + static_cast<int64_t>(i) * 3000 / kTasks;
-      tasks.push_back(std::move(e));
-    }
-    std::vector<std::string> ids;
-    for (auto& r : producer.enqueue_batch(std::move(tasks))) {
-      EXPECT_TRUE(r.ok()) << r.error().describe();
-      if (r) ids.push_back(r->id.get());
-    }
-    return ids;
+  // kTasks tasks due evenly over the next 3 s.
+  static std::vector<Envelope> spread() {
+    auto out = tasks(kTasks, "job");
+    for (int i = 0; i < kTasks; ++i)
+      out[static_cast<size_t>(i)].delay_ms = 500 + static_cast<int64_t>(i) * 3000 / kTasks;
+    return out;
   }
 
   // Takes the server behind `proxy` away once a third of the tasks have run,
   // for `outage`, then brings it back.
-  void outage_once_a_third_ran(TcpProxy& proxy, const CallLog& log, std::chrono::milliseconds outage) {
-    ASSERT_TRUE(wait_until([&] { return log.per_id().size() >= kTasks / 3; }, 30s))
-        << "only " << log.per_id().size() << " tasks ran before the outage";
+  void outage_once_a_third_ran(TcpProxy& proxy, std::chrono::milliseconds outage) {
+    ASSERT_TRUE(wait_until([&] { return calls_.per_id().size() >= kTasks / 3; }, 30s))
+        << "only " << calls_.per_id().size() << " tasks ran before the outage";
     proxy.set_down(true);
-    const size_t at_start = log.per_id().size();
+    const size_t at_start = calls_.per_id().size();
     // The outage itself is the scenario: it lasts this long whatever happens.
     std::this_thread::sleep_for(outage);
     proxy.set_down(false);
@@ -57,7 +46,7 @@ class Outage : public NamespaceTest {
   }
 
   // Every task ends succeeded and ran at least once; nothing is left in the wheel.
-  void expect_nothing_lost(const std::vector<std::string>& ids, const CallLog& log) {
+  void expect_nothing_lost(const std::vector<std::string>& ids) {
     auto redis = connect_redis(config_);
     const Keys keys(config_.ns, config_.shards);
     std::string stuck;
@@ -73,7 +62,7 @@ class Outage : public NamespaceTest {
         },
         60s, 100ms);
     EXPECT_TRUE(done) << "not succeeded: " << stuck;
-    const auto per_id = log.per_id();
+    const auto per_id = calls_.per_id();
     int never = 0, twice = 0;
     for (const auto& id : ids) {
       const auto it = per_id.find(id);
@@ -93,56 +82,38 @@ class Outage : public NamespaceTest {
 };
 
 TEST_F(Outage, BrokerGoingAwayMidRunLosesNoTask) {
-  auto broker = parse_amqp_url(config_.amqp_url);
-  ASSERT_TRUE(broker.ok());
-  TcpProxy proxy(broker->host, broker->port, TcpProxy::Protocol::amqp);
-  Config through = config_;
-  through.amqp_url = proxy.url_for(*broker);
+  auto [proxy, through] = proxy_broker();
 
-  Producer producer(config_);
-  CallLog log;
-  Worker worker(through);
-  worker.handle("job", [&](const TaskContext& ctx) { log.add({ctx.id, ctx.attempt, ""}); });
-  Dispatcher dispatcher(through);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
+  start_worker(through, {{"job", recorder()}});
+  start_dispatcher(through);
 
-  const auto ids = enqueue_spread(producer);
+  const auto ids = enqueue(spread());
   ASSERT_EQ(ids.size(), static_cast<size_t>(kTasks));
-  outage_once_a_third_ran(proxy, log, 1500ms);
-  expect_nothing_lost(ids, log);
-  running_dispatcher.stop();
-  running_worker.stop();
+  outage_once_a_third_ran(proxy, 1500ms);
+  expect_nothing_lost(ids);
+  stop();
   EXPECT_GE(proxy.connections(), 4) << "both processes reconnected after the outage";
 }
 
 TEST_F(Outage, RedisGoingAwayMidRunLosesNoTask) {
-  auto server = parse_redis_url(config_.redis_url);
-  ASSERT_TRUE(server.ok());
-  TcpProxy proxy(server->host, server->port);
-  Config through = config_;
-  through.redis_url = proxy.url_for(*server);
+  auto [proxy, through] = proxy_redis();
 
-  Producer producer(through);
-  CallLog log;
-  Worker worker(through);
-  worker.handle("job", [&](const TaskContext& ctx) { log.add({ctx.id, ctx.attempt, ""}); });
-  Dispatcher dispatcher(through);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
+  // The producer goes through the proxy too, unlike the fixture's.
+  Producer proxied(through);
+  start_worker(through, {{"job", recorder()}});
+  start_dispatcher(through);
 
-  const auto ids = enqueue_spread(producer);
+  const auto ids = enqueue(proxied, spread());
   ASSERT_EQ(ids.size(), static_cast<size_t>(kTasks));
-  outage_once_a_third_ran(proxy, log, 1500ms);
+  outage_once_a_third_ran(proxy, 1500ms);
 
   // The producer comes back too: a task enqueued right after the outage lands.
-  auto late = producer.enqueue(make_task("job", "after the outage"));
+  auto late = proxied.enqueue(make_task("job", "after the outage"));
   ASSERT_TRUE(late.ok()) << late.error().describe();
   auto all = ids;
   all.push_back(late->id.get());
-  expect_nothing_lost(all, log);
-  running_dispatcher.stop();
-  running_worker.stop();
+  expect_nothing_lost(all);
+  stop();
 }
 
 }  // namespace

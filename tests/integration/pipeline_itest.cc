@@ -9,46 +9,36 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ripen/dispatcher.h"
+#include "fleet.h"
 #include "ripen/ids.h"
-#include "ripen/producer.h"
-#include "ripen/worker.h"
-#include "testing.h"
 
 namespace ripen::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-class Pipeline : public NamespaceTest {};
+class Pipeline : public FleetTest {};
 
 TEST_F(Pipeline, OneTaskRunsOnceWithItsPayloadAndEndsSucceeded) {
-  Producer producer(config_);
-  CallLog log;
-  Worker worker(config_);
-  worker.handle("echo", [&](const TaskContext& ctx) { log.add({ctx.id, ctx.attempt, ctx.task.payload.dump()}); });
-  Dispatcher dispatcher(config_);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
+  start_worker({{"echo", recorder()}});
+  start_dispatcher();
 
   const nlohmann::json payload = {{"to", "+15550100"}, {"n", 42}, {"tags", {"a", "b"}}, {"nested", {{"ok", true}}}};
-  auto enq = producer.enqueue_in(make_task("echo", payload), 200ms);
+  auto enq = producer().enqueue_in(make_task("echo", payload), 200ms);
   ASSERT_TRUE(enq.ok()) << enq.error().describe();
   ASSERT_TRUE(enq->created);
 
-  auto rec = wait_for_state(producer.redis(), producer.keys(), enq->id.get(), "succeeded", 20s);
-  ASSERT_TRUE(rec && rec->state == "succeeded") << "last state: " << (rec ? rec->state : "no record");
+  ASSERT_TRUE(reaches(enq->id.get(), "succeeded", 20s));
   // Stopped, so every confirm is settled and nothing can run again unseen.
-  running_dispatcher.stop();
-  running_worker.stop();
+  stop();
 
-  const auto calls = log.calls();
+  const auto calls = calls_.calls();
   ASSERT_EQ(calls.size(), 1u) << "the handler must run exactly once";
   EXPECT_EQ(calls[0].id, enq->id.get());
   EXPECT_EQ(calls[0].attempt, 1);
   EXPECT_EQ(nlohmann::json::parse(calls[0].payload), payload);
 
-  auto final_rec = producer.get(enq->id);
+  auto final_rec = producer().get(enq->id);
   ASSERT_TRUE(final_rec.ok()) << final_rec.error().describe();
   EXPECT_EQ(final_rec->state, "succeeded");
   EXPECT_EQ(final_rec->attempts, 1);
@@ -60,19 +50,14 @@ TEST_F(Pipeline, OneTaskRunsOnceWithItsPayloadAndEndsSucceeded) {
   EXPECT_GE(*final_rec->dispatched_ms, final_rec->due_ms);
   EXPECT_GE(*final_rec->started_ms, final_rec->due_ms) << "started before it was due (Redis TIME)";
   EXPECT_GE(*final_rec->finished_ms, *final_rec->started_ms);
-  EXPECT_EQ(due_count(producer.redis(), producer.keys()), 0);
-  EXPECT_EQ(inflight_count(producer.redis(), producer.keys()), 0);
+  EXPECT_EQ(due_count(producer().redis(), producer().keys()), 0);
+  EXPECT_EQ(inflight_count(producer().redis(), producer().keys()), 0);
 }
 
 TEST_F(Pipeline, FiveHundredTasksSpreadOverTwoSecondsEachRunOnceAndNeverEarly) {
   constexpr int kTasks = 500;
-  Producer producer(config_);
-  CallLog log;
-  Worker worker(config_);
-  worker.handle("count", [&](const TaskContext& ctx) { log.add({ctx.id, ctx.attempt, ctx.task.payload.dump()}); });
-  Dispatcher dispatcher(config_);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
+  start_worker({{"count", recorder()}});
+  Dispatcher& dispatcher = start_dispatcher();
 
   std::vector<Envelope> tasks;
   for (int i = 0; i < kTasks; ++i) {
@@ -80,7 +65,7 @@ TEST_F(Pipeline, FiveHundredTasksSpreadOverTwoSecondsEachRunOnceAndNeverEarly) {
     e.delay_ms = static_cast<int64_t>(i) * 2000 / kTasks;  // 0 .. 1996 ms
     tasks.push_back(std::move(e));
   }
-  auto results = producer.enqueue_batch(std::move(tasks));
+  auto results = producer().enqueue_batch(std::move(tasks));
   ASSERT_EQ(results.size(), static_cast<size_t>(kTasks));
   std::map<std::string, int64_t> due_by_id;
   for (const auto& r : results) {
@@ -93,21 +78,20 @@ TEST_F(Pipeline, FiveHundredTasksSpreadOverTwoSecondsEachRunOnceAndNeverEarly) {
   std::vector<TaskRecord> records;
   const bool all_succeeded = wait_until(
       [&] {
-        if (log.per_id().size() < static_cast<size_t>(kTasks)) return false;
+        if (calls_.per_id().size() < static_cast<size_t>(kTasks)) return false;
         records.clear();
         for (const auto& [id, due] : due_by_id) {
-          auto rec = producer.get(TaskId(id));
+          auto rec = producer().get(TaskId(id));
           if (!rec || rec->state != "succeeded") return false;
           records.push_back(*rec);
         }
         return true;
       },
       60s, 100ms);
-  running_dispatcher.stop();
-  running_worker.stop();
-  ASSERT_TRUE(all_succeeded) << log.per_id().size() << " of " << kTasks << " tasks ran";
+  stop();
+  ASSERT_TRUE(all_succeeded) << calls_.per_id().size() << " of " << kTasks << " tasks ran";
 
-  const auto per_id = log.per_id();
+  const auto per_id = calls_.per_id();
   EXPECT_EQ(per_id.size(), static_cast<size_t>(kTasks));
   for (const auto& [id, count] : per_id) {
     EXPECT_EQ(due_by_id.count(id), 1u) << "a task nobody enqueued ran: " << id;
@@ -122,8 +106,8 @@ TEST_F(Pipeline, FiveHundredTasksSpreadOverTwoSecondsEachRunOnceAndNeverEarly) {
   }
   std::cout << "500 tasks: worst start lateness " << worst << " ms; dispatcher lateness "
             << dispatcher.stats().lateness.summary() << "\n";
-  EXPECT_EQ(due_count(producer.redis(), producer.keys()), 0);
-  EXPECT_EQ(inflight_count(producer.redis(), producer.keys()), 0);
+  EXPECT_EQ(due_count(producer().redis(), producer().keys()), 0);
+  EXPECT_EQ(inflight_count(producer().redis(), producer().keys()), 0);
 }
 
 // The states `ripen status` may show, in the order a task that succeeds at

@@ -9,10 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "ripen/dispatcher.h"
-#include "ripen/producer.h"
-#include "ripen/worker.h"
-#include "testing.h"
+#include "fleet.h"
 
 namespace ripen::testing {
 namespace {
@@ -22,7 +19,7 @@ using namespace std::chrono_literals;
 // Generous for a loaded CI machine; on an idle one lateness is a few ms.
 constexpr int64_t kMaxLatenessMs = 100;
 
-class Timing : public NamespaceTest {
+class Timing : public FleetTest {
  protected:
   // A handler that stamps Redis TIME the moment it starts, on its own connection
   // (connected up front so the first call pays no handshake).
@@ -33,52 +30,47 @@ class Timing : public NamespaceTest {
     return [this](const TaskContext& ctx) {
       std::lock_guard lock(clock_mu_);
       auto now = clock_redis_->time_ms();
-      log_.add({ctx.id, ctx.attempt, ctx.task.payload.dump(), now ? *now : -1});
+      calls_.add({ctx.id, ctx.attempt, ctx.task.payload.dump(), now ? *now : -1});
     };
   }
 
-  // Waits until the dispatcher holds every shard, so it is past start-up.
-  void wait_ready(Dispatcher& dispatcher) {
+  // Starts a worker with the stamping handler for "tick" and a dispatcher, and
+  // waits until the dispatcher holds every shard, so it is past start-up.
+  void start_ready() {
+    start_worker({{"tick", stamping_handler()}});
+    Dispatcher& dispatcher = start_dispatcher();
     ASSERT_TRUE(
         wait_until([&] { return dispatcher.stats().shards.size() == static_cast<size_t>(config_.shards); }, 15s))
         << "the dispatcher did not take its shards";
   }
 
   std::optional<CallLog::Call> call_for(const std::string& id) {
-    for (const auto& c : log_.calls()) {
+    for (const auto& c : calls_.calls()) {
       if (c.id == id) return c;
     }
     return std::nullopt;
   }
 
-  CallLog log_;
   std::mutex clock_mu_;
   std::unique_ptr<Redis> clock_redis_;
 };
 
 TEST_F(Timing, TaskDueInTwoSecondsStartsOnTimeByRedisClock) {
-  Producer producer(config_);
-  Worker worker(config_);
-  worker.handle("tick", stamping_handler());
-  Dispatcher dispatcher(config_);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
-  wait_ready(dispatcher);
+  start_ready();
 
-  auto enq = producer.enqueue_in(make_task("tick"), 2000ms);
+  auto enq = producer().enqueue_in(make_task("tick"), 2000ms);
   ASSERT_TRUE(enq.ok()) << enq.error().describe();
-  auto now = producer.redis().time_ms();
+  auto now = producer().redis().time_ms();
   ASSERT_TRUE(now.ok());
   EXPECT_GE(enq->due_ms - *now, 1900) << "due time is 2 s after the enqueue by Redis TIME";
 
-  ASSERT_TRUE(wait_until([&] { return log_.size() >= 1; }, 15s)) << "the task never ran";
-  auto rec = wait_for_state(producer.redis(), producer.keys(), enq->id.get(), "succeeded", 10s);
-  running_dispatcher.stop();
-  running_worker.stop();
+  ASSERT_TRUE(wait_for_calls(1, 15s)) << "the task never ran";
+  auto rec = wait_for_state(enq->id.get(), "succeeded", 10s);
+  stop();
 
   const auto call = call_for(enq->id.get());
   ASSERT_TRUE(call.has_value());
-  EXPECT_EQ(log_.size(), 1u);
+  EXPECT_EQ(calls_.size(), 1u);
   const int64_t lateness = call->redis_ms - enq->due_ms;
   std::cout << "task due in 2 s: handler started " << lateness << " ms after its due time (Redis TIME)\n";
   EXPECT_GE(lateness, 0) << "the handler started before the task was due";
@@ -88,29 +80,21 @@ TEST_F(Timing, TaskDueInTwoSecondsStartsOnTimeByRedisClock) {
 }
 
 TEST_F(Timing, FiveTasksDueAtDifferentTimesEachStartOnTime) {
-  Producer producer(config_);
-  Worker worker(config_);
-  worker.handle("tick", stamping_handler());
-  Dispatcher dispatcher(config_);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
-  wait_ready(dispatcher);
+  start_ready();
 
   // Enqueued out of order, so some later enqueues move a shard's head earlier.
   const std::vector<std::chrono::milliseconds> delays = {1700ms, 300ms, 2300ms, 900ms, 1300ms};
   std::vector<Enqueued> enqueued;
   for (auto delay : delays) {
-    auto enq = producer.enqueue_in(make_task("tick", {{"delay_ms", delay.count()}}), delay);
+    auto enq = producer().enqueue_in(make_task("tick", {{"delay_ms", delay.count()}}), delay);
     ASSERT_TRUE(enq.ok()) << enq.error().describe();
     enqueued.push_back(*enq);
   }
 
-  ASSERT_TRUE(wait_until([&] { return log_.size() >= delays.size(); }, 20s))
-      << log_.size() << " of " << delays.size() << " tasks ran";
-  running_dispatcher.stop();
-  running_worker.stop();
+  ASSERT_TRUE(wait_for_calls(delays.size(), 20s)) << calls_.size() << " of " << delays.size() << " tasks ran";
+  stop();
 
-  EXPECT_EQ(log_.size(), delays.size()) << "a task ran twice";
+  EXPECT_EQ(calls_.size(), delays.size()) << "a task ran twice";
   for (size_t i = 0; i < enqueued.size(); ++i) {
     const auto call = call_for(enqueued[i].id.get());
     ASSERT_TRUE(call.has_value()) << "task " << i << " did not run";
@@ -127,26 +111,19 @@ TEST_F(Timing, SleepingDispatcherIsWokenByAnEarlierTask) {
   config_.dispatcher.max_poll_ms = 5000;
   config_.dispatcher.inflight_lease_ms = 10'000;
   config_.dispatcher.shard_lease_ms = 30'000;
-  Producer producer(config_);
-  Worker worker(config_);
-  worker.handle("tick", stamping_handler());
-  Dispatcher dispatcher(config_);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
-  wait_ready(dispatcher);
+  start_ready();
 
-  auto later = producer.enqueue_in(make_task("tick", "later"), 60s);
+  auto later = producer().enqueue_in(make_task("tick", "later"), 60s);
   ASSERT_TRUE(later.ok()) << later.error().describe();
   // Part of the scenario, not a wait for a condition: let the dispatcher go back
   // to sleep with nothing due for a minute.
   std::this_thread::sleep_for(500ms);
 
-  auto soon = producer.enqueue_in(make_task("tick", "soon"), 300ms);
+  auto soon = producer().enqueue_in(make_task("tick", "soon"), 300ms);
   ASSERT_TRUE(soon.ok()) << soon.error().describe();
   ASSERT_TRUE(wait_until([&] { return call_for(soon->id.get()).has_value(); }, 10s))
       << "the task due in 300 ms did not run";
-  running_dispatcher.stop();
-  running_worker.stop();
+  stop();
 
   const auto call = call_for(soon->id.get());
   const int64_t lateness = call->redis_ms - soon->due_ms;
