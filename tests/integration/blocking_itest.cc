@@ -7,25 +7,22 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "ripen/dispatcher.h"
-#include "ripen/producer.h"
+#include "fleet.h"
 #include "ripen/scripts.h"
-#include "ripen/worker.h"
-#include "testing.h"
 
 namespace ripen::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-class Blocking : public NamespaceTest {
+class Blocking : public FleetTest {
  protected:
   struct Answer {
     std::string verdict;
@@ -33,7 +30,7 @@ class Blocking : public NamespaceTest {
   };
 
   void SetUp() override {
-    NamespaceTest::SetUp();
+    FleetTest::SetUp();
     redis_ = connect_redis(config_);
     keys_ = std::make_unique<Keys>(config_.ns, config_.shards);
   }
@@ -111,7 +108,6 @@ TEST_F(Blocking, SerialNeverOverlapsTwoRunsOfATypeAcrossWorkers) {
   config_.types["serial-job"].blocking = ripen::Blocking::serial;
   config_.worker.concurrency = 4;
   constexpr int kTasks = 24;
-  Producer producer(config_);
   std::vector<Envelope> tasks;
   for (int i = 0; i < kTasks; ++i) {
     Envelope t = make_task("serial-job", i);
@@ -120,35 +116,32 @@ TEST_F(Blocking, SerialNeverOverlapsTwoRunsOfATypeAcrossWorkers) {
   }
   // A concurrent type alongside, on the same workers: it is not held up.
   for (int i = 0; i < 8; ++i) tasks.push_back(make_task("free", i));
-  for (auto& r : producer.enqueue_batch(tasks)) ASSERT_TRUE(r.ok()) << r.error().describe();
+  ASSERT_EQ(enqueue(tasks).size(), tasks.size());
 
-  std::atomic<int> inside{0}, most{0}, runs{0}, free_runs{0};
-  std::atomic<int> on_worker[2] = {0, 0};
-  auto serial = [&](int worker) {
-    return [&, worker](const TaskContext&) {
-      const int now = ++inside;
-      int seen = most.load();
-      while (now > seen && !most.compare_exchange_weak(seen, now)) {
-      }
-      std::this_thread::sleep_for(20ms);  // the work: long enough for others to come and wait
-      --inside;
-      ++runs;
-      ++on_worker[worker];
-    };
+  auto& serial_runs = keep<Overlap>();
+  auto& runs = keep<std::atomic<int>>(0);
+  auto& free_runs = keep<std::atomic<int>>(0);
+  auto& on_worker = keep<std::array<std::atomic<int>, 2>>();
+  auto handlers = [&](int worker) {
+    return Handlers{{"serial-job",
+                     [&, worker](const TaskContext&) {
+                       serial_runs.enter();
+                       std::this_thread::sleep_for(20ms);  // the work: long enough for others to come and wait
+                       serial_runs.leave();
+                       ++runs;
+                       ++on_worker[worker];
+                     }},
+                    {"free", [&](const TaskContext&) { ++free_runs; }}};
   };
-  Worker w1(config_, "w1"), w2(config_, "w2");
-  w1.handle("serial-job", serial(0));
-  w2.handle("serial-job", serial(1));
-  for (Worker* w : {&w1, &w2}) w->handle("free", [&](const TaskContext&) { ++free_runs; });
-  Dispatcher dispatcher(config_);
-  Running running_dispatcher(dispatcher);
-  Running running_w1(w1), running_w2(w2);
+  Worker& w1 = start_worker(handlers(0), "w1");
+  Worker& w2 = start_worker(handlers(1), "w2");
+  start_dispatcher();
   const auto succeeded = [&] { return w1.stats().succeeded + w2.stats().succeeded; };
   ASSERT_TRUE(wait_until([&] { return succeeded() == kTasks + 8; }, 60s))
       << runs.load() << " serial runs, " << free_runs.load() << " free runs, " << succeeded() << " succeeded";
   EXPECT_EQ(runs.load(), kTasks) << "each ran once";
   EXPECT_EQ(free_runs.load(), 8);
-  EXPECT_EQ(most.load(), 1) << "two runs of a serial type overlapped";
+  EXPECT_EQ(serial_runs.most.load(), 1) << "two runs of a serial type overlapped";
   EXPECT_GT(on_worker[0].load(), 0) << "both workers took turns, not one alone";
   EXPECT_GT(on_worker[1].load(), 0) << "both workers took turns, not one alone";
   EXPECT_TRUE(wait_until(
@@ -162,48 +155,35 @@ TEST_F(Blocking, SerialNeverOverlapsTwoRunsOfATypeAcrossWorkers) {
 TEST_F(Blocking, DiscardIfBusyTaskThatComesWhileOneRunsEndsDiscardedWithoutRunning) {
   config_.types["report"].blocking = ripen::Blocking::discard_if_busy;
   config_.worker.shutdown_grace_ms = 1000;  // a failed assertion leaves the handler blocked: not for long
-  Producer producer(config_);
-  std::atomic<bool> release{false};
-  std::mutex mu;
-  std::vector<std::string> ran;
-  Worker worker(config_);
-  worker.handle("report", [&](const TaskContext& ctx) {
-    {
-      std::lock_guard lock(mu);
-      ran.push_back(ctx.id);
-    }
-    while (!release.load() && !ctx.cancelled->load()) std::this_thread::sleep_for(1ms);
-  });
-  Dispatcher dispatcher(config_);
-  Running running_dispatcher(dispatcher);
-  Running running_worker(worker);
+  start_dispatcher();
+  Worker& worker = start_worker({{"report", [this](const TaskContext& ctx) {
+                                    record(ctx);
+                                    gate_.wait(ctx);
+                                  }}});
 
-  auto first = producer.enqueue(make_task("report", 1));
+  auto first = producer().enqueue(make_task("report", 1));
   ASSERT_TRUE(first.ok()) << first.error().describe();
-  auto running = wait_for_state(*redis_, *keys_, first->id.get(), "running", 20s);
+  auto running = wait_for_state(first->id.get(), "running", 20s);
   ASSERT_TRUE(running.has_value());
-  auto second = producer.enqueue(make_task("report", 2));
+  auto second = producer().enqueue(make_task("report", 2));
   ASSERT_TRUE(second.ok()) << second.error().describe();
-  auto discarded = wait_for_state(*redis_, *keys_, second->id.get(), "discarded", 20s);
+  auto discarded = wait_for_state(second->id.get(), "discarded", 20s);
   ASSERT_TRUE(discarded.has_value());
   EXPECT_EQ(discarded->state, "discarded");
   EXPECT_NE(discarded->last_error.find("discard_if_busy"), std::string::npos) << discarded->last_error;
   EXPECT_EQ(discarded->attempts, 0) << "it never started";
 
-  release = true;
-  auto done = wait_for_state(*redis_, *keys_, first->id.get(), "succeeded", 20s);
+  gate_.open();
+  auto done = wait_for_state(first->id.get(), "succeeded", 20s);
   ASSERT_TRUE(done.has_value());
   EXPECT_EQ(done->state, "succeeded");
   EXPECT_EQ(worker.stats().discarded, 1u);
-  {
-    std::lock_guard lock(mu);
-    EXPECT_EQ(ran, std::vector<std::string>{first->id.get()}) << "the discarded task's handler never ran";
-  }
+  EXPECT_EQ(calls_.ids(), std::vector<std::string>{first->id.get()}) << "the discarded task's handler never ran";
 
   // Once the type is free again, the next one runs.
-  auto third = producer.enqueue(make_task("report", 3));
+  auto third = producer().enqueue(make_task("report", 3));
   ASSERT_TRUE(third.ok()) << third.error().describe();
-  auto later = wait_for_state(*redis_, *keys_, third->id.get(), "succeeded", 20s);
+  auto later = wait_for_state(third->id.get(), "succeeded", 20s);
   ASSERT_TRUE(later.has_value());
   EXPECT_EQ(later->state, "succeeded");
 }

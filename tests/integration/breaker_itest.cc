@@ -11,22 +11,19 @@
 
 #include <nlohmann/json.hpp>
 
+#include "fleet.h"
 #include "http_server.h"
-#include "ripen/dispatcher.h"
 #include "ripen/http_handler.h"
-#include "ripen/producer.h"
-#include "ripen/worker.h"
-#include "testing.h"
 
 namespace ripen::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-class Breakers : public NamespaceTest {
+class Breakers : public FleetTest {
  protected:
   void SetUp() override {
-    NamespaceTest::SetUp();
+    FleetTest::SetUp();
     config_.retry_backoff = {50, 200};
     config_.worker.concurrency = 2;
     server_.set_handler([this](const HttpServer::Request&) {
@@ -37,16 +34,14 @@ class Breakers : public NamespaceTest {
   }
 
   // `n` http tasks for the test server on `queue`, due now, with attempts to spare.
-  std::vector<std::string> enqueue_calls(Producer& producer, int n, const std::string& queue = "default") {
-    std::vector<std::string> ids;
+  std::vector<std::string> enqueue_calls(int n, const std::string& queue = "default") {
+    std::vector<Envelope> calls;
     for (int i = 0; i < n; ++i) {
       Envelope task = make_task("http", {{"url", server_.url("/hook")}}, queue);
       task.max_attempts = 50;
-      auto r = producer.enqueue(task);
-      EXPECT_TRUE(r.ok()) << r.error().describe();
-      if (r) ids.push_back(r->id.get());
+      calls.push_back(std::move(task));
     }
-    return ids;
+    return enqueue(std::move(calls));
   }
 
   std::string downstream() const { return "127.0.0.1:" + std::to_string(server_.port()); }
@@ -71,15 +66,11 @@ TEST_F(Breakers, FailingDownstreamOpensTheBreakerTasksAreDeferredAndAllCompleteW
   policy.max_open_ms = 1000;
   policy.half_open_calls = 1;
   config_.breakers["default"] = policy;
-  Producer producer(config_);
-  const auto ids = enqueue_calls(producer, 30);
+  const auto ids = enqueue_calls(30);
   ASSERT_EQ(ids.size(), 30u);
 
-  Worker worker(config_);
-  worker.handle("http", make_http_handler());
-  Dispatcher dispatcher(config_);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
+  Worker& worker = start_worker({{"http", make_http_handler()}});
+  start_dispatcher();
   auto redis = connect_redis(config_);
 
   // The breaker opens, the fleet sees it, and tasks are held back, not failed.
@@ -90,14 +81,14 @@ TEST_F(Breakers, FailingDownstreamOpensTheBreakerTasksAreDeferredAndAllCompleteW
 
   status_ = 200;
   for (const auto& id : ids) {
-    auto rec = wait_for_state(*redis, producer.keys(), id, "succeeded", 60s);
+    auto rec = wait_for_state(id, "succeeded", 60s);
     ASSERT_TRUE(rec.has_value());
     ASSERT_EQ(rec->state, "succeeded") << id << " last error: " << rec->last_error;
   }
   EXPECT_EQ(worker.stats().dead, 0u);
   // Every attempt was one request to the downstream: a deferral spent none.
   int attempts = 0;
-  for (const auto& id : ids) attempts += read_task_record(*redis, producer.keys(), id)->attempts;
+  for (const auto& id : ids) attempts += read_task_record(*redis, producer().keys(), id)->attempts;
   EXPECT_EQ(attempts, server_.requests());
   EXPECT_LT(server_.requests(), 30 + 30) << "deferred tasks did not all hit the failing downstream";
 }
@@ -111,24 +102,19 @@ TEST_F(Breakers, ABreakerOneWorkerOpenedHoldsTheDownstreamBackOnAnother) {
   policy.open_ms = 60'000;  // stays open for the whole test
   policy.max_open_ms = 60'000;
   config_.breakers["default"] = policy;
-  Producer producer(config_);
-  Dispatcher dispatcher(config_);
-  Running running_dispatcher(dispatcher);
+  start_dispatcher();
 
   Config on_a = config_, on_b = config_;
   on_a.worker.queues = {"a"};
   on_b.worker.queues = {"b"};
-  Worker a(on_a, "worker-a"), b(on_b, "worker-b");
-  a.handle("http", make_http_handler());
-  b.handle("http", make_http_handler());
-  Running running_a(a);
-  Running running_b(b);
+  start_worker(on_a, {{"http", make_http_handler()}}, "worker-a");
+  Worker& b = start_worker(on_b, {{"http", make_http_handler()}}, "worker-b");
 
-  enqueue_calls(producer, 3, "a");
+  enqueue_calls(3, "a");
   auto redis = connect_redis(config_);
   ASSERT_TRUE(wait_until(
       [&] {
-        auto r = redis->command({"EXISTS", producer.keys().breaker_open(downstream())});
+        auto r = redis->command({"EXISTS", producer().keys().breaker_open(downstream())});
         return r && r->integer() == 1;
       },
       20s))
@@ -137,11 +123,11 @@ TEST_F(Breakers, ABreakerOneWorkerOpenedHoldsTheDownstreamBackOnAnother) {
 
   // Worker b has never called this downstream: it learns that it is open before
   // its first task starts.
-  const auto on_b_ids = enqueue_calls(producer, 3, "b");
+  const auto on_b_ids = enqueue_calls(3, "b");
   ASSERT_TRUE(wait_until([&] { return b.stats().deferred >= 3; }, 20s)) << b.stats().deferred;
   EXPECT_EQ(server_.requests(), before) << "worker b sent nothing to the open downstream";
   for (const auto& id : on_b_ids) {
-    auto rec = read_task_record(*redis, producer.keys(), id);
+    auto rec = read_task_record(*redis, producer().keys(), id);
     ASSERT_TRUE(rec.ok());
     EXPECT_EQ(rec->state, "scheduled") << "deferred, not failed";
     EXPECT_EQ(rec->attempts, 0);
@@ -154,16 +140,11 @@ TEST_F(Breakers, PermanentFailuresDoNotOpenTheBreaker) {
   policy.minimum_calls = 2;
   config_.breakers["default"] = policy;
   status_ = 404;  // the downstream answers: the requests are wrong, it is not failing
-  Producer producer(config_);
-  const auto ids = enqueue_calls(producer, 6);
-  Worker worker(config_);
-  worker.handle("http", make_http_handler());
-  Dispatcher dispatcher(config_);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
-  auto redis = connect_redis(config_);
+  const auto ids = enqueue_calls(6);
+  Worker& worker = start_worker({{"http", make_http_handler()}});
+  start_dispatcher();
   for (const auto& id : ids) {
-    auto rec = wait_for_state(*redis, producer.keys(), id, "dead", 20s);
+    auto rec = wait_for_state(id, "dead", 20s);
     ASSERT_TRUE(rec.has_value());
     EXPECT_EQ(rec->state, "dead");
     EXPECT_NE(rec->last_error.find("404"), std::string::npos) << rec->last_error;

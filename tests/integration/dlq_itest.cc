@@ -11,17 +11,14 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ripen/dispatcher.h"
-#include "ripen/producer.h"
-#include "ripen/worker.h"
-#include "testing.h"
+#include "fleet.h"
 
 namespace ripen::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-class DeadLetters : public NamespaceTest {
+class DeadLetters : public FleetTest {
  protected:
   CommandResult cli(std::vector<std::string> args) {
     if (file_.empty()) file_ = write_config_file(config_, config_.ns);
@@ -46,26 +43,21 @@ class DeadLetters : public NamespaceTest {
 };
 
 TEST_F(DeadLetters, PermanentFailureLandsInTheDlqWithItsReasonAndCanBeReplayed) {
-  Producer producer(config_);
-  std::atomic<bool> declined{true};
-  std::atomic<int> runs{0};
-  Worker worker(config_);
-  worker.handle("charge", [&](const TaskContext&) {
-    ++runs;
-    if (declined.load()) throw Permanent("card declined (code 51)", "card_declined");
-  });
-  Dispatcher dispatcher(config_);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
+  auto& declined = keep<std::atomic<bool>>(true);
+  Worker& worker = start_worker({{"charge", [this, &declined](const TaskContext& ctx) {
+                                    record(ctx);
+                                    if (declined.load()) throw Permanent("card declined (code 51)", "card_declined");
+                                  }}});
+  start_dispatcher();
 
-  auto enq = producer.enqueue(make_task("charge", {{"amount", 42}}));
+  auto enq = producer().enqueue(make_task("charge", {{"amount", 42}}));
   ASSERT_TRUE(enq.ok()) << enq.error().describe();
   const std::string id = enq->id.get();
-  auto dead = wait_for_state(producer.redis(), producer.keys(), id, "dead", 20s);
+  auto dead = wait_for_state(id, "dead", 20s);
   ASSERT_TRUE(dead.has_value());
   ASSERT_EQ(dead->state, "dead");
   auto amqp = connect_amqp(config_);
-  ASSERT_TRUE(wait_until([&] { return message_count(*amqp, producer.keys().dead_queue("default")) == 1; }, 10s));
+  ASSERT_TRUE(wait_until([&] { return message_count(*amqp, producer().keys().dead_queue("default")) == 1; }, 10s));
 
   for (int i = 0; i < 2; ++i) {  // listing takes nothing: twice the same
     auto list = cli({"dlq", "list", "default"});
@@ -85,27 +77,23 @@ TEST_F(DeadLetters, PermanentFailureLandsInTheDlqWithItsReasonAndCanBeReplayed) 
   auto replay = cli({"dlq", "replay", "default", "--id", id});
   ASSERT_EQ(replay.code, 0) << replay.err;
   EXPECT_EQ(trim(replay.out), id);
-  auto done = wait_for_state(producer.redis(), producer.keys(), id, "succeeded", 20s);
+  auto done = wait_for_state(id, "succeeded", 20s);
   ASSERT_TRUE(done.has_value());
   EXPECT_EQ(done->state, "succeeded") << done->last_error;
   EXPECT_EQ(done->attempts, 1) << "attempts start again from zero";
-  EXPECT_EQ(runs.load(), 2);
-  EXPECT_EQ(message_count(*amqp, producer.keys().dead_queue("default")), 0);
+  EXPECT_EQ(calls_.size(), 2u);
+  EXPECT_EQ(message_count(*amqp, producer().keys().dead_queue("default")), 0);
 }
 
 TEST_F(DeadLetters, ReplayOfOneIdLeavesTheOthersInOrderAndPurgeEmptiesTheQueue) {
-  Producer producer(config_);
-  Worker worker(config_);
-  worker.handle("doomed", [](const TaskContext&) { throw Permanent("no"); });
-  Dispatcher dispatcher(config_);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
+  Worker& worker = start_worker({{"doomed", [](const TaskContext&) { throw Permanent("no"); }}});
+  start_dispatcher();
   std::vector<std::string> ids;
-  for (int i = 0; i < 3; ++i) ids.push_back(producer.enqueue(make_task("doomed", i))->id.get());
+  for (int i = 0; i < 3; ++i) ids.push_back(producer().enqueue(make_task("doomed", i))->id.get());
   auto amqp = connect_amqp(config_);
-  const std::string dlq = producer.keys().dead_queue("default");
+  const std::string dlq = producer().keys().dead_queue("default");
   ASSERT_TRUE(wait_until([&] { return message_count(*amqp, dlq) == 3; }, 20s));
-  running_worker.stop();  // what is replayed now stays in the wheel or the queue
+  stop(worker);  // what is replayed now stays in the wheel or the queue
 
   auto unknown = cli({"dlq", "replay", "default", "--id", "0NoSuchTask000"});
   EXPECT_EQ(unknown.code, 1) << unknown.err;
@@ -122,7 +110,7 @@ TEST_F(DeadLetters, ReplayOfOneIdLeavesTheOthersInOrderAndPurgeEmptiesTheQueue) 
   ASSERT_EQ(one.code, 0) << one.err;
   EXPECT_EQ(message_count(*amqp, dlq), 2);
   EXPECT_EQ(trim(one.out), before[1]["id"]);
-  auto rec = read_task_record(producer.redis(), producer.keys(), before[1]["id"].get<std::string>());
+  auto rec = read_task_record(producer().redis(), producer().keys(), before[1]["id"].get<std::string>());
   ASSERT_TRUE(rec.ok());
   EXPECT_NE(rec->state, "dead") << "back in the wheel";
   EXPECT_EQ(rec->attempts, 0);
@@ -143,29 +131,24 @@ TEST_F(DeadLetters, ReplayOfOneIdLeavesTheOthersInOrderAndPurgeEmptiesTheQueue) 
 }
 
 TEST_F(DeadLetters, ReplayAllPutsEveryDeadTaskBack) {
-  Producer producer(config_);
+  start_worker({{"doomed", [](const TaskContext&) { throw Permanent("no"); }}});
+  start_dispatcher();
   std::vector<std::string> ids;
-  {
-    Worker worker(config_);
-    worker.handle("doomed", [](const TaskContext&) { throw Permanent("no"); });
-    Dispatcher dispatcher(config_);
-    Running running_worker(worker);
-    Running running_dispatcher(dispatcher);
-    for (int i = 0; i < 2; ++i) ids.push_back(producer.enqueue(make_task("doomed", i))->id.get());
-    auto amqp = connect_amqp(config_);
-    ASSERT_TRUE(wait_until([&] { return message_count(*amqp, producer.keys().dead_queue("default")) == 2; }, 20s));
-  }
+  for (int i = 0; i < 2; ++i) ids.push_back(producer().enqueue(make_task("doomed", i))->id.get());
+  auto amqp = connect_amqp(config_);
+  ASSERT_TRUE(wait_until([&] { return message_count(*amqp, producer().keys().dead_queue("default")) == 2; }, 20s));
+  stop();
   auto all = cli({"dlq", "replay", "default", "--all"});
   ASSERT_EQ(all.code, 0) << all.err;
   auto replayed = all.out;
   for (const auto& id : ids) {
     EXPECT_NE(replayed.find(id), std::string::npos) << replayed;
-    auto rec = read_task_record(producer.redis(), producer.keys(), id);
+    auto rec = read_task_record(producer().redis(), producer().keys(), id);
     ASSERT_TRUE(rec.ok());
     EXPECT_EQ(rec->state, "scheduled") << "due now, in the wheel (no dispatcher runs)";
     EXPECT_EQ(rec->attempts, 0);
   }
-  EXPECT_EQ(message_count(*connect_amqp(config_), producer.keys().dead_queue("default")), 0);
+  EXPECT_EQ(message_count(*connect_amqp(config_), producer().keys().dead_queue("default")), 0);
 }
 
 }  // namespace

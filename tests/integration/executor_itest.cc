@@ -7,56 +7,27 @@
 
 #include <atomic>
 #include <chrono>
-#include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "ripen/dispatcher.h"
-#include "ripen/producer.h"
-#include "ripen/worker.h"
-#include "testing.h"
+#include "fleet.h"
 
 namespace ripen::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-class Executor : public NamespaceTest {
+class Executor : public FleetTest {
  protected:
-  // The most handlers seen inside at once.
-  struct Overlap {
-    std::atomic<int> inside{0}, most{0};
-    void enter() {
-      const int now = ++inside;
-      int seen = most.load();
-      while (now > seen && !most.compare_exchange_weak(seen, now)) {
-      }
-    }
-    void leave() { --inside; }
-  };
-
-  // Enqueues `n` tasks of `type` on `queue`, due now; returns their ids.
-  std::vector<std::string> enqueue(Producer& producer, const std::string& type, const std::string& queue, int n) {
-    std::vector<Envelope> tasks;
-    for (int i = 0; i < n; ++i) tasks.push_back(make_task(type, i, queue));
-    std::vector<std::string> ids;
-    for (auto& r : producer.enqueue_batch(tasks)) {
-      EXPECT_TRUE(r.ok()) << r.error().describe();
-      if (r) ids.push_back(r->id.get());
-    }
-    return ids;
-  }
-
-  // Dispatches what is due and waits until the queues hold `messages` in all:
+  // Dispatches what is due and waits until the broker has confirmed all `tasks`:
   // the worker then starts with every queue backlogged.
   void dispatch_all(const std::vector<std::string>& queues, int tasks) {
-    Dispatcher dispatcher(config_);
-    Running running(dispatcher);
+    ASSERT_TRUE(run_dispatcher_until(
+        [&](const Dispatcher& d) { return d.stats().confirmed == static_cast<uint64_t>(tasks); }, 20s));
     auto amqp = connect_amqp(config_);
-    Keys keys(config_.ns, config_.shards);
-    ASSERT_TRUE(wait_until([&] { return dispatcher.stats().confirmed == static_cast<uint64_t>(tasks); }, 20s));
-    for (const auto& q : queues) EXPECT_GT(message_count(*amqp, keys.queue(q)), 0) << q;
+    for (const auto& q : queues) EXPECT_GT(message_count(*amqp, producer().keys().queue(q)), 0) << q;
   }
 };
 
@@ -66,27 +37,26 @@ TEST_F(Executor, AQueuesConcurrencyCapsItsTasksWhileOtherQueuesUseTheRest) {
   config_.worker.queues = queues_;
   config_.worker.concurrency = 4;
   config_.worker.queue["slow"].concurrency = 1;
-  Producer producer(config_);
-  enqueue(producer, "slow-job", "slow", 8);
-  enqueue(producer, "fast-job", "default", 40);
+  enqueue(tasks(8, "slow-job", "slow"));
+  enqueue(tasks(40, "fast-job", "default"));
   dispatch_all(queues_, 48);
 
-  Overlap slow, fast;
-  std::atomic<int> done{0};
-  Worker worker(config_);
-  worker.handle("slow-job", [&](const TaskContext&) {
-    slow.enter();
-    std::this_thread::sleep_for(20ms);  // the work
-    slow.leave();
-    ++done;
-  });
-  worker.handle("fast-job", [&](const TaskContext&) {
-    fast.enter();
-    std::this_thread::sleep_for(10ms);
-    fast.leave();
-    ++done;
-  });
-  Running running(worker);
+  auto& slow = keep<Overlap>();
+  auto& fast = keep<Overlap>();
+  auto& done = keep<std::atomic<int>>(0);
+  Worker& worker = start_worker({{"slow-job",
+                                  [&](const TaskContext&) {
+                                    slow.enter();
+                                    std::this_thread::sleep_for(20ms);  // the work
+                                    slow.leave();
+                                    ++done;
+                                  }},
+                                 {"fast-job", [&](const TaskContext&) {
+                                    fast.enter();
+                                    std::this_thread::sleep_for(10ms);
+                                    fast.leave();
+                                    ++done;
+                                  }}});
   ASSERT_TRUE(wait_until([&] { return worker.stats().succeeded == 48; }, 30s)) << done.load() << " done";
   EXPECT_EQ(slow.most.load(), 1) << "queue 'slow' has concurrency 1";
   EXPECT_GT(fast.most.load(), 1) << "the other handlers kept running the default queue";
@@ -101,31 +71,23 @@ TEST_F(Executor, QueueWeightsShareTheHandlersWhileBothQueuesHaveWork) {
   config_.worker.queue["heavy"].weight = 3;
   config_.worker.queue["light"].weight = 1;
   constexpr int kEach = 120;
-  Producer producer(config_);
-  enqueue(producer, "heavy-job", "heavy", kEach);
-  enqueue(producer, "light-job", "light", kEach);
+  const auto heavy_ids = enqueue(tasks(kEach, "heavy-job", "heavy"));
+  enqueue(tasks(kEach, "light-job", "light"));
   dispatch_all(queues_, 2 * kEach);
 
-  std::mutex mu;
-  std::vector<std::string> order;
-  auto record = [&](const std::string& queue) {
-    return [&, queue](const TaskContext&) {
-      std::this_thread::sleep_for(2ms);  // the work
-      std::lock_guard lock(mu);
-      order.push_back(queue);
-    };
+  auto working = [this](const TaskContext& ctx) {
+    std::this_thread::sleep_for(2ms);  // the work
+    record(ctx);
   };
-  Worker worker(config_);
-  worker.handle("heavy-job", record("heavy"));
-  worker.handle("light-job", record("light"));
-  Running running(worker);
+  Worker& worker = start_worker({{"heavy-job", working}, {"light-job", working}});
   ASSERT_TRUE(wait_until([&] { return worker.stats().succeeded == 2 * kEach; }, 60s));
   // While both queues had work (the first 100 runs: heavy runs out after 160
   // at 3:1), the handlers went 3:1.
-  std::lock_guard lock(mu);
+  const auto order = calls_.ids();
   ASSERT_EQ(order.size(), static_cast<size_t>(2 * kEach));
+  const std::set<std::string> on_heavy(heavy_ids.begin(), heavy_ids.end());
   int heavy = 0;
-  for (size_t i = 0; i < 100; ++i) heavy += order[i] == "heavy" ? 1 : 0;
+  for (size_t i = 0; i < 100; ++i) heavy += on_heavy.count(order[i]) ? 1 : 0;
   EXPECT_GE(heavy, 65) << "weight 3 of 4: about 75 of the first 100 runs";
   EXPECT_LE(heavy, 85);
 }
@@ -134,18 +96,10 @@ TEST_F(Executor, LocalQueueBoundsTheTasksStartedAheadOfAFreeHandler) {
   config_.worker.concurrency = 2;
   config_.worker.local_queue = 1;
   config_.worker.shutdown_grace_ms = 1000;  // a failed assertion leaves the handlers blocked: not for long
-  Producer producer(config_);
-  const auto ids = enqueue(producer, "blocked", "default", 10);
+  const auto ids = enqueue(tasks(10, "blocked", "default"));
   dispatch_all({"default"}, 10);
 
-  std::atomic<bool> release{false};
-  Overlap overlap;
-  Worker worker(config_);
-  worker.handle("blocked", [&](const TaskContext& ctx) {
-    overlap.enter();
-    while (!release.load() && !ctx.cancelled->load()) std::this_thread::sleep_for(1ms);
-    overlap.leave();
-  });
+  auto& overlap = keep<Overlap>();
   auto redis = connect_redis(config_);
   Keys keys(config_.ns, config_.shards);
   auto started = [&] {
@@ -156,12 +110,16 @@ TEST_F(Executor, LocalQueueBoundsTheTasksStartedAheadOfAFreeHandler) {
     }
     return n;
   };
-  Running running(worker);
+  Worker& worker = start_worker({{"blocked", [this, &overlap](const TaskContext& ctx) {
+                                    overlap.enter();
+                                    gate_.wait(ctx);
+                                    overlap.leave();
+                                  }}});
   ASSERT_TRUE(wait_until([&] { return worker.stats().received == 10 && overlap.inside.load() == 2; }, 20s));
   ASSERT_TRUE(wait_until([&] { return started() == 3; }, 10s)) << "two running and one started ahead";
   // Every delivery is here; none of the other seven may start while the handlers are busy.
   EXPECT_FALSE(wait_until([&] { return started() > 3; }, 1s)) << started() << " started";
-  release = true;
+  gate_.open();
   ASSERT_TRUE(wait_until([&] { return worker.stats().succeeded == 10; }, 20s));
   EXPECT_EQ(overlap.most.load(), 2);
 }

@@ -7,22 +7,17 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "ripen/dispatcher.h"
-#include "ripen/producer.h"
-#include "ripen/worker.h"
-#include "testing.h"
+#include "fleet.h"
 
 namespace ripen::testing {
 namespace {
@@ -30,10 +25,10 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-class Inspect : public NamespaceTest {
+class Inspect : public FleetTest {
  protected:
   void SetUp() override {
-    NamespaceTest::SetUp();
+    FleetTest::SetUp();
     queues_ = {"default", "other"};
   }
 
@@ -81,13 +76,12 @@ class Inspect : public NamespaceTest {
 };
 
 TEST_F(Inspect, ListPagesThroughOneQueueInAnyStateEveryTaskOnce) {
-  Producer producer(config_);
   std::set<std::string> waiting, cancelled, others;
-  for (int i = 0; i < 7; ++i) waiting.insert(producer.enqueue_in(make_task("report", i), 1h)->id.get());
-  for (int i = 0; i < 3; ++i) others.insert(producer.enqueue_in(make_task("report", i, "other"), 1h)->id.get());
+  for (int i = 0; i < 7; ++i) waiting.insert(producer().enqueue_in(make_task("report", i), 1h)->id.get());
+  for (int i = 0; i < 3; ++i) others.insert(producer().enqueue_in(make_task("report", i, "other"), 1h)->id.get());
   for (int i = 0; i < 2; ++i) {
-    const std::string id = producer.enqueue_in(make_task("report", i), 1h)->id.get();
-    ASSERT_TRUE(producer.cancel(TaskId(id)).ok());
+    const std::string id = producer().enqueue_in(make_task("report", i), 1h)->id.get();
+    ASSERT_TRUE(producer().cancel(TaskId(id)).ok());
     cancelled.insert(id);
   }
 
@@ -126,21 +120,20 @@ TEST_F(Inspect, ListPagesThroughOneQueueInAnyStateEveryTaskOnce) {
 }
 
 TEST_F(Inspect, ListWalksManyTasksOfOneDueTimeAndLargeEndedBucketsWithoutLosingOne) {
-  Producer producer(config_);
   // One due time for all: the due set orders them by id alone, and a page may
   // end in the middle of them.
-  const int64_t due = *producer.redis().time_ms() + 3'600'000;
+  const int64_t due = *producer().redis().time_ms() + 3'600'000;
   std::vector<Envelope> batch;
   for (int i = 0; i < 40; ++i) batch.push_back(make_task("report", i));
   for (auto& e : batch) e.due_ms = due;
   std::set<std::string> waiting;
-  for (auto& r : producer.enqueue_batch(batch)) waiting.insert(r->id.get());
+  for (auto& r : producer().enqueue_batch(batch)) waiting.insert(r->id.get());
   // Enough ended records in a shard that its bucket is a real hash table,
   // walked by HSCAN cursor over several script runs.
   std::set<std::string> cancelled;
   for (int i = 0; i < 600; ++i) {
-    const std::string id = producer.enqueue_in(make_task("report", i), 1h)->id.get();
-    ASSERT_TRUE(producer.cancel(TaskId(id)).ok());
+    const std::string id = producer().enqueue_in(make_task("report", i), 1h)->id.get();
+    ASSERT_TRUE(producer().cancel(TaskId(id)).ok());
     cancelled.insert(id);
   }
 
@@ -182,39 +175,34 @@ TEST_F(Inspect, ListRefusesBadInputWithOneLine) {
 
 TEST_F(Inspect, StatsCountsWhatWaitsRunsAndEndedInTheLastHour) {
   config_.default_max_attempts = 2;
-  Producer producer(config_);
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(producer.enqueue_in(make_task("later", i), 1h).ok());
-  ASSERT_TRUE(producer.enqueue_in(make_task("later", 0, "other"), 1h).ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(producer().enqueue_in(make_task("later", i), 1h).ok());
+  ASSERT_TRUE(producer().enqueue_in(make_task("later", 0, "other"), 1h).ok());
 
-  std::atomic<bool> release{false};
-  std::atomic<int> flaky_runs{0};
-  Worker worker(config_);
-  worker.handle("ok", [](const TaskContext&) {});
-  worker.handle("flaky", [&](const TaskContext&) {
-    if (++flaky_runs == 1) throw Failure("first time unlucky");
-  });
-  worker.handle("doomed", [](const TaskContext&) { throw Permanent("no"); });
-  worker.handle("slow", [&](const TaskContext& ctx) {
-    while (!release.load() && !ctx.cancelled->load()) std::this_thread::sleep_for(1ms);
-  });
-  Dispatcher dispatcher(config_);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
+  start_worker({{"ok", [](const TaskContext&) {}},
+                {"flaky",
+                 [this](const TaskContext& ctx) {
+                   record(ctx);
+                   if (calls_.size() == 1) throw Failure("first time unlucky");
+                 }},
+                {"doomed", [](const TaskContext&) { throw Permanent("no"); }},
+                {"slow", [this](const TaskContext& ctx) { gate_.wait(ctx); }}});
+  start_dispatcher();
   std::vector<std::string> ended;
-  for (const char* type : {"ok", "ok", "flaky", "doomed"}) ended.push_back(producer.enqueue(make_task(type))->id.get());
+  for (const char* type : {"ok", "ok", "flaky", "doomed"})
+    ended.push_back(producer().enqueue(make_task(type))->id.get());
   for (size_t i = 0; i < ended.size(); ++i) {
     const char* want = i == 3 ? "dead" : "succeeded";
-    auto rec = wait_for_state(producer.redis(), producer.keys(), ended[i], want, 20s);
+    auto rec = wait_for_state(ended[i], want, 20s);
     ASSERT_TRUE(rec.has_value());
     ASSERT_EQ(rec->state, want) << i << " " << rec->last_error;
   }
   // After the others: a bundle's tasks run one after another, behind it.
-  const std::string slow = producer.enqueue(make_task("slow"))->id.get();
-  auto running = wait_for_state(producer.redis(), producer.keys(), slow, "running", 20s);
+  const std::string slow = producer().enqueue(make_task("slow"))->id.get();
+  auto running = wait_for_state(slow, "running", 20s);
   ASSERT_TRUE(running.has_value());
   ASSERT_EQ(running->state, "running");
   auto amqp = connect_amqp(config_);
-  ASSERT_TRUE(wait_until([&] { return message_count(*amqp, producer.keys().dead_queue("default")) == 1; }, 10s));
+  ASSERT_TRUE(wait_until([&] { return message_count(*amqp, producer().keys().dead_queue("default")) == 1; }, 10s));
 
   auto r = cli({"stats", "--json"});
   ASSERT_EQ(r.code, 0) << r.err;
@@ -245,11 +233,11 @@ TEST_F(Inspect, StatsCountsWhatWaitsRunsAndEndedInTheLastHour) {
   EXPECT_TRUE(o["last_hour"]["lateness_ms"]["p50"].is_null());
 
   // The counters live in the key Keys names, and go after two hours.
-  const int64_t minute = *producer.redis().time_ms() / 60'000;
+  const int64_t minute = *producer().redis().time_ms() / 60'000;
   int64_t ttl = -1;
   for (int s = 0; s < config_.shards && ttl < 0; ++s) {
     for (int64_t m = minute - 1; m <= minute && ttl < 0; ++m) {
-      auto t = producer.redis().command({"PTTL", producer.keys().minute_counts(s, m)});
+      auto t = producer().redis().command({"PTTL", producer().keys().minute_counts(s, m)});
       if (t && t->integer() > 0) ttl = t->integer();
     }
   }
@@ -264,7 +252,6 @@ TEST_F(Inspect, StatsCountsWhatWaitsRunsAndEndedInTheLastHour) {
   EXPECT_NE(capped.err.find("lower bounds"), std::string::npos) << capped.err;
   auto capped_json = json::parse(cli({"stats", "--json", "--scan-limit", "2"}).out);
   EXPECT_FALSE(capped_json["counts_complete"]);
-  release = true;
 }
 
 TEST_F(Inspect, EnqueueFromFileReportsBadLinesByNumberAndEnqueuesTheRest) {
@@ -288,10 +275,9 @@ TEST_F(Inspect, EnqueueFromFileReportsBadLinesByNumberAndEnqueuesTheRest) {
   std::string line;
   for (std::istringstream out(r.out); std::getline(out, line);) ids.push_back(line);
   ASSERT_EQ(ids.size(), 3u) << r.out;
-  Producer producer(config_);
-  EXPECT_EQ(producer.get(TaskId(ids[0]))->type, "a");
-  EXPECT_EQ(producer.get(TaskId(ids[1]))->type, "b");
-  EXPECT_EQ(producer.get(TaskId(ids[2]))->due_ms, 4102444800000);
+  EXPECT_EQ(producer().get(TaskId(ids[0]))->type, "a");
+  EXPECT_EQ(producer().get(TaskId(ids[1]))->type, "b");
+  EXPECT_EQ(producer().get(TaskId(ids[2]))->due_ms, 4102444800000);
 
   // From stdin, as JSON, in chunks: every line answered in order.
   std::string many;
@@ -308,7 +294,7 @@ TEST_F(Inspect, EnqueueFromFileReportsBadLinesByNumberAndEnqueuesTheRest) {
     ASSERT_TRUE(j["created"]) << line;
   }
   EXPECT_EQ(n, 2500u);
-  EXPECT_EQ(due_count(producer.redis(), producer.keys()), 2503);
+  EXPECT_EQ(due_count(producer().redis(), producer().keys()), 2503);
 
   auto missing = cli({"enqueue", "--file", "/nonexistent/tasks.jsonl"});
   EXPECT_EQ(missing.code, 2);
@@ -336,15 +322,14 @@ TEST_F(Inspect, EnqueueFromFileDrawsAProgressBarOnATerminal) {
 }
 
 TEST_F(Inspect, TaskCommandsPrintJsonForScripts) {
-  Producer producer(config_);
-  const std::string id = producer.enqueue_in(make_task("report"), 1h)->id.get();
+  const std::string id = producer().enqueue_in(make_task("report"), 1h)->id.get();
 
   auto moved = cli({"reschedule", id, "--delay", "2h", "--json"});
   ASSERT_EQ(moved.code, 0) << moved.err;
   const json m = json::parse(moved.out);
   EXPECT_EQ(m["id"], id);
   EXPECT_EQ(m["rescheduled"], true);
-  EXPECT_EQ(m["due_ms"], producer.get(TaskId(id))->due_ms);
+  EXPECT_EQ(m["due_ms"], producer().get(TaskId(id))->due_ms);
 
   auto cancelled = cli({"cancel", id, "--json"});
   ASSERT_EQ(cancelled.code, 0) << cancelled.err;
@@ -360,13 +345,10 @@ TEST_F(Inspect, TaskCommandsPrintJsonForScripts) {
   EXPECT_EQ(json::parse(status.out)["state"], "cancelled");
 
   auto amqp = connect_amqp(config_);  // the dead-letter queue exists once a worker or dispatcher declared it
-  Worker worker(config_);
-  worker.handle("doomed", [](const TaskContext&) { throw Permanent("no"); });
-  Dispatcher dispatcher(config_);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
-  const std::string dead = producer.enqueue(make_task("doomed"))->id.get();
-  ASSERT_TRUE(wait_until([&] { return message_count(*amqp, producer.keys().dead_queue("default")) == 1; }, 20s));
+  start_worker({{"doomed", [](const TaskContext&) { throw Permanent("no"); }}});
+  start_dispatcher();
+  const std::string dead = producer().enqueue(make_task("doomed"))->id.get();
+  ASSERT_TRUE(wait_until([&] { return message_count(*amqp, producer().keys().dead_queue("default")) == 1; }, 20s));
   auto letters = cli({"dlq", "list", "default", "--json"});
   ASSERT_EQ(letters.code, 0) << letters.err;
   const json all = json::parse(letters.out);

@@ -4,57 +4,46 @@
 // for it instead of running the side effect twice.
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <string>
-#include <thread>
 
-#include "ripen/dispatcher.h"
-#include "ripen/producer.h"
-#include "ripen/worker.h"
-#include "testing.h"
+#include "fleet.h"
 
 namespace ripen::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-class RunLease : public NamespaceTest {};
+class RunLease : public FleetTest {};
 
 TEST_F(RunLease, WorkerKilledMidTaskTheTaskCompletesOnAnotherWorkerAndNothingIsLost) {
   config_.worker.lease_grace_ms = 500;
-  Producer producer(config_);
   Envelope task = make_task("slow");
   task.timeout_ms = 1000;  // its run holds it for 1 s + 0.5 s of grace
-  auto enq = producer.enqueue(task);
+  auto enq = producer().enqueue(task);
   ASSERT_TRUE(enq.ok()) << enq.error().describe();
   const std::string id = enq->id.get();
 
-  Dispatcher dispatcher(config_);
-  Running running_dispatcher(dispatcher);
-  auto redis = connect_redis(config_);
+  start_dispatcher();
   {
     // A worker process whose handler never returns in time, killed mid-run.
     const std::string file = write_config_file(config_, config_.ns);
     Child doomed(binary("worker/ripen-worker"), {"--config", file, "--exec", "slow=sleep 30"}, child_env(config_));
-    auto running = wait_for_state(*redis, producer.keys(), id, "running", 20s);
+    auto running = wait_for_state(id, "running", 20s);
     ASSERT_TRUE(running.has_value());
     ASSERT_EQ(running->state, "running") << doomed.output();
     doomed.signal(SIGKILL);
     EXPECT_EQ(doomed.wait(5s), -SIGKILL);
   }
 
-  CallLog log;
-  Worker survivor(config_, "survivor");
-  survivor.handle("slow", [&](const TaskContext& ctx) { log.add({ctx.id, ctx.attempt, ""}); });
-  Running running_survivor(survivor);
-  auto rec = wait_for_state(*redis, producer.keys(), id, "succeeded", 20s);
+  start_worker({{"slow", recorder()}}, "survivor");
+  auto rec = wait_for_state(id, "succeeded", 20s);
   ASSERT_TRUE(rec.has_value());
   EXPECT_EQ(rec->state, "succeeded");
   EXPECT_EQ(rec->worker, "survivor");
   EXPECT_EQ(rec->attempts, 2) << "the killed run counted as an attempt";
-  EXPECT_EQ(log.count(id), 1);
+  EXPECT_EQ(calls_.count(id), 1);
 }
 
 TEST_F(RunLease, RedeliveryWhileTheFirstRunHoldsTheLeaseDoesNotRunItAgain) {
@@ -62,40 +51,31 @@ TEST_F(RunLease, RedeliveryWhileTheFirstRunHoldsTheLeaseDoesNotRunItAgain) {
   // copy arrives while the first one runs, waits, and is skipped once the
   // first run has ended.
   config_.worker.concurrency = 2;
-  Producer producer(config_);
-  auto enq = producer.enqueue(make_task("once"));
+  auto enq = producer().enqueue(make_task("once"));
   ASSERT_TRUE(enq.ok()) << enq.error().describe();
   const std::string id = enq->id.get();
-  {
-    Dispatcher dispatcher(config_);
-    Running running_dispatcher(dispatcher);
-    ASSERT_TRUE(
-        wait_until([&] { return message_count(*connect_amqp(config_), producer.keys().queue("default")) == 1; }, 20s));
-  }
+  ASSERT_TRUE(run_dispatcher_until(
+      [&](const Dispatcher&) { return message_count(*connect_amqp(config_), producer().keys().queue("default")) == 1; },
+      20s));
   auto amqp = connect_amqp(config_);
-  auto msg = get_message(*amqp, producer.keys().queue("default"));
+  auto msg = get_message(*amqp, producer().keys().queue("default"));
   ASSERT_TRUE(msg.has_value());
   for (int i = 0; i < 2; ++i) {
-    ASSERT_TRUE(amqp->publish(producer.keys().task_exchange(), "default", msg->body, {}, false).ok());
+    ASSERT_TRUE(amqp->publish(producer().keys().task_exchange(), "default", msg->body, {}, false).ok());
   }
 
-  std::atomic<int> runs{0};
-  std::atomic<bool> release{false};
-  Worker worker(config_);
-  worker.handle("once", [&](const TaskContext&) {
-    ++runs;
-    while (!release.load()) std::this_thread::sleep_for(1ms);
-  });
-  Running running_worker(worker);
+  Worker& worker = start_worker({{"once", [this](const TaskContext& ctx) {
+                                    record(ctx);
+                                    gate_.wait();
+                                  }}});
   ASSERT_TRUE(wait_until([&] { return worker.stats().received == 2; }, 20s));
-  ASSERT_TRUE(wait_until([&] { return runs.load() == 1; }, 20s));
-  release = true;
+  ASSERT_TRUE(wait_until([&] { return calls_.size() == 1; }, 20s));
+  gate_.open();
   ASSERT_TRUE(wait_until([&] { return worker.stats().duplicates == 1; }, 20s))
       << "the second copy is skipped once the first run ended";
-  EXPECT_EQ(runs.load(), 1);
+  EXPECT_EQ(calls_.size(), 1u);
   EXPECT_EQ(worker.stats().succeeded, 1u);
-  auto redis = connect_redis(config_);
-  EXPECT_EQ(read_task_record(*redis, producer.keys(), id)->attempts, 1);
+  EXPECT_EQ(read_task_record(producer().redis(), producer().keys(), id)->attempts, 1);
 }
 
 }  // namespace

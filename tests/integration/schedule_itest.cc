@@ -5,27 +5,24 @@
 // run has not ended; `ripen schedule trigger` runs one now.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
 #include <set>
 
+#include "fleet.h"
 #include "ripen/cron.h"
-#include "ripen/dispatcher.h"
-#include "ripen/producer.h"
 #include "ripen/schedule_store.h"
-#include "ripen/worker.h"
-#include "testing.h"
 
 namespace ripen::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-class Schedules : public NamespaceTest {
+class Schedules : public FleetTest {
  protected:
   void SetUp() override {
-    NamespaceTest::SetUp();
-    producer_ = std::make_unique<Producer>(config_);
-    store_ = std::make_unique<ScheduleStore>(producer_->redis(), producer_->keys());
+    FleetTest::SetUp();
+    store_ = std::make_unique<ScheduleStore>(producer().redis(), producer().keys());
   }
 
   CommandResult cli(std::vector<std::string> args) {
@@ -40,7 +37,7 @@ class Schedules : public NamespaceTest {
 
   // The stored specs, as Redis holds them.
   std::map<std::string, std::string> stored() {
-    auto r = producer_->redis().command({"HGETALL", producer_->keys().schedule_specs()});
+    auto r = producer().redis().command({"HGETALL", producer().keys().schedule_specs()});
     std::map<std::string, std::string> out;
     for (size_t i = 0; r && i + 1 < r->size(); i += 2) out[r->at(i).str()] = r->at(i + 1).str();
     return out;
@@ -64,7 +61,6 @@ class Schedules : public NamespaceTest {
     ASSERT_TRUE(store_->apply(wanted, diff_schedules(*current, wanted)).ok());
   }
 
-  std::unique_ptr<Producer> producer_;
   std::unique_ptr<ScheduleStore> store_;
 };
 
@@ -169,34 +165,26 @@ struct Ticks {
 
 TEST_F(Schedules, TwoDispatchersTurnEachTickIntoOneTask) {
   store(spec("every-second", "* * * * * *"));
-  Ticks ticks;
-  Worker worker(config_);
-  worker.handle("tick", [&](const TaskContext& ctx) { ticks.add(ctx); });
-  Running w(worker);
-  auto a = std::make_unique<Dispatcher>(config_, "a");
-  Dispatcher b(config_, "b");
-  auto run_a = std::make_unique<Running<Dispatcher>>(*a);
-  Running run_b(b);
+  auto& ticks = keep<Ticks>();
+  start_worker({{"tick", [&](const TaskContext& ctx) { ticks.add(ctx); }}});
+  Dispatcher& a = start_dispatcher("a");
+  Dispatcher& b = start_dispatcher("b");
   ASSERT_TRUE(wait_until([&] { return ticks.get().size() >= 4; }, 30s));
   // The leader goes away mid-way; the other takes over the schedules.
-  const bool a_led = a->stats().schedules.leading;
-  if (a_led) {
-    run_a.reset();
-  } else {
-    run_b.stop();
-  }
+  const bool a_led = a.stats().schedules.leading;
+  stop(a_led ? a : b);
   ASSERT_TRUE(wait_until([&] { return ticks.get().size() >= 9; }, 30s));
   // A leader that goes over ticks again (a stale one, or a lost state write)
   // finds their tasks there: the tick's key keeps each single.
-  const auto& survivor = a_led ? b : *a;
+  const auto& survivor = a_led ? b : a;
   auto state = store_->get("every-second");
   ASSERT_TRUE(state.ok() && state->state);
   ScheduleState rewound = *state->state;
   rewound.cursor_ms -= 3000;
   ASSERT_TRUE(store_->save_state("every-second", rewound).ok());
   ASSERT_TRUE(wait_until([&] { return survivor.stats().schedules.duplicates >= 3; }, 10s));
-  run_a.reset();
-  run_b.stop();
+  stop(a);
+  stop(b);
   auto seen = ticks.get();
   std::sort(seen.begin(), seen.end());
   EXPECT_EQ(std::adjacent_find(seen.begin(), seen.end()), seen.end()) << "a tick ran twice";
@@ -206,7 +194,7 @@ TEST_F(Schedules, TwoDispatchersTurnEachTickIntoOneTask) {
 }
 
 TEST_F(Schedules, TicksMissedWhileNothingRanFollowTheMisfirePolicy) {
-  auto now = producer_->redis().time_ms();
+  auto now = producer().redis().time_ms();
   ASSERT_TRUE(now.ok());
   // Yearly schedules that last ran five years ago, as if every dispatcher had
   // been down since: each New Year since is a missed tick.
@@ -230,8 +218,7 @@ TEST_F(Schedules, TicksMissedWhileNothingRanFollowTheMisfirePolicy) {
     store(s);
     ASSERT_TRUE(store_->save_state(s.name, {schedule_version(s), last, ""}).ok());
   }
-  Dispatcher dispatcher(config_);
-  Running d(dispatcher);
+  Dispatcher& dispatcher = start_dispatcher();
   ASSERT_TRUE(wait_until(
       [&] {
         auto all = store_->list();
@@ -245,7 +232,7 @@ TEST_F(Schedules, TicksMissedWhileNothingRanFollowTheMisfirePolicy) {
     std::vector<int64_t> ran;
     for (int64_t tick : missed) {
       const std::string key = "schedule:m-" + policy + ":" + std::to_string(tick);
-      auto held = producer_->redis().command({"EXISTS", producer_->keys().idempotency(key)});
+      auto held = producer().redis().command({"EXISTS", producer().keys().idempotency(key)});
       ASSERT_TRUE(held.ok());
       if (held->integer() == 1) ran.push_back(tick);
     }
@@ -262,8 +249,7 @@ TEST_F(Schedules, OverlapSkipSkipsTicksWhileThePreviousRunHasNotEnded) {
   s.overlap = "skip";
   store(s);
   // No worker: the first tick's task is published and never ends.
-  Dispatcher dispatcher(config_);
-  Running d(dispatcher);
+  Dispatcher& dispatcher = start_dispatcher();
   ASSERT_TRUE(wait_until([&] { return dispatcher.stats().schedules.overlapped >= 3; }, 30s));
   EXPECT_EQ(dispatcher.stats().schedules.enqueued, 1u);
 }
@@ -274,19 +260,16 @@ TEST_F(Schedules, TriggerRunsTheScheduleNow) {
   store(s);
   auto r = cli({"schedule", "trigger", "nightly"});
   ASSERT_EQ(r.code, 0) << r.err;
-  Worker worker(config_);
-  std::atomic<int> runs{0};
-  std::string payload, trigger;
-  worker.handle("tick", [&](const TaskContext& ctx) {
-    payload = ctx.task.payload.dump();
-    trigger = ctx.task.headers.at("trigger");
-    ++runs;
-  });
-  Dispatcher dispatcher(config_);
-  Running d(dispatcher);
-  Running w(worker);
-  auto done = wait_for_state(producer_->redis(), producer_->keys(), trim(r.out), "succeeded", 30s);
-  ASSERT_TRUE(done && done->state == "succeeded");
+  auto& runs = keep<std::atomic<int>>(0);
+  auto& payload = keep<std::string>();
+  auto& trigger = keep<std::string>();
+  start_worker({{"tick", [&](const TaskContext& ctx) {
+                   payload = ctx.task.payload.dump();
+                   trigger = ctx.task.headers.at("trigger");
+                   ++runs;
+                 }}});
+  start_dispatcher();
+  ASSERT_TRUE(reaches(trim(r.out), "succeeded", 30s));
   EXPECT_EQ(runs.load(), 1);
   EXPECT_EQ(payload, R"({"kind":"daily"})");
   EXPECT_EQ(trigger, "manual");

@@ -9,17 +9,14 @@
 #include <string>
 #include <vector>
 
-#include "ripen/dispatcher.h"
-#include "ripen/producer.h"
-#include "ripen/worker.h"
-#include "testing.h"
+#include "fleet.h"
 
 namespace ripen::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-class TaskTypes : public NamespaceTest {};
+class TaskTypes : public FleetTest {};
 
 TEST_F(TaskTypes, ATypesAttemptsPermanentErrorsAndTimeoutApplyAndATasksOwnAttemptsWin) {
   TaskTypeConfig flaky;
@@ -28,42 +25,38 @@ TEST_F(TaskTypes, ATypesAttemptsPermanentErrorsAndTimeoutApplyAndATasksOwnAttemp
   flaky.timeout_ms = 1234;
   flaky.permanent_errors = {"E_BAD_NUMBER"};
   config_.types["sms"] = flaky;
-  Producer producer(config_);
 
-  std::atomic<int64_t> seen_timeout{0};
-  Worker worker(config_);
-  worker.handle("sms", [&](const TaskContext& ctx) {
-    seen_timeout = ctx.timeout_ms;
-    if (ctx.task.payload == "bad") throw std::runtime_error("gateway: E_BAD_NUMBER +0000");
-    throw std::runtime_error("gateway: try later");
-  });
-  Dispatcher dispatcher(config_);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
+  auto& seen_timeout = keep<std::atomic<int64_t>>(0);
+  start_worker({{"sms", [&seen_timeout](const TaskContext& ctx) {
+                   seen_timeout = ctx.timeout_ms;
+                   if (ctx.task.payload == "bad") throw std::runtime_error("gateway: E_BAD_NUMBER +0000");
+                   throw std::runtime_error("gateway: try later");
+                 }}});
+  start_dispatcher();
 
-  const std::string by_type = producer.enqueue(make_task("sms", "later"))->id.get();
+  const std::string by_type = producer().enqueue(make_task("sms", "later"))->id.get();
   Envelope own = make_task("sms", "later");
   own.max_attempts = 4;
-  const std::string by_task = producer.enqueue(own)->id.get();
-  const std::string bad = producer.enqueue(make_task("sms", "bad"))->id.get();
+  const std::string by_task = producer().enqueue(own)->id.get();
+  const std::string bad = producer().enqueue(make_task("sms", "bad"))->id.get();
 
-  auto rec = wait_for_state(producer.redis(), producer.keys(), by_type, "dead", 20s);
+  auto rec = wait_for_state(by_type, "dead", 20s);
   ASSERT_TRUE(rec.has_value());
   EXPECT_EQ(rec->state, "dead");
   EXPECT_EQ(rec->attempts, 2) << "the type's max_attempts";
   EXPECT_EQ(rec->max_attempts, 2);
-  rec = wait_for_state(producer.redis(), producer.keys(), by_task, "dead", 20s);
+  rec = wait_for_state(by_task, "dead", 20s);
   ASSERT_TRUE(rec.has_value());
   EXPECT_EQ(rec->attempts, 4) << "the task's own max_attempts wins";
-  rec = wait_for_state(producer.redis(), producer.keys(), bad, "dead", 20s);
+  rec = wait_for_state(bad, "dead", 20s);
   ASSERT_TRUE(rec.has_value());
   EXPECT_EQ(rec->attempts, 1) << "a permanent error is not retried";
   EXPECT_EQ(seen_timeout.load(), 1234);
 
   auto amqp = connect_amqp(config_);
-  ASSERT_TRUE(wait_until([&] { return message_count(*amqp, producer.keys().dead_queue("default")) == 3; }, 10s));
+  ASSERT_TRUE(wait_until([&] { return message_count(*amqp, producer().keys().dead_queue("default")) == 3; }, 10s));
   int permanent = 0, exhausted = 0;
-  while (auto m = get_message(*amqp, producer.keys().dead_queue("default"))) {
+  while (auto m = get_message(*amqp, producer().keys().dead_queue("default"))) {
     if (m->headers["x-ripen-reason"] == "permanent failure") ++permanent;
     if (m->headers["x-ripen-reason"] == "attempts exhausted") ++exhausted;
   }
@@ -73,21 +66,17 @@ TEST_F(TaskTypes, ATypesAttemptsPermanentErrorsAndTimeoutApplyAndATasksOwnAttemp
 
 TEST_F(TaskTypes, ATaskNoWorkerHandlesGoesBackUntilItsGraceThenIsDeadLettered) {
   config_.worker.unknown_type_grace_ms = 500;
-  Producer producer(config_);
-  Worker worker(config_);
-  worker.handle("known", [](const TaskContext&) {});
-  Dispatcher dispatcher(config_);
-  Running running_worker(worker);
-  Running running_dispatcher(dispatcher);
-  const std::string id = producer.enqueue(make_task("ghost"))->id.get();
-  auto rec = wait_for_state(producer.redis(), producer.keys(), id, "dead", 20s);
+  Worker& worker = start_worker({{"known", [](const TaskContext&) {}}});
+  start_dispatcher();
+  const std::string id = producer().enqueue(make_task("ghost"))->id.get();
+  auto rec = wait_for_state(id, "dead", 20s);
   ASSERT_TRUE(rec.has_value());
   EXPECT_EQ(rec->state, "dead");
   EXPECT_EQ(rec->attempts, 1) << "the passes within the grace spent no attempt";
   EXPECT_GE(worker.stats().deferred, 1u);
   auto amqp = connect_amqp(config_);
-  ASSERT_TRUE(wait_until([&] { return message_count(*amqp, producer.keys().dead_queue("default")) == 1; }, 10s));
-  auto m = get_message(*amqp, producer.keys().dead_queue("default"));
+  ASSERT_TRUE(wait_until([&] { return message_count(*amqp, producer().keys().dead_queue("default")) == 1; }, 10s));
+  auto m = get_message(*amqp, producer().keys().dead_queue("default"));
   ASSERT_TRUE(m.has_value());
   EXPECT_EQ(m->headers["x-ripen-reason"], "no handler");
   EXPECT_NE(m->headers["x-ripen-error"].find("'ghost'"), std::string::npos) << m->headers["x-ripen-error"];
@@ -95,27 +84,21 @@ TEST_F(TaskTypes, ATaskNoWorkerHandlesGoesBackUntilItsGraceThenIsDeadLettered) {
 
 TEST_F(TaskTypes, TasksAWorkerCannotRunReachOneThatCanWithinTheGrace) {
   config_.worker.unknown_type_grace_ms = 60'000;
-  Producer producer(config_);
-  Worker without(config_, "without"), with(config_, "with");
-  without.handle("known", [](const TaskContext&) {});
-  std::atomic<int> runs{0};
-  with.handle("ghost", [&](const TaskContext&) { ++runs; });
-  Dispatcher dispatcher(config_);
-  Running running_without(without);
-  Running running_with(with);
-  Running running_dispatcher(dispatcher);
+  Worker& without = start_worker({{"known", [](const TaskContext&) {}}}, "without");
+  start_worker({{"ghost", recorder()}}, "with");
+  start_dispatcher();
   std::vector<std::string> ids;
   for (int i = 0; i < 10; ++i) {
-    ids.push_back(producer.enqueue(make_task("ghost", i))->id.get());
-    ASSERT_TRUE(producer.enqueue(make_task("known", i)).ok());  // both workers get messages
+    ids.push_back(producer().enqueue(make_task("ghost", i))->id.get());
+    ASSERT_TRUE(producer().enqueue(make_task("known", i)).ok());  // both workers get messages
   }
   for (const auto& id : ids) {
-    auto rec = wait_for_state(producer.redis(), producer.keys(), id, "succeeded", 60s);
+    auto rec = wait_for_state(id, "succeeded", 60s);
     ASSERT_TRUE(rec.has_value());
     EXPECT_EQ(rec->state, "succeeded");
     EXPECT_EQ(rec->attempts, 1);
   }
-  EXPECT_EQ(runs.load(), 10);
+  EXPECT_EQ(calls_.size(), 10u);
   EXPECT_EQ(without.stats().dead, 0u);
 }
 
