@@ -8,11 +8,11 @@
 // Each test: a sink Redis of its own (no fault touches it); 2-3
 // ripen-dispatcher processes and 2 ripen-chaos-worker processes; a producer
 // thread enqueueing numbered tasks in clusters due at one instant (so they
-// travel in bundles), some already due, some up to kWindow ahead, a fifth of
-// them failing their first attempt, a third running longer than the
-// dispatcher's in-flight lease. Meanwhile the fault, in a bounded loop. Then
-// the harness waits until everything is quiet, judges the ledger, prints its
-// row of the table, and fails on any broken promise.
+// travel in bundles), some already due, some up to kWindowMs ahead: 30% fail
+// their first attempt, 1 in 30 fails for good (it must end dead-lettered), 35%
+// run longer than the dispatcher's in-flight lease. Meanwhile the fault, in a
+// bounded loop. Then the harness waits until everything is quiet, judges the
+// ledger, prints its row of the table, and fails on any broken promise.
 //
 // Quick form (ctest -L chaos): each fault a minute or so. Long form
 // (RIPEN_CHAOS_LONG=1, as tests/chaos/run --long sets it): 200 kills per
@@ -361,9 +361,13 @@ class Chaos : public testing::NamespaceTest {
           // behind it (the long tasks in it still run) with its retry waiting
           // in the wheel: a window in which a redelivery must not run it.
           t.fail_first = pct() < 30;
+          t.permanent = !t.fail_first && pct() < 5;
           const int64_t ms = pct() < 35 ? between(kInflightLeaseMs + 500, 5000) : between(20, 300);
-          Envelope e = testing::make_task(
-              "chaos", {{"n", t.n}, {"ms", ms}, {"fail_first", t.fail_first}, {"fail_ms", between(20, 300)}});
+          Envelope e = testing::make_task("chaos", {{"n", t.n},
+                                                    {"ms", ms},
+                                                    {"fail_first", t.fail_first},
+                                                    {"permanent", t.permanent},
+                                                    {"fail_ms", between(20, 300)}});
           e.due_ms = due;
           e.idempotency_key = config_.ns + "-task-" + std::to_string(t.n);
           e.timeout_ms = kTaskTimeoutMs;
@@ -511,8 +515,16 @@ class Chaos : public testing::NamespaceTest {
       }
     } while (cursor != "0");
 
-    auto redis = testing::connect_redis(config_);
     const Keys keys(config_.ns, config_.shards);
+    auto amqp = testing::connect_amqp(config_);
+    while (auto letter = testing::get_message(*amqp, keys.dead_queue("default"))) {
+      auto doc = nlohmann::json::parse(letter->body, nullptr, false);
+      if (doc.is_object() && doc.contains("id") && doc["id"].is_string()) {
+        in.dead_letters.insert(doc["id"].get<std::string>());
+      }
+    }
+
+    auto redis = testing::connect_redis(config_);
     std::vector<std::string> ids;
     for (const auto& t : plan_) ids.push_back(t.id);
     auto records = read_task_records(*redis, keys, ids);

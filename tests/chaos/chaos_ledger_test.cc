@@ -166,6 +166,31 @@ TEST_F(Ledger, TaskThatOnlyFailedIsLostThoughRipenSaysSucceeded) {
   EXPECT_EQ(judge(in_).lost, 1);
 }
 
+TEST_F(Ledger, PermanentlyFailingTaskMustEndDeadWithItsDeadLetter) {
+  in_.tasks[0].permanent = true;
+  in_.dedup_effects.clear();
+  run("w1", kDue, kDue + 10, RunOutcome::failed);
+  in_.final_state["t1"] = "dead";
+  in_.dead_letters.insert("t1");
+  Verdict v = judge(in_);
+  EXPECT_TRUE(v.holds()) << ::testing::PrintToString(v.examples);
+  EXPECT_EQ(v.dead_lettered, 1);
+  EXPECT_EQ(v.executed, 1);
+
+  in_.dead_letters.clear();
+  v = judge(in_);
+  EXPECT_EQ(v.lost, 1) << "dead, but its dead letter vanished";
+  EXPECT_EQ(v.dead_lettered, 0);
+
+  in_.dead_letters.insert("t1");
+  in_.final_state["t1"] = "failed";
+  EXPECT_EQ(judge(in_).lost, 1);
+
+  in_.final_state["t1"] = "dead";
+  in_.dedup_effects[1] = 1;
+  EXPECT_EQ(judge(in_).dedup_wrong, 1) << "a failing run has no effect";
+}
+
 TEST_F(Ledger, DedupingSinkNeedsExactlyOneEffectPerTask) {
   run("w1", kDue, kDue + 100);
   in_.dedup_effects[1] = 2;  // two idempotency keys for one task

@@ -5,8 +5,9 @@
 //   ripen-chaos-worker --config FILE --sink redis://127.0.0.1:PORT/0 --name NAME
 //
 // Payload: {"n": task number, "ms": how long a successful run takes,
-// "fail_first": true when attempt 1 must fail, "fail_ms": how long that failing
-// attempt takes (it then throws, with no effect)}.
+// "fail_first": true when attempt 1 must fail, "permanent": true when every
+// attempt fails with ripen::Permanent (the task must end dead-lettered),
+// "fail_ms": how long a failing attempt takes (it then throws, with no effect)}.
 // A successful run's side effect is two writes in one sink script: its end in
 // the ledger, and SET NX of its idempotency key in the deduping sink (a
 // downstream that drops repeats), so "after the side effect" is one instant.
@@ -112,9 +113,11 @@ class Recorder {
               {token, std::to_string(n), t.id, std::to_string(t.attempt), s_.name, std::to_string(t.due_ms), ripen_now,
                wheel_due, t.idempotency_key});
 
-    if (fail_first && t.attempt == 1) {
+    const bool permanent = p.value("permanent", false);
+    if (permanent || (fail_first && t.attempt == 1)) {
       std::this_thread::sleep_for(std::chrono::milliseconds(p.value("fail_ms", ms)));
       sink_eval(kEnd, {run_key, open_key, run_key}, {token, "failed", std::to_string(n)});
+      if (permanent) throw ripen::Permanent("planned permanent failure", "chaos_permanent");
       throw ripen::Failure("planned failure of a first attempt", "chaos_first");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(ms));

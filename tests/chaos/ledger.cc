@@ -130,7 +130,7 @@ Verdict judge(const LedgerInput& in) {
         last_ok = r;
       }
     }
-    if (last_ok != nullptr) ++v.executed;
+    ++v.executed;
     if (first_start != kNever) v.max_late_ms = std::max(v.max_late_ms, first_start - task.due_ms);
   }
 
@@ -141,14 +141,23 @@ Verdict judge(const LedgerInput& in) {
     const bool ran_ok =
         runs != by_task.end() && std::any_of(runs->second.begin(), runs->second.end(),
                                              [](const RunRecord* r) { return r->outcome == RunOutcome::ok; });
-    if (state != "succeeded" || !ran_ok) {
+    const std::string task = "task " + std::to_string(t.n) + " " + t.id + ": ripen says " + state;
+    if (t.permanent) {
+      const bool letter = in.dead_letters.count(t.id) != 0;
+      if (state == "dead" && letter) {
+        ++v.dead_lettered;
+      } else {
+        ++v.lost;
+        examples.add("lost", task + (letter ? "" : ", and no dead letter"));
+      }
+    } else if (state != "succeeded" || !ran_ok) {
       ++v.lost;
-      examples.add("lost", "task " + std::to_string(t.n) + " " + t.id + ": ripen says " + state + ", " +
-                               (ran_ok ? "ran" : "never ran to success"));
+      examples.add("lost", task + ", " + (ran_ok ? "ran" : "never ran to success"));
     }
     auto d = in.dedup_effects.find(t.n);
     const int effects = d == in.dedup_effects.end() ? 0 : d->second;
-    if (effects != 1) {
+    const int expected = t.permanent ? 0 : 1;
+    if (effects != expected) {
       ++v.dedup_wrong;
       examples.add("deduped effects", "task " + std::to_string(t.n) + " " + t.id + ": " + std::to_string(effects));
     }
@@ -162,8 +171,9 @@ Verdict judge(const LedgerInput& in) {
 
 std::string table_header() {
   char buf[256];
-  std::snprintf(buf, sizeof buf, "%-26s %6s %8s %8s %6s %5s %5s %7s %10s %7s %8s %9s", "fault", "faults", "enqueued",
-                "executed", "runs", "lost", "early", "overlap", "dup(unexp)", "dedup!1", "max late", "recovery");
+  std::snprintf(buf, sizeof buf, "%-26s %6s %8s %8s %6s %6s %5s %5s %7s %10s %7s %8s %9s", "fault", "faults",
+                "enqueued", "executed", "runs", "dead", "lost", "early", "overlap", "dup(unexp)", "dedup!1", "max late",
+                "recovery");
   return buf;
 }
 
@@ -178,8 +188,9 @@ std::string table_row(const Row& row) {
     std::snprintf(recovery, sizeof recovery, ">%.0fs", row.recovery_s);
   }
   char buf[256];
-  std::snprintf(buf, sizeof buf, "%-26s %6d %8d %8d %6d %5d %5d %7d %10s %7d %8s %9s", row.fault.c_str(), row.faults,
-                v.enqueued, v.executed, v.runs, v.lost, v.early, v.overlapping, dup, v.dedup_wrong, late, recovery);
+  std::snprintf(buf, sizeof buf, "%-26s %6d %8d %8d %6d %6d %5d %5d %7d %10s %7d %8s %9s", row.fault.c_str(),
+                row.faults, v.enqueued, v.executed, v.runs, v.dead_lettered, v.lost, v.early, v.overlapping, dup,
+                v.dedup_wrong, late, recovery);
   return buf;
 }
 

@@ -13,6 +13,7 @@
 //   after the process was reaped;
 // - the deduping sink: one SET NX key per idempotency key a successful run
 //   presented, its value the task's number;
+// - the dead-letter queue, drained at the end: the ids of the tasks in it;
 // - ripen's final records, read once everything is quiet: only to say whether
 //   each task ended `succeeded`.
 //
@@ -26,6 +27,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,7 @@ struct PlannedTask {
   std::string id;      // the task id the producer returned
   int64_t due_ms = 0;  // ripen Redis TIME ms
   bool fail_first = false;
+  bool permanent = false;  // every attempt fails permanently: it must end `dead`, with a dead letter
 };
 
 enum class RunOutcome { open, ok, failed };
@@ -67,13 +70,16 @@ struct LedgerInput {
   std::map<std::string, std::string> final_state;  // task id -> ripen's state at the end
   std::map<int, int> dedup_effects;                // task number -> keys in the deduping sink
   int dedup_effects_unknown = 0;                   // keys naming no planned task
+  std::set<std::string> dead_letters;              // task ids of the messages in the dead-letter queue
 };
 
 struct Verdict {
   int enqueued = 0;
-  int executed = 0;                   // tasks with at least one successful run
+  int executed = 0;                   // tasks that ran at least once
+  int dead_lettered = 0;              // permanently failing tasks found `dead`, with their dead letter
   int runs = 0;                       // handler starts
-  int lost = 0;                       // not `succeeded` in ripen's records, or no successful run
+  int lost = 0;                       // not `succeeded` in ripen's records or no successful run; a permanently failing
+                                      // task: not `dead`, or no dead letter
   int early = 0;                      // runs started before their due time
   int overlapping = 0;                // runs that began while another run of the same task was still going
   int duplicates = 0;                 // successful runs beyond the first, per task
