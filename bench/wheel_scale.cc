@@ -116,14 +116,14 @@ int main(int argc, char** argv) {
   // Hold every shard, as the one dispatcher would.
   std::vector<std::string> leases;
   for (int s = 0; s < config.shards; ++s) {
-    auto r = redis.eval(ripen::scripts::shard_lease(), {keys.lease(s), keys.fence(s)}, {"bench-wheel", "3600000"});
-    if (!r || !r->is_string()) die("cannot take shard " + std::to_string(s));
-    leases.push_back(r->str());
+    auto r = ripen::scripts::take_lease(redis, keys.lease(s), keys.fence(s), "bench-wheel", 3600000);
+    if (!r || !*r) die("cannot take shard " + std::to_string(s));
+    leases.push_back(**r);
   }
   auto unlink_all = [&] {
     for (int s = 0; s < config.shards; ++s) {
-      (void)redis.command(
-          {"UNLINK", keys.due(s), keys.inflight(s), keys.tasks(s), keys.status(s), keys.lease(s), keys.fence(s)});
+      (void)redis.command({"UNLINK", keys.due(s), keys.inflight(s), keys.outstanding(s), keys.tasks(s), keys.status(s),
+                           keys.lease(s), keys.fence(s)});
     }
   };
 
@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
   }
   // The scripts are cached by Redis on first use, which is memory too but not
   // the tasks': load them before the base is taken.
-  for (const auto* script : {&ripen::scripts::enqueue(), &ripen::scripts::claim(), &ripen::scripts::settle()}) {
+  for (const auto* script : ripen::scripts::all()) {
     if (auto r = redis.command({"SCRIPT", "LOAD", script->source}); !r) die("loading " + script->name);
   }
   const int64_t base_memory = info_field(redis, "memory", "used_memory");
@@ -157,11 +157,8 @@ int main(int argc, char** argv) {
     std::vector<std::vector<std::pair<std::string, int64_t>>> settles(static_cast<size_t>(config.shards));
     for (bool more = true; more;) {
       // As the dispatcher claims: every shard in one script run.
-      ripen::scripts::ScriptCall call(ripen::scripts::claim(), 5);
-      for (int s = 0; s < config.shards; ++s) {
-        call.add({keys.due(s), keys.inflight(s), keys.lease(s), keys.tasks(s), keys.status(s)},
-                 {leases[static_cast<size_t>(s)], "500", "600000"});
-      }
+      ripen::scripts::ClaimCall call(keys, 600000);
+      for (int s = 0; s < config.shards; ++s) call.add(s, leases[static_cast<size_t>(s)], 500);
       call.append_to(redis);
       auto replies = redis.flush();
       if (!replies) die("claim: " + replies.error().message);
@@ -169,7 +166,7 @@ int main(int argc, char** argv) {
       if (!r) die("claim: " + r.error().message);
       more = false;
       for (int s = 0; s < config.shards; ++s) {
-        const auto claim = ripen::scripts::read_claim_reply(r->at(static_cast<size_t>(s)));
+        const auto claim = ripen::scripts::ClaimCall::read(r->at(static_cast<size_t>(s)));
         claimed += static_cast<int64_t>(claim.tasks.size());
         more |= claim.tasks.size() == 500;
         for (const auto& t : claim.tasks) settles[static_cast<size_t>(s)].emplace_back(t.id, claim.lease_deadline);
@@ -182,20 +179,23 @@ int main(int argc, char** argv) {
     // so the next size starts from exactly `size` pending.
     for (int s = 0; s < config.shards; ++s) {
       auto& ids = settles[static_cast<size_t>(s)];
-      std::vector<std::string> args = {keys.shard_prefix(s), "1000"};
+      std::vector<ripen::scripts::SettleRequest> publishes;
       std::vector<std::string> del = {"HDEL", keys.status(s)};
       std::vector<std::string> del_tasks = {"HDEL", keys.tasks(s)};
+      std::vector<std::string> del_outstanding = {"ZREM", keys.outstanding(s)};
       for (const auto& [id, deadline] : ids) {
-        args.insert(args.end(), {id, "d", std::to_string(deadline), ""});
+        publishes.push_back({id, ripen::scripts::SettleOutcome::confirm, deadline, ""});
         del.push_back(id);
         del_tasks.push_back(id);
+        del_outstanding.push_back(id);
       }
       if (ids.empty()) continue;
-      ripen::scripts::ScriptCall settle(ripen::scripts::settle(), 3);
-      settle.add({keys.due(s), keys.inflight(s), keys.status(s)}, std::move(args));
+      ripen::scripts::SettleCall settle(keys, 1000);
+      settle.add(s, publishes);
       settle.append_to(redis);
       redis.append(del);
       redis.append(del_tasks);
+      redis.append(del_outstanding);
     }
     if (auto r = redis.flush(); !r) die("settle: " + r.error().message);
 

@@ -85,17 +85,27 @@ struct Pending {
   uint64_t tag = 0;
   std::vector<Claimed> tasks;
   std::string message_id;  // the first task's id: how a basic.return names the publish
-  char outcome = 'd';      // what its confirm settles: 'd' dispatched, 'x' dead (a dead-letter copy)
-  std::string reason;      // for 'x'
-  bool returned = false;   // returned unroutable: its dead-letter copies settle its tasks instead
+  // What its confirm settles: confirm (a task message), or unroutable (the
+  // dead-letter copy of a returned one).
+  scripts::SettleOutcome outcome = scripts::SettleOutcome::confirm;
+  std::string reason;     // unroutable: why
+  bool returned = false;  // returned unroutable: its dead-letter copies settle its tasks instead
 };
 
-struct Settle {
-  std::string id;
-  int64_t deadline;    // as in Claimed
-  char outcome;        // 'd' confirmed, 'x' returned (dead), 'r' back to the wheel, 'p' held (queue paused)
-  std::string reason;  // 'x': why; 'p': the queue
+// How often the dispatcher renews its leases and heartbeat, sweeps its shards
+// for lost tasks and checks the queues' backlogs: a quarter of the shard lease,
+// at most a second.
+std::chrono::milliseconds maintenance_every(const DispatcherConfig& d) {
+  return std::chrono::milliseconds(std::clamp<int64_t>(d.shard_lease_ms / 4, 50, 1000));
+}
+
+// A queue's backlog as last seen, for the sweep: a task of a queue with
+// messages waiting may simply be waiting its turn.
+struct Backlog {
+  bool clear = false;  // no message ready in the broker (or the queue is gone)
+  Clock::time_point seen;
 };
+constexpr auto kBacklogFresh = std::chrono::seconds(10);
 
 }  // namespace
 
@@ -109,6 +119,7 @@ class Dispatcher::Impl {
         redis_(redis_url_of(config), std::chrono::seconds(5), clock),
         sub_(redis_url_of(config), std::chrono::seconds(5), clock),
         amqp_(amqp_url_of(config), std::chrono::seconds(5), clock),
+        inspector_(amqp_url_of(config), std::chrono::seconds(5), clock),
         stop_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
         next_due_(static_cast<size_t>(config.shards), Clock::time_point::max()),
         ingress_(config.dispatcher.ingress ? std::make_unique<Ingress>(config, owner_, clock) : nullptr),
@@ -151,6 +162,14 @@ class Dispatcher::Impl {
         wait(std::chrono::milliseconds(200));
         continue;
       }
+      if (blocked_) {
+        // The broker is not reading what we publish (a resource alarm): claim
+        // nothing, so no task waits in flight behind it; settle what it
+        // confirmed and watch for the unblock.
+        flush_settles();
+        pump_amqp(std::chrono::milliseconds(100));
+        continue;
+      }
       // Settles go first in the same round trip as the claims: after a Redis
       // outage, a confirm not yet written must not look like an expired lease to
       // the claim script (a needless re-publish).
@@ -173,14 +192,14 @@ class Dispatcher::Impl {
   // ---- shards ----------------------------------------------------------------
 
   void maintain_shards() {
-    next_maintenance_ = clock_.now() + std::chrono::milliseconds(config_.dispatcher.shard_lease_ms / 3);
-    const std::string ttl = std::to_string(config_.dispatcher.shard_lease_ms);
+    next_maintenance_ = clock_.now() + maintenance_every(config_.dispatcher);
+    const int64_t ttl = config_.dispatcher.shard_lease_ms;
     // The heartbeat and the renewal of every lease held, in one round trip:
     // one at a time they held up claims for a round trip per shard.
-    redis_.append_eval(scripts::heartbeat(), {keys_.dispatchers()}, {owner_, ttl});
+    redis_.append_eval(scripts::heartbeat(), {keys_.dispatchers()}, {owner_, std::to_string(ttl)});
     std::vector<int> renewing;
     for (const auto& [shard, lease] : owned_) {
-      redis_.append_eval(scripts::shard_lease(), {keys_.lease(shard), keys_.fence(shard)}, {owner_, ttl});
+      scripts::append_take_lease(redis_, keys_.lease(shard), keys_.fence(shard), owner_, ttl);
       renewing.push_back(shard);
     }
     auto replies = redis_.flush();
@@ -202,7 +221,7 @@ class Dispatcher::Impl {
       const int shard = renewing[i];
       const auto& r = (*replies)[1 + i];
       if (!r) return;  // redis trouble: keep what we have; the claim script fences us if needed
-      if (r->is_string() && r->str() == owned_[shard]) {
+      if (scripts::read_lease(*r) == owned_[shard]) {
         held.insert(shard);
       } else {
         spdlog::warn("shard {}: lease lost to another dispatcher", shard);
@@ -213,21 +232,69 @@ class Dispatcher::Impl {
     ShardPlan plan = plan_shards(config_.shards, count, rank, held);
     for (int s : plan.release) {
       auto it = owned_.find(s);
-      (void)redis_.eval(scripts::release_held(), {keys_.lease(s)}, {it->second});
+      (void)scripts::release_held(redis_, keys_.lease(s), it->second);
       std::lock_guard lock(stats_mu_);
       owned_.erase(it);
       spdlog::info("shard {}: given back for rebalancing ({} dispatchers live)", s, count);
     }
     for (int s : plan.acquire) {
       if (static_cast<int>(owned_.size()) >= plan.target) break;
-      auto r = redis_.eval(scripts::shard_lease(), {keys_.lease(s), keys_.fence(s)}, {owner_, ttl});
-      if (r && r->is_string()) {
+      auto r = scripts::take_lease(redis_, keys_.lease(s), keys_.fence(s), owner_, ttl);
+      if (r && *r) {
         std::lock_guard lock(stats_mu_);
-        owned_[s] = r->str();
+        owned_[s] = **r;
         next_due_[static_cast<size_t>(s)] = Clock::time_point::min();  // look at it now
-        spdlog::info("shard {}: acquired (lease {})", s, r->str());
+        spdlog::info("shard {}: acquired (lease {})", s, **r);
       }
     }
+    sweep();
+  }
+
+  // Looks for tasks whose message the broker lost (sweep.lua): one script run
+  // over every owned shard. The queues of tasks it held back for a backlog are
+  // checked now, so the next sweep knows which are clear.
+  void sweep() {
+    if (owned_.empty()) return;
+    const auto now = clock_.now();
+    std::vector<std::string> clear;
+    for (const auto& [queue, b] : backlogs_) {
+      if (b.clear && now - b.seen < kBacklogFresh) clear.push_back(queue);
+    }
+    const int64_t lost_after = config_.dispatcher.lost_after_ms;
+    scripts::SweepCall call(keys_, lost_after, std::clamp<int64_t>(lost_after / 10, 1000, 30'000), 200);
+    std::vector<int> shards;
+    for (const auto& [shard, lease] : owned_) {
+      call.add(shard, lease, clear);
+      shards.push_back(shard);
+    }
+    call.append_to(redis_);
+    auto replies = redis_.flush();
+    if (!replies || !replies->front()) return;  // the claim path reports Redis trouble
+    std::set<std::string> held_queues;
+    for (size_t i = 0; i < shards.size(); ++i) {
+      const scripts::SweepReply r = scripts::SweepCall::read(replies->front()->at(i));
+      if (r.fenced) continue;  // the next claim gives the shard up
+      if (r.swept > 0) {
+        spdlog::warn(
+            "shard {}: {} tasks published or started over {} ms ago were never heard of again (their "
+            "message was lost); publishing them again",
+            shards[i], r.swept, lost_after);
+        next_due_[static_cast<size_t>(shards[i])] = Clock::time_point::min();
+        std::lock_guard lock(stats_mu_);
+        stats_.lost += static_cast<uint64_t>(r.swept);
+      }
+      held_queues.insert(r.queues.begin(), r.queues.end());
+    }
+    for (const auto& queue : held_queues) backlogs_[queue] = {queue_is_clear(queue), clock_.now()};
+  }
+
+  // Whether a queue has no message ready in the broker, asked on a connection
+  // of its own (a passive declare of a queue that is gone closes the channel).
+  bool queue_is_clear(const std::string& queue) {
+    auto n = inspector_.queue_message_count(keys_.queue(queue));
+    if (n) return *n == 0;
+    // Gone (deleted with its messages): clear. Anything else: unknown, so held.
+    return n.error().message.find("NOT_FOUND") != std::string::npos;
   }
 
   // The paused queues, read every half second: a task of one that ripens is held
@@ -248,8 +315,13 @@ class Dispatcher::Impl {
     paused_ = std::move(paused);
   }
 
+  // A clean stop gives the shards back and leaves the live dispatchers at once:
+  // a dispatcher started next (a restart) then counts itself alone and takes
+  // every shard, instead of its share beside a ghost until the heartbeat lapses.
   void release_shards() {
-    for (const auto& [s, lease] : owned_) (void)redis_.eval(scripts::release_held(), {keys_.lease(s)}, {lease});
+    for (const auto& [s, lease] : owned_) scripts::append_release_held(redis_, keys_.lease(s), lease);
+    redis_.append({"ZREM", keys_.dispatchers(), owner_});
+    (void)redis_.flush();
     std::lock_guard lock(stats_mu_);
     owned_.clear();
   }
@@ -280,10 +352,9 @@ class Dispatcher::Impl {
     std::vector<int> claimed;
     if (space > 0 && !ripe.empty()) {
       // Every ripe shard in one script run: one section each.
-      scripts::ScriptCall call(scripts::claim(), 5);
+      scripts::ClaimCall call(keys_, config_.dispatcher.inflight_lease_ms);
       for (int s : ripe) {
-        call.add({keys_.due(s), keys_.inflight(s), keys_.lease(s), keys_.tasks(s), keys_.status(s)},
-                 {owned_[s], std::to_string(per_shard), std::to_string(config_.dispatcher.inflight_lease_ms)});
+        call.add(s, owned_[s], per_shard);
         claimed.push_back(s);
       }
       call.append_to(redis_);
@@ -323,7 +394,7 @@ class Dispatcher::Impl {
   bool on_claim(int shard, int batch, RedisReply::View r) {
     auto it = owned_.find(shard);
     if (it == owned_.end()) return false;
-    const scripts::ClaimReply claim = scripts::read_claim_reply(r);
+    const scripts::ClaimReply claim = scripts::ClaimCall::read(r);
     if (claim.fenced) {
       spdlog::warn("shard {}: fenced off by a newer lease; giving it up", shard);
       std::lock_guard lock(stats_mu_);
@@ -360,11 +431,12 @@ class Dispatcher::Impl {
       if (!task) {
         // Cannot happen unless something else wrote the key; never drop it silently.
         spdlog::error("task {}: its stored form is malformed; dead-lettering it", id);
-        settles_[shard].push_back({std::move(id), deadline, 'x', "stored task is malformed"});
+        settles_[shard].push_back(
+            {std::move(id), scripts::SettleOutcome::unroutable, deadline, "stored task is malformed"});
         continue;
       }
       if (!paused_.empty() && paused_.count(std::string(task->queue)) != 0) {
-        settles_[shard].push_back({std::move(id), deadline, 'p', std::string(task->queue)});
+        settles_[shard].push_back({std::move(id), scripts::SettleOutcome::hold, deadline, std::string(task->queue)});
         std::lock_guard lock(stats_mu_);
         ++stats_.held;
         continue;
@@ -400,7 +472,7 @@ class Dispatcher::Impl {
           std::lock_guard lock(stats_mu_);
           for (size_t k = at; k < end; ++k) {
             const Claimed& c = tasks[k].claimed;
-            settles_[c.shard].push_back({c.id, c.deadline, 'r', ""});
+            settles_[c.shard].push_back({c.id, scripts::SettleOutcome::release, c.deadline, ""});
             ++stats_.released;
           }
         }
@@ -466,6 +538,10 @@ class Dispatcher::Impl {
         return;
       }
       if (frame.frame_type != AMQP_FRAME_METHOD) continue;
+      if (auto b = Amqp::blocked_by(frame)) {
+        on_blocked(*b);
+        continue;
+      }
       switch (frame.payload.method.id) {
         case AMQP_BASIC_ACK_METHOD: {
           auto* m = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
@@ -493,6 +569,22 @@ class Dispatcher::Impl {
     }
   }
 
+  // The broker's resource alarm: while it lasts the broker reads nothing we
+  // publish, so claiming would only pile tasks up in flight (their lease
+  // running) behind a socket that does not move.
+  void on_blocked(const AmqpBlocked& b) {
+    if (b.blocked == blocked_) return;
+    blocked_ = b.blocked;
+    if (blocked_) {
+      spdlog::warn("dispatcher {}: the broker blocked publishing ({}); claiming nothing until it unblocks", owner_,
+                   b.reason);
+    } else {
+      spdlog::info("dispatcher {}: the broker unblocked publishing; claiming again", owner_);
+    }
+    std::lock_guard lock(stats_mu_);
+    stats_.blocked = blocked_;
+  }
+
   void on_return(const std::string& reply_text, const std::string& routing_key) {
     amqp_message_t msg;
     auto r = amqp_read_message(amqp_.raw(), Amqp::kChannel, &msg, 0);
@@ -507,7 +599,7 @@ class Dispatcher::Impl {
     amqp_destroy_message(&msg);
     // The publish it was: still outstanding, since its confirm follows the return.
     auto original = std::find_if(pending_.begin(), pending_.end(), [&](const Pending& p) {
-      return p.outcome == 'd' && !p.returned && p.message_id == message_id;
+      return p.outcome == scripts::SettleOutcome::confirm && !p.returned && p.message_id == message_id;
     });
     if (original == pending_.end()) {
       spdlog::error("a message returned by the broker ({}) matches no publish awaiting its confirm; ignoring it",
@@ -539,7 +631,7 @@ class Dispatcher::Impl {
       copy.tag = ++next_tag_;
       copy.tasks = {t};
       copy.message_id = t.id;
-      copy.outcome = 'x';
+      copy.outcome = scripts::SettleOutcome::unroutable;
       copy.reason = reason;
       track(std::move(copy));
     }
@@ -579,11 +671,21 @@ class Dispatcher::Impl {
     pending_tasks_ -= static_cast<int>(p.tasks.size());
     // The broker acks a returned publish too; its dead-letter copies settle its tasks.
     if (acked && p.returned) return;
-    const char outcome = acked ? p.outcome : 'r';
+    const scripts::SettleOutcome outcome = acked ? p.outcome : scripts::SettleOutcome::release;
     std::lock_guard lock(stats_mu_);
-    for (const auto& t : p.tasks) settles_[t.shard].push_back({t.id, t.deadline, outcome, acked ? p.reason : ""});
+    for (const auto& t : p.tasks) settles_[t.shard].push_back({t.id, outcome, t.deadline, acked ? p.reason : ""});
     const uint64_t n = p.tasks.size();
-    (outcome == 'r' ? stats_.released : outcome == 'x' ? stats_.returned : stats_.confirmed) += n;
+    switch (outcome) {
+      case scripts::SettleOutcome::release:
+        stats_.released += n;
+        break;
+      case scripts::SettleOutcome::unroutable:
+        stats_.returned += n;
+        break;
+      default:
+        stats_.confirmed += n;
+        break;
+    }
   }
 
   // The connection is gone, so no confirm will come for what is outstanding:
@@ -592,7 +694,7 @@ class Dispatcher::Impl {
     std::lock_guard lock(stats_mu_);
     for (const auto& p : pending_) {
       for (const auto& t : p.tasks) {
-        settles_[t.shard].push_back({t.id, t.deadline, 'r', ""});
+        settles_[t.shard].push_back({t.id, scripts::SettleOutcome::release, t.deadline, ""});
         ++stats_.released;
       }
     }
@@ -605,31 +707,37 @@ class Dispatcher::Impl {
   // Appends one settle call per shard with outcomes waiting; returns those shards.
   std::vector<int> append_settles() {
     std::vector<int> shards;
-    scripts::ScriptCall call(scripts::settle(), 3);
+    scripts::SettleCall call(keys_, config_.record_retention_ms);
     for (auto& [shard, list] : settles_) {
-      std::vector<std::string> args = {keys_.shard_prefix(shard), std::to_string(config_.record_retention_ms)};
-      args.reserve(2 + list.size() * 4);
-      for (auto& s : list) {
-        args.push_back(s.id);
-        args.push_back(std::string(1, s.outcome));
-        args.push_back(std::to_string(s.deadline));
-        args.push_back(s.reason);
-      }
-      call.add({keys_.due(shard), keys_.inflight(shard), keys_.status(shard)}, std::move(args));
+      call.add(shard, list);
       shards.push_back(shard);
     }
     if (!shards.empty()) call.append_to(redis_);
     return shards;
   }
 
-  // The first reply is that of append_settles() when it had any: drop what was written.
+  // The first reply is that of append_settles() when it had any: drop what was
+  // written. A release refused because a worker runs the task already is how a
+  // publish whose confirm was lost with the connection shows up: the broker had
+  // it, and its run owns it now.
   void on_settled(const std::vector<int>& shards, const std::vector<Result<RedisReply>>& replies) {
     if (shards.empty()) return;
     if (!replies.front()) {
       spdlog::error("settling shards' confirms: {}", replies.front().error().message);
       return;
     }
-    for (int shard : shards) settles_.erase(shard);
+    uint64_t refused = 0;
+    for (size_t i = 0; i < shards.size(); ++i) {
+      auto r = scripts::SettleCall::read(replies.front()->at(i));
+      if (r) {
+        for (const auto& one : *r) refused += one.result == scripts::SettleResult::refused ? 1 : 0;
+      }
+      settles_.erase(shards[i]);
+    }
+    if (refused > 0) {
+      spdlog::debug("dispatcher {}: {} settled publishes found their task moved on (running or ended)", owner_,
+                    refused);
+    }
   }
 
   void flush_settles() {
@@ -768,6 +876,9 @@ class Dispatcher::Impl {
   Redis redis_;
   Redis sub_;
   Amqp amqp_;
+  Amqp inspector_;                           // asks queues' backlogs for the sweep (never publishes)
+  bool blocked_ = false;                     // the broker blocked this connection's publishes (resource alarm)
+  std::map<std::string, Backlog> backlogs_;  // by task queue
   int stop_fd_;
   std::atomic<bool> stopping_{false};
 
@@ -781,7 +892,7 @@ class Dispatcher::Impl {
   std::deque<Pending> pending_;                          // publishes awaiting confirms, by tag
   int pending_tasks_ = 0;                                // tasks in pending_
   uint64_t next_tag_ = 0;
-  std::map<int, std::vector<Settle>> settles_;  // outcomes not yet written to Redis
+  std::map<int, std::vector<scripts::SettleRequest>> settles_;  // outcomes not yet written to Redis
   std::set<std::string> declared_;
 
   mutable std::mutex stats_mu_;

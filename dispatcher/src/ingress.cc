@@ -42,9 +42,12 @@ std::string optional_prop(const amqp_basic_properties_t& p, amqp_flags_t flag, c
   return (p._flags & flag) != 0 ? to_string(value) : std::string();
 }
 
-bool retryable(const Error& e) {
-  return e.code == Errc::unavailable || e.code == Errc::timeout || e.code == Errc::server;
-}
+// Redis unreachable or saying "not now" (redis_error_code): the batch is held
+// and tried again. Any other error (a script error, a key of the wrong type) is
+// as deterministic as a validation error: holding the batch for it would stop
+// the ingress for good, so the message is refused to the dead-letter queue with
+// the reason, like an invalid one.
+bool retryable(const Error& e) { return e.code == Errc::unavailable || e.code == Errc::timeout; }
 
 }  // namespace
 
@@ -269,8 +272,10 @@ class Ingress::Impl {
           trouble = r.error().message;
           again.push_back(i);
           again_tasks.push_back(std::move(tasks[k]));
-        } else {
+        } else if (r.error().code == Errc::invalid || r.error().code == Errc::conflict) {
           outcomes[i].refusal = r.error().message;
+        } else {
+          outcomes[i].refusal = "could not be stored: " + r.error().message;
         }
       }
       if (again.empty()) break;

@@ -99,24 +99,24 @@ class Scheduler::Impl {
             std::min<std::chrono::nanoseconds>(until - clock_.now(), std::chrono::milliseconds(20)));
       }
     }
-    if (lease_) (void)redis_.eval(scripts::release_held(), {keys_.schedule_leader()}, {*lease_});
+    if (lease_) (void)scripts::release_held(redis_, keys_.schedule_leader(), *lease_);
   }
 
  private:
   // Takes or renews the lease on the schedules.
   void lead() {
     next_lease_ = clock_.now() + std::chrono::milliseconds(config_.dispatcher.shard_lease_ms / 3);
-    auto r = redis_.eval(scripts::shard_lease(), {keys_.schedule_leader(), keys_.schedule_fence()},
-                         {owner_, std::to_string(config_.dispatcher.shard_lease_ms)});
+    auto r = scripts::take_lease(redis_, keys_.schedule_leader(), keys_.schedule_fence(), owner_,
+                                 config_.dispatcher.shard_lease_ms);
     if (!r) {
       redis_log_.fail("schedules: " + r.error().message);
-      return;  // the lease runs out by itself if this lasts; the ticks' keys keep them single
+      return;  // the lease runs out by itself if this lasts; every write of ours is fenced by it
     }
     redis_log_.ok("schedules redis");
-    const bool leading = r->is_string();
-    if (leading && !lease_) spdlog::info("{}: leading the schedules (lease {})", owner_, r->str());
+    const bool leading = r->has_value();
+    if (leading && !lease_) spdlog::info("{}: leading the schedules (lease {})", owner_, **r);
     if (!leading && lease_) spdlog::warn("{}: no longer leading the schedules", owner_);
-    lease_ = leading ? std::optional<std::string>(r->str()) : std::nullopt;
+    lease_ = *r;
     std::lock_guard lock(stats_mu_);
     stats_.leading = leading;
   }
@@ -155,17 +155,25 @@ class Scheduler::Impl {
   }
 
   // One schedule: enqueues its due ticks and records how far it got. Returns its next tick.
+  // Every write of a schedule's state is fenced (scripts::save_schedule_state):
+  // by the leader lease, and by the state this leader read. A leader that
+  // stalled past its lease (a long pause, SIGSTOP) and woke up finds itself
+  // fenced before it enqueues a tick, rather than moving the cursor back and
+  // firing again ticks whose idempotency keys its successor's runs have freed.
   std::optional<int64_t> advance(const StoredSchedule& s, const Compiled& c, int64_t now) {
     ScheduleState state;
     if (!s.state || s.state->version != c.version) {
       // New or changed: it starts with the next tick from now.
       state = {c.version, now, s.state ? s.state->last_task : ""};
-      (void)store_.save_state(s.spec.name, state);
+      (void)fenced_save(s, state.encode());
       return c.cron.next_after(now, c.zone);
     }
     state = *s.state;
     TickPlan plan = plan_ticks(c.cron, c.zone, s.spec.misfire, s.spec.misfire_limit, state.cursor_ms, now);
     if (plan.cursor_ms == state.cursor_ms) return plan.next_ms;
+    // Still the leader, and the state still the one planned from: only then
+    // are its ticks enqueued.
+    if (!fenced_save(s, s.raw_state)) return std::nullopt;
     SchedulerStats counts;
     counts.missed = static_cast<uint64_t>(plan.missed);
     if (plan.missed > 0) {
@@ -192,15 +200,41 @@ class Scheduler::Impl {
       state.last_task = r->id.get();
     }
     state.cursor_ms = plan.cursor_ms;
-    if (auto st = store_.save_state(s.spec.name, state); !st) {
-      redis_log_.fail("schedules: " + st.error().message);  // the ticks' keys keep a second try single
-    }
+    (void)fenced_save(s, state.encode());  // if lost, the ticks' keys keep a second try single
     std::lock_guard lock(stats_mu_);
     stats_.enqueued += counts.enqueued;
     stats_.duplicates += counts.duplicates;
     stats_.overlapped += counts.overlapped;
     stats_.missed += counts.missed;
     return plan.next_ms;
+  }
+
+  // Writes a schedule's state if this dispatcher still leads and nobody changed
+  // the state since it read it; false otherwise (and gives up leading when fenced).
+  bool fenced_save(const StoredSchedule& s, const std::string& state) {
+    if (!lease_) return false;
+    auto v = store_.save_state_fenced(s.spec.name, *lease_, s.raw_state, state);
+    if (!v) {
+      redis_log_.fail("schedules: " + v.error().message);
+      return false;
+    }
+    if (*v == scripts::ScheduleSaveVerdict::fenced) {
+      spdlog::warn("{}: no longer leading the schedules (another dispatcher holds the lease); schedule '{}' left to it",
+                   owner_, s.spec.name);
+      lease_.reset();
+      std::lock_guard lock(stats_mu_);
+      stats_.leading = false;
+      ++stats_.fenced;
+      return false;
+    }
+    if (*v == scripts::ScheduleSaveVerdict::moved) {
+      spdlog::info(
+          "schedule '{}': its state changed since it was read (applied again, or another leader); reading "
+          "it again",
+          s.spec.name);
+      return false;
+    }
+    return true;
   }
 
   bool previous_ended(const std::string& id) {

@@ -92,7 +92,16 @@ Result<ReplayReport> replay_dead_letters(const Config& config, Producer& produce
       amqp.close();
       return r.error();
     }
-    // Conflict: a task with this id is live again already (replayed before).
+    if (r && r->id.get() != task.id) {
+      // Its idempotency key is held by another task now (enqueued since it
+      // died): the wheel returned that one and stored nothing. Removing the
+      // dead letter would lose it; it stays, and says why.
+      report.refused.push_back(task.id + ": its idempotency key '" + task.idempotency_key + "' is held by task " +
+                               r->id.get() + "; not replayed (the dead letter stays)");
+      continue;  // left unacked: it goes back when the connection closes
+    }
+    // Stored, or (conflict, or the key held by this very id) live again
+    // already: replayed before.
     if (auto st = amqp.ack(m.delivery_tag); !st) return st.error();
     report.replayed.push_back(task.id);
   }

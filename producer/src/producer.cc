@@ -26,7 +26,7 @@ struct Producer::Prepared {
   bool auto_id = false;
   bool maybe_landed = false;  // a send of this id broke off: it may be stored already
   int shard = 0;
-  std::string tail;  // the TASK fields after created_ms
+  scripts::EnqueueRequest request;  // what the enqueue script is given (its id follows env.id)
 };
 
 Producer::Producer(const Config& config, Clock& clock)
@@ -63,7 +63,12 @@ Result<Producer::Prepared> Producer::prepare(Envelope task) {
   p.shard = keys_.shard_of(task.id);
   // When it is due is the wheel's business (a retry moves it), and created_ms is
   // stamped by Redis: neither is in the stored fields.
-  p.tail = pack_task_tail(task, payload);
+  p.request.id = task.id;
+  p.request.due_ms = task.due_ms;
+  p.request.delay_ms = task.delay_ms.value_or(0);
+  p.request.max_attempts = task.max_attempts;
+  p.request.idempotency_key = task.idempotency_key;
+  p.request.tail = pack_task_tail(task, payload);
   p.env = std::move(task);
   return p;
 }
@@ -110,13 +115,13 @@ std::vector<Result<Enqueued>> Producer::enqueue_batch(std::vector<Envelope> task
     std::map<int, std::vector<size_t>> by_shard;
     for (size_t k = 0; k < pending.size(); ++k) by_shard[pending[k].shard].push_back(k);
     std::vector<std::vector<std::vector<size_t>>> calls;  // call -> section -> tasks
-    std::vector<scripts::ScriptCall> scripts_calls;
+    std::vector<scripts::EnqueueCall> scripts_calls;
     size_t in_call = kPerCall;
     for (auto& [shard, members] : by_shard) {
       for (size_t at = 0; at < members.size();) {
         if (in_call >= kPerCall) {
           calls.emplace_back();
-          scripts_calls.emplace_back(scripts::enqueue(), 2);
+          scripts_calls.emplace_back(keys_);
           in_call = 0;
         }
         const size_t take = std::min(members.size() - at, kPerCall - in_call);
@@ -124,18 +129,10 @@ std::vector<Result<Enqueued>> Producer::enqueue_batch(std::vector<Envelope> task
                                     members.begin() + static_cast<std::ptrdiff_t>(at + take));
         at += take;
         in_call += take;
-        std::vector<std::string> args = {keys_.shard_prefix(shard), keys_.wake_channel(), std::to_string(shard)};
-        args.reserve(3 + section.size() * 6);
-        for (size_t k : section) {
-          const Envelope& e = pending[k].env;
-          args.push_back(e.id);
-          args.push_back(e.due_ms ? std::to_string(*e.due_ms) : "");
-          args.push_back(std::to_string(e.delay_ms.value_or(0)));
-          args.push_back(std::to_string(e.max_attempts));
-          args.push_back(e.idempotency_key);
-          args.push_back(pending[k].tail);
-        }
-        scripts_calls.back().add({keys_.due(shard), keys_.tasks(shard)}, std::move(args));
+        std::vector<const scripts::EnqueueRequest*> requests;
+        requests.reserve(section.size());
+        for (size_t k : section) requests.push_back(&pending[k].request);
+        scripts_calls.back().add(shard, requests);
         calls.back().push_back(std::move(section));
       }
     }
@@ -168,28 +165,32 @@ std::vector<Result<Enqueued>> Producer::enqueue_batch(std::vector<Envelope> task
         }
         for (size_t sec = 0; sec < calls[c].size(); ++sec) {
           const auto& section = calls[c][sec];
-          const RedisReply::View r = reply->at(sec);
-          if (sec >= reply->size() || !r.is_array() || r.size() != section.size() * 3) {
-            for (size_t k : section)
-              out[pending[k].index] = make_error(Errc::internal, "enqueue script: unexpected reply");
+          auto results = sec < reply->size() ? scripts::EnqueueCall::read(reply->at(sec), section.size())
+                                             : Result<std::vector<scripts::EnqueueReply>>(
+                                                   make_error(Errc::internal, "enqueue script: unexpected reply"));
+          if (!results) {
+            for (size_t k : section) out[pending[k].index] = results.error();
             continue;
           }
           for (size_t j = 0; j < section.size(); ++j) {
             Prepared& p = pending[section[j]];
-            const int64_t status = r.at(j * 3 + 1).integer();
-            Enqueued e{TaskId(r.at(j * 3).str()), status == 1, r.at(j * 3 + 2).integer()};
+            const scripts::EnqueueReply& r = (*results)[j];
+            const bool created = r.verdict == scripts::EnqueueVerdict::created;
+            const bool id_taken = r.verdict == scripts::EnqueueVerdict::id_taken;
+            Enqueued e{TaskId(r.id), created, r.due_ms};
             // After a send that broke off, "the id exists" (or "the key is held by
             // this very id") is our own earlier write that landed.
-            if (status != 1 && p.maybe_landed && e.id.get() == p.env.id) {
+            if (!created && p.maybe_landed && e.id.get() == p.env.id) {
               e.created = true;
               out[p.index] = e;
-            } else if (status == -1 && p.auto_id) {
+            } else if (id_taken && p.auto_id) {
               // Another task drew the same id in the same millisecond: draw again.
               p.env.id = draw_id(p.env);
+              p.request.id = p.env.id;
               p.shard = keys_.shard_of(p.env.id);
               p.maybe_landed = false;
               again.push_back(std::move(p));
-            } else if (status == -1) {
+            } else if (id_taken) {
               out[p.index] = make_error(Errc::conflict, "field 'id': a task with id '" + p.env.id + "' already exists");
             } else {
               out[p.index] = e;
@@ -214,18 +215,9 @@ std::vector<Result<Enqueued>> Producer::enqueue_batch(std::vector<Envelope> task
 Result<TaskRecord> Producer::get(const TaskId& id) { return read_task_record(redis_, keys_, id.get()); }
 
 Result<std::string> Producer::cancel(const TaskId& id, const std::string& reason) {
-  const int shard = keys_.shard_of(id.get());
-  auto r = redis_.eval(scripts::cancel(), {keys_.due(shard), keys_.inflight(shard), keys_.status(shard)},
-                       {keys_.shard_prefix(shard), std::to_string(config_.record_retention_ms), id.get(), reason});
+  auto r = scripts::run_cancel(redis_, keys_, id.get(), reason, config_.record_retention_ms);
   if (!r) return r.error();
-  const std::string verdict = r->at(0).str();
-  if (verdict == "cancelled") return r->at(1).str();
-  if (verdict == "running") {
-    return Error{Errc::conflict, "task " + id.get() + " is running on worker " + r->at(1).str() +
-                                     "; a running task cannot be cancelled"};
-  }
-  if (verdict == "ended") return Error{Errc::conflict, "task " + id.get() + " has already ended: " + r->at(1).str()};
-  return Error{Errc::not_found, "no task " + id.get() + " (never existed, or its record has expired)"};
+  return std::string(to_string(*r));
 }
 
 Status Producer::pause_queue(const std::string& queue) {
@@ -248,9 +240,7 @@ Result<int64_t> Producer::resume_queue(const std::string& queue) {
   // its shard's flag is gone finds it gone and puts the task back itself.
   redis_.append({"SREM", keys_.paused_queues(), queue});
   for (int s = 0; s < keys_.shards(); ++s) {
-    redis_.append_eval(scripts::resume(),
-                       {keys_.due(s), keys_.status(s), keys_.paused_flags(s), keys_.parked(s, queue)},
-                       {keys_.wake_channel(), std::to_string(s), queue});
+    scripts::append_resume(redis_, keys_, s, queue);
   }
   auto replies = redis_.flush();
   if (!replies) return replies.error();
@@ -271,29 +261,17 @@ Result<std::vector<std::string>> Producer::paused_queues() {
   return out;
 }
 
-Status Producer::reschedule(const TaskId& id, int64_t due_epoch_ms) {
-  return move(id, std::to_string(due_epoch_ms), 0);
-}
+Status Producer::reschedule(const TaskId& id, int64_t due_epoch_ms) { return move(id, due_epoch_ms, 0); }
 
 Status Producer::reschedule_in(const TaskId& id, std::chrono::milliseconds delay) {
   if (delay.count() < 0) return Error{Errc::invalid, "delay: must not be negative"};
-  return move(id, "", delay.count());
+  return move(id, std::nullopt, delay.count());
 }
 
-Status Producer::move(const TaskId& id, const std::string& due_ms, int64_t delay_ms) {
-  const int shard = keys_.shard_of(id.get());
-  auto r = redis_.eval(scripts::reschedule(), {keys_.due(shard), keys_.status(shard)},
-                       {keys_.shard_prefix(shard), id.get(), due_ms, std::to_string(delay_ms), keys_.wake_channel(),
-                        std::to_string(shard)});
+Status Producer::move(const TaskId& id, std::optional<int64_t> due_ms, int64_t delay_ms) {
+  auto r = scripts::run_reschedule(redis_, keys_, id.get(), due_ms, delay_ms);
   if (!r) return r.error();
-  const std::string verdict = r->at(0).str();
-  if (verdict == "rescheduled") return {};
-  if (verdict == "not_waiting") {
-    return Error{Errc::conflict, "task " + id.get() + " is " + r->at(1).str() +
-                                     ": only a task waiting in the wheel can be rescheduled"};
-  }
-  if (verdict == "ended") return Error{Errc::conflict, "task " + id.get() + " has already ended: " + r->at(1).str()};
-  return Error{Errc::not_found, "no task " + id.get() + " (never existed, or its record has expired)"};
+  return {};
 }
 
 }  // namespace ripen

@@ -94,8 +94,11 @@ Result<std::vector<StoredSchedule>> ScheduleStore::list() {
     const std::string name = specs.at(i).str();
     auto spec = read_spec(name, specs.at(i + 1).str());
     if (!spec) return spec.error();
-    StoredSchedule s{std::move(*spec), std::nullopt};
-    if (auto it = states.find(name); it != states.end()) s.state = ScheduleState::decode(it->second);
+    StoredSchedule s{std::move(*spec), std::nullopt, ""};
+    if (auto it = states.find(name); it != states.end()) {
+      s.state = ScheduleState::decode(it->second);
+      s.raw_state = it->second;
+    }
     out[name] = std::move(s);
   }
   std::vector<StoredSchedule> sorted;
@@ -115,8 +118,11 @@ Result<StoredSchedule> ScheduleStore::get(const std::string& name) {
   if ((*replies)[0]->is_nil()) return Error{Errc::not_found, "no schedule named '" + name + "'"};
   auto spec = read_spec(name, (*replies)[0]->str());
   if (!spec) return spec.error();
-  StoredSchedule s{std::move(*spec), std::nullopt};
-  if (!(*replies)[1]->is_nil()) s.state = ScheduleState::decode((*replies)[1]->str());
+  StoredSchedule s{std::move(*spec), std::nullopt, ""};
+  if (!(*replies)[1]->is_nil()) {
+    s.raw_state = (*replies)[1]->str();
+    s.state = ScheduleState::decode(s.raw_state);
+  }
   return s;
 }
 
@@ -147,6 +153,12 @@ Status ScheduleStore::save_state(const std::string& name, const ScheduleState& s
   auto r = redis_.command({"HSET", keys_.schedule_state(), name, state.encode()});
   if (!r) return r.error();
   return {};
+}
+
+Result<scripts::ScheduleSaveVerdict> ScheduleStore::save_state_fenced(const std::string& name, const std::string& lease,
+                                                                      const std::string& expected,
+                                                                      const std::string& state) {
+  return scripts::save_schedule_state(redis_, keys_, lease, name, expected, state);
 }
 
 }  // namespace ripen

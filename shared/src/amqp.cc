@@ -178,8 +178,21 @@ Status Amqp::connect() {
   }
   amqp_set_handshake_timeout(conn_, &tv);
   amqp_set_rpc_timeout(conn_, &tv);
-  auto login = amqp_login(conn_, url_.vhost.c_str(), 0, 131072, kHeartbeatSeconds, AMQP_SASL_METHOD_PLAIN,
-                          url_.user.c_str(), url_.password.c_str());
+  // Announce that we understand connection.blocked: the broker then tells us
+  // when a memory or disk alarm stops it reading what we publish, rather than
+  // leaving a publisher to find out by a write that never returns.
+  // (rabbitmq-c merges these capabilities with its own.)
+  amqp_table_entry_t capability{};
+  capability.key = amqp_cstring_bytes("connection.blocked");
+  capability.value.kind = AMQP_FIELD_KIND_BOOLEAN;
+  capability.value.value.boolean = 1;
+  amqp_table_entry_t property{};
+  property.key = amqp_cstring_bytes("capabilities");
+  property.value.kind = AMQP_FIELD_KIND_TABLE;
+  property.value.value.table = {1, &capability};
+  const amqp_table_t properties{1, &property};
+  auto login = amqp_login_with_properties(conn_, url_.vhost.c_str(), 0, 131072, kHeartbeatSeconds, &properties,
+                                          AMQP_SASL_METHOD_PLAIN, url_.user.c_str(), url_.password.c_str());
   if (auto st = check(login, "login as '" + url_.user + "' to vhost '" + url_.vhost + "'"); !st) return st;
   amqp_channel_open(conn_, kChannel);
   if (auto st = check(amqp_get_rpc_reply(conn_), "opening channel"); !st) return st;
@@ -338,6 +351,16 @@ std::optional<Error> Amqp::closed_by(const amqp_frame_t& frame, std::string_view
   reply.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION;
   reply.reply = frame.payload.method;
   return check(reply, what).error();
+}
+
+std::optional<AmqpBlocked> Amqp::blocked_by(const amqp_frame_t& frame) {
+  if (frame.frame_type != AMQP_FRAME_METHOD) return std::nullopt;
+  if (frame.payload.method.id == AMQP_CONNECTION_BLOCKED_METHOD) {
+    const auto* m = static_cast<const amqp_connection_blocked_t*>(frame.payload.method.decoded);
+    return AmqpBlocked{true, to_string(m->reason)};
+  }
+  if (frame.payload.method.id == AMQP_CONNECTION_UNBLOCKED_METHOD) return AmqpBlocked{false, ""};
+  return std::nullopt;
 }
 
 Status Amqp::ack(uint64_t delivery_tag, bool multiple) {

@@ -262,6 +262,7 @@ void apply_toml(Config& c, const std::string& text, const std::string& source) {
     r.read_duration("tick", d.tick_ms, 0);
     r.read_duration("inflight_lease", d.inflight_lease_ms, 100);
     r.read_duration("shard_lease", d.shard_lease_ms, 300);
+    r.read_duration("lost_after", d.lost_after_ms, 1000);
     r.read_duration("max_poll", d.max_poll_ms, 1);
     r.read("auto_declare", d.auto_declare);
     r.read_strings("queues", d.queues);

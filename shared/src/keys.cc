@@ -22,24 +22,67 @@ int Keys::shard_of(std::string_view id_or_key) const noexcept {
   return static_cast<int>(stable_hash(id_or_key) % static_cast<uint64_t>(shards_));
 }
 
+namespace {
+
+// The names of a shard's keys after its prefix. The scripts build the keys only
+// they know (an idempotency key's, a bucket of ended records) from the same
+// names: lua_key_builders() writes them out as Lua.
+constexpr const char* kDue = "due";
+constexpr const char* kInflight = "inflight";
+constexpr const char* kOutstanding = "outstanding";
+constexpr const char* kTasks = "tasks";
+constexpr const char* kStatus = "status";
+constexpr const char* kEnded = "ended";
+constexpr const char* kMinute = "minute:";
+constexpr const char* kPausedFlags = "pausedq";
+constexpr const char* kParked = "paused:";
+constexpr const char* kIdem = "idem:";
+
+}  // namespace
+
 std::string Keys::shard_prefix(int shard) const { return ns_ + ":{s" + std::to_string(shard) + "}:"; }
-std::string Keys::due(int shard) const { return shard_prefix(shard) + "due"; }
-std::string Keys::inflight(int shard) const { return shard_prefix(shard) + "inflight"; }
+std::string Keys::due(int shard) const { return shard_prefix(shard) + kDue; }
+std::string Keys::inflight(int shard) const { return shard_prefix(shard) + kInflight; }
+std::string Keys::outstanding(int shard) const { return shard_prefix(shard) + kOutstanding; }
 std::string Keys::lease(int shard) const { return shard_prefix(shard) + "lease"; }
 std::string Keys::fence(int shard) const { return shard_prefix(shard) + "fence"; }
-std::string Keys::tasks(int shard) const { return shard_prefix(shard) + "tasks"; }
-std::string Keys::status(int shard) const { return shard_prefix(shard) + "status"; }
-std::string Keys::ended_index(int shard) const { return shard_prefix(shard) + "ended"; }
+std::string Keys::tasks(int shard) const { return shard_prefix(shard) + kTasks; }
+std::string Keys::status(int shard) const { return shard_prefix(shard) + kStatus; }
+std::string Keys::ended_index(int shard) const { return shard_prefix(shard) + kEnded; }
 std::string Keys::minute_counts(int shard, int64_t epoch_minute) const {
-  return shard_prefix(shard) + "minute:" + std::to_string(epoch_minute);
+  return shard_prefix(shard) + kMinute + std::to_string(epoch_minute);
 }
-std::string Keys::paused_flags(int shard) const { return shard_prefix(shard) + "pausedq"; }
+std::string Keys::paused_flags(int shard) const { return shard_prefix(shard) + kPausedFlags; }
 std::string Keys::parked(int shard, std::string_view queue) const {
-  return shard_prefix(shard) + "paused:" + std::string(queue);
+  return shard_prefix(shard) + kParked + std::string(queue);
 }
 std::string Keys::paused_queues() const { return ns_ + ":paused"; }
 std::string Keys::idempotency(std::string_view key) const {
-  return shard_prefix(shard_of(key)) + "idem:" + std::string(key);
+  return shard_prefix(shard_of(key)) + kIdem + std::string(key);
+}
+
+std::string Keys::lua_key_builders() {
+  auto fixed = [](const char* fn, const char* name) {
+    return std::string("function KEY.") + fn + "(prefix) return prefix .. '" + name + "' end\n";
+  };
+  auto with = [](const char* fn, const char* name) {
+    return std::string("function KEY.") + fn + "(prefix, x) return prefix .. '" + name + "' .. x end\n";
+  };
+  std::string out = "-- A shard's keys from its prefix (shared/src/keys.cc), generated.\nlocal KEY = {}\n";
+  out += fixed("due", kDue);
+  out += fixed("inflight", kInflight);
+  out += fixed("outstanding", kOutstanding);
+  out += fixed("tasks", kTasks);
+  out += fixed("status", kStatus);
+  out += fixed("ended_index", kEnded);
+  out += fixed("paused_flags", kPausedFlags);
+  out += with("minute", kMinute);
+  out += with("parked", kParked);
+  out += with("idem", kIdem);
+  // The buckets of ended records: <prefix>ended:<width ms>:<n> (keys.h).
+  out += std::string("function KEY.ended_bucket(prefix, width, n) return prefix .. '") + kEnded +
+         ":' .. width .. ':' .. n end\n";
+  return out;
 }
 std::string Keys::wake_channel() const { return ns_ + ":wake"; }
 std::string Keys::dispatchers() const { return ns_ + ":dispatchers"; }

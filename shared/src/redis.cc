@@ -209,6 +209,21 @@ Status Redis::ensure_connected() {
   return connect();
 }
 
+Errc redis_error_code(std::string_view reply) {
+  // Replies that say "not now" rather than "never": the server is loading,
+  // busy with a script, failing over, out of memory, or forgot a script (a
+  // restart). Retrying them is right; retrying any other error reply (a script
+  // error, a wrong type) would hold the caller's work for ever.
+  static constexpr std::string_view kTransient[] = {"LOADING",  "BUSY",       "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN",
+                                                    "READONLY", "NOREPLICAS", "OOM",      "NOSCRIPT",    "MISCONF"};
+  for (std::string_view prefix : kTransient) {
+    if (reply.substr(0, prefix.size()) == prefix) return Errc::unavailable;
+    // A script's redis.call() that met one is reported inside a script error.
+    if (reply.find(std::string(" ") + std::string(prefix) + " ") != std::string_view::npos) return Errc::unavailable;
+  }
+  return Errc::server;
+}
+
 Result<RedisReply> Redis::command(const std::vector<std::string>& args) {
   if (auto st = ensure_connected(); !st) return st.error();
   std::vector<size_t> lens;
@@ -216,7 +231,11 @@ Result<RedisReply> Redis::command(const std::vector<std::string>& args) {
   auto* r = static_cast<redisReply*>(redisCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lens.data()));
   if (r == nullptr) return io_error(args.empty() ? "command failed" : args[0] + " failed");
   RedisReply reply(r);
-  if (r->type == REDIS_REPLY_ERROR) return make_error(Errc::server, std::string(r->str, r->len));
+  if (r->type == REDIS_REPLY_ERROR) {
+    std::string msg(r->str, r->len);
+    const Errc code = redis_error_code(msg);
+    return make_error(code, std::move(msg));
+  }
   return reply;
 }
 
@@ -240,12 +259,12 @@ Result<RedisReply> Redis::eval(const LuaScript& script, const std::vector<std::s
     cmd.insert(cmd.end(), keys.begin(), keys.end());
     cmd.insert(cmd.end(), args.begin(), args.end());
     auto r = command(cmd);
-    if (!r && r.error().code == Errc::server && r.error().message.rfind("NOSCRIPT", 0) == 0) {
+    if (!r && r.error().message.rfind("NOSCRIPT", 0) == 0) {
       shas_.erase(script.name);  // the server forgot it (restart or SCRIPT FLUSH): load again
       continue;
     }
-    if (!r && r.error().code == Errc::server) {
-      return make_error(Errc::server, "script '" + script.name + "': " + r.error().message);
+    if (!r && (r.error().code == Errc::server || r.error().code == Errc::unavailable) && connected()) {
+      return make_error(r.error().code, "script '" + script.name + "': " + r.error().message);
     }
     return r;
   }
@@ -310,7 +329,8 @@ Result<std::vector<Result<RedisReply>>> Redis::flush() {
     if (r->type == REDIS_REPLY_ERROR) {
       std::string msg(r->str, r->len);
       if (msg.rfind("NOSCRIPT", 0) == 0) shas_.clear();
-      out.emplace_back(make_error(Errc::server, std::move(msg)));
+      const Errc code = redis_error_code(msg);
+      out.emplace_back(make_error(code, std::move(msg)));
     } else {
       out.emplace_back(std::move(reply));
     }

@@ -55,8 +55,9 @@ std::string extra_members(const Envelope& task) {
 }  // namespace
 
 std::string pack_task_head(const Envelope& task) {
-  std::string out = std::to_string(task.max_attempts);
+  std::string out(kFormat);
   out.push_back(kSep);
+  out.append(std::to_string(task.max_attempts)).push_back(kSep);
   out.append(std::to_string(task.created_ms)).push_back(kSep);
   out.append(task.queue).push_back(kSep);
   out.append(task.type).push_back(kSep);
@@ -83,8 +84,65 @@ std::string pack_task_tail(const Envelope& task, std::string_view payload) {
   return out;
 }
 
+std::string pack_task(const Envelope& task, int64_t created_ms) {
+  std::string out(kFormat);
+  out.push_back(kSep);
+  out.append(std::to_string(task.max_attempts)).push_back(kSep);
+  out.append(std::to_string(created_ms)).push_back(kSep);
+  out.append(pack_task_tail(task));
+  return out;
+}
+
+namespace {
+
+// The record without its format marker, and whether it had the current one. A
+// record without a marker is v1.
+std::string_view unmarked(std::string_view packed, bool& current) {
+  current =
+      packed.size() > kFormat.size() && packed.substr(0, kFormat.size()) == kFormat && packed[kFormat.size()] == kSep;
+  return current ? packed.substr(kFormat.size() + 1) : packed;
+}
+
+}  // namespace
+
+std::optional<StoredStatus> parse_stored_status(std::string_view packed) {
+  bool v2 = false;
+  const std::string_view fields = unmarked(packed, v2);
+  const auto f = split_fields(fields, v2 ? 9 : 8);
+  if (f.size() != (v2 ? 9u : 8u)) return std::nullopt;
+  StoredStatus s;
+  s.state = f[0];
+  if (!f[1].empty() && !parse_number(f[1], s.attempts)) return std::nullopt;
+  s.due = f[2];
+  s.dispatched = f[3];
+  s.started = f[4];
+  s.finished = f[5];
+  s.runner = f[6];
+  if (v2) s.lease_until = f[7];
+  s.last_error = f[v2 ? 8 : 7];
+  return s;
+}
+
+std::optional<StoredEnded> parse_stored_ended(std::string_view packed) {
+  // STATUS fields, then the head. last_error cannot hold a separator
+  // (field_safe), so the STATUS ends at its last field's separator.
+  bool v2 = false;
+  (void)unmarked(packed, v2);
+  const size_t fields = v2 ? 10 : 8;
+  size_t at = 0;
+  for (size_t i = 0; i < fields; ++i) {
+    at = packed.find(kSep, i == 0 ? 0 : at + 1);
+    if (at == std::string_view::npos) return std::nullopt;
+  }
+  auto status = parse_stored_status(packed.substr(0, at));
+  if (!status) return std::nullopt;
+  return StoredEnded{*status, packed.substr(at + 1)};
+}
+
 std::optional<StoredTask> parse_stored_task(std::string_view packed) {
-  const auto f = split_fields(packed, 7);
+  bool v2 = false;
+  const std::string_view fields = unmarked(packed, v2);
+  const auto f = split_fields(fields, 7);
   if (f.size() != 7) return std::nullopt;
   StoredTask t;
   if (!parse_number(f[0], t.max_attempts) || !parse_number(f[1], t.created_ms)) return std::nullopt;

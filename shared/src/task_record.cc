@@ -38,17 +38,17 @@ std::optional<int64_t> stamp(std::string_view field) {
   return v;
 }
 
-// STATUS fields (8) into the record.
-void apply_status(TaskRecord& t, const std::vector<std::string_view>& f) {
-  t.state = std::string(f[0]);
-  t.attempts = static_cast<int>(stamp(f[1]).value_or(0));
-  t.due_ms = stamp(f[2]).value_or(0);
-  t.dispatched_ms = stamp(f[3]);
-  t.started_ms = stamp(f[4]);
-  t.finished_ms = stamp(f[5]);
+// A STATUS into the record.
+void apply_status(TaskRecord& t, const StoredStatus& st) {
+  t.state = std::string(st.state);
+  t.attempts = st.attempts;
+  t.due_ms = stamp(st.due).value_or(0);
+  t.dispatched_ms = stamp(st.dispatched);
+  t.started_ms = stamp(st.started);
+  t.finished_ms = stamp(st.finished);
   // The runner is stored as `worker#run`; the run token only matters to the start script.
-  t.worker = std::string(f[6].substr(0, std::min(f[6].size(), f[6].rfind('#'))));
-  t.last_error = std::string(f[7]);
+  t.worker = std::string(st.runner.substr(0, std::min(st.runner.size(), st.runner.rfind('#'))));
+  t.last_error = std::string(st.last_error);
 }
 
 void apply_task(TaskRecord& t, const StoredTask& task) {
@@ -73,11 +73,11 @@ Result<TaskRecord> assemble(const std::string& id, const RedisReply& task, const
   // death is still kept.
   if (!task.is_string() && ended.is_string()) {
     const std::string packed = ended.str();
-    auto f = split_fields(packed, 9);
-    if (f.size() != 9) return corrupt(id, "ended record");
-    apply_status(t, {f.begin(), f.begin() + 8});
-    if (!f[8].empty()) {  // empty when the task's TASK was already gone as it ended
-      std::string tail(f[8]);
+    auto e = parse_stored_ended(packed);
+    if (!e) return corrupt(id, "ended record");
+    apply_status(t, e->status);
+    if (!e->head.empty()) {  // empty when the task's TASK was already gone as it ended
+      std::string tail(e->head);
       tail.push_back(kSep);  // the stored TASK without its payload: give it an empty one
       auto stored = parse_stored_task(tail);
       if (!stored) return corrupt(id, "ended record");
@@ -92,9 +92,9 @@ Result<TaskRecord> assemble(const std::string& id, const RedisReply& task, const
   apply_task(t, *stored);
   if (status.is_string()) {
     const std::string packed_status = status.str();
-    auto f = split_fields(packed_status, 8);
-    if (f.size() != 8) return corrupt(id, "status");
-    apply_status(t, f);
+    auto st = parse_stored_status(packed_status);
+    if (!st) return corrupt(id, "status");
+    apply_status(t, *st);
     // The claim stamps `dispatched` as it takes the task; until the broker's
     // confirm is settled the task is still the wheel's (it goes back there if the
     // confirm never comes), so it reads as waiting.

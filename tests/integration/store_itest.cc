@@ -19,6 +19,11 @@ namespace ripen::testing {
 namespace {
 
 using namespace std::chrono_literals;
+using scripts::FinishOutcome;
+using scripts::FinishResult;
+using scripts::SettleOutcome;
+using scripts::SettleResult;
+using scripts::StartVerdict;
 
 class Store : public NamespaceTest {
  protected:
@@ -27,9 +32,9 @@ class Store : public NamespaceTest {
     config_.shards = 1;  // every task in shard 0: the scripts can be driven by hand
     redis_ = connect_redis(config_);
     keys_ = std::make_unique<Keys>(config_.ns, config_.shards);
-    auto lease = redis_->eval(scripts::shard_lease(), {keys_->lease(0), keys_->fence(0)}, {"test", "60000"});
-    ASSERT_TRUE(lease.ok()) << lease.error().describe();
-    lease_ = lease->str();
+    auto lease = scripts::take_lease(*redis_, keys_->lease(0), keys_->fence(0), "test", 60000);
+    ASSERT_TRUE(lease.ok() && lease->has_value()) << (lease ? "not taken" : lease.error().describe());
+    lease_ = **lease;
   }
 
   std::string enqueue_due_now(nlohmann::json payload = {{"n", 1}}) {
@@ -39,11 +44,9 @@ class Store : public NamespaceTest {
     return r ? r->id.get() : "";
   }
 
-  // Runs a sectioned script with one section (shard 0); returns the section's reply.
-  RedisReply::View run(const LuaScript& script, const std::vector<std::string>& keys,
-                       const std::vector<std::string>& args) {
-    scripts::ScriptCall call(script, keys.size());
-    call.add(keys, args);
+  // Runs a sectioned call with one section (shard 0); returns the section's reply.
+  template <class Call>
+  RedisReply::View run(Call& call) {
     call.append_to(*redis_);
     auto r = redis_->flush();
     EXPECT_TRUE(r.ok()) << r.error().describe();
@@ -57,43 +60,51 @@ class Store : public NamespaceTest {
 
   // Runs the claim script; returns its reply. The lease deadline of the last
   // claim is what settle() names by default.
-  RedisReply::View claim() {
-    auto r =
-        run(scripts::claim(), {keys_->due(0), keys_->inflight(0), keys_->lease(0), keys_->tasks(0), keys_->status(0)},
-            {lease_, "100", "30000"});
-    deadline_ = scripts::read_claim_reply(r).lease_deadline;
-    return r;
+  scripts::ClaimReply claim() {
+    scripts::ClaimCall call(*keys_, 30000);
+    call.add(0, lease_, 100);
+    const auto c = scripts::ClaimCall::read(run(call));
+    deadline_ = c.lease_deadline;
+    return c;
   }
 
-  // Returns how many publishes the script found still in flight.
-  int64_t settle(const std::string& id, const std::string& outcome, const std::string& reason = "",
-                 std::optional<int64_t> deadline = std::nullopt) {
-    auto r = run(scripts::settle(), {keys_->due(0), keys_->inflight(0), keys_->status(0)},
-                 {keys_->shard_prefix(0), "60000", id, outcome, std::to_string(deadline.value_or(deadline_)), reason});
-    return r.is_integer() ? r.integer() : -1;
+  scripts::SettleReply settle(const std::string& id, scripts::SettleOutcome outcome, const std::string& reason = "",
+                              std::optional<int64_t> deadline = std::nullopt) {
+    scripts::SettleCall call(*keys_, 60000);
+    call.add(0, {{id, outcome, deadline.value_or(deadline_), reason}});
+    auto r = scripts::SettleCall::read(run(call));
+    EXPECT_TRUE(r.ok() && r->size() == 1u);
+    return r && r->size() == 1u ? r->front() : scripts::SettleReply{};
   }
 
-  // `delivery` is the run token the worker makes unique to each delivery it starts.
-  RedisReply::View start(const std::string& id, const std::string& worker = "w1", int64_t lease_ms = 60'000,
-                         const std::string& delivery = "1") {
-    return run(scripts::start(), {keys_->status(0)},
-               {keys_->shard_prefix(0), worker, std::to_string(lease_ms), id, delivery});
+  // `run` is the number the worker makes unique to each delivery it starts.
+  scripts::StartReply start(const std::string& id, const std::string& worker = "w1", int64_t lease_ms = 60'000,
+                            uint64_t delivery = 1) {
+    return start_all({{id, delivery, lease_ms}}, worker).at(0);
   }
 
-  std::string finish(const std::string& id, const std::string& outcome, const std::string& error = "",
-                     int64_t retry_delay_ms = 5000) {
-    return finish_all({{id, outcome, error, std::to_string(retry_delay_ms)}}).at(0).str();
+  std::vector<scripts::StartReply> start_all(const std::vector<scripts::StartRequest>& deliveries,
+                                             const std::string& worker = "w1") {
+    scripts::StartCall call(*keys_, worker);
+    call.add(0, deliveries);
+    auto r = scripts::StartCall::read(run(call));
+    EXPECT_TRUE(r.ok()) << (r ? "" : r.error().describe());
+    return r ? *r : std::vector<scripts::StartReply>(deliveries.size());
   }
 
-  // One finish call: per task {id, outcome, error, delay_ms}, each ending the
-  // run `worker`#`delivery` started (start()'s defaults).
-  RedisReply::View finish_all(const std::vector<std::array<std::string, 4>>& tasks,
-                              const std::string& retention_ms = "60000", const std::string& worker = "w1",
-                              const std::string& delivery = "1") {
-    std::vector<std::string> args = {keys_->shard_prefix(0), worker, retention_ms, "0", "", "0"};
-    for (const auto& [id, outcome, error, delay] : tasks)
-      args.insert(args.end(), {id, delivery, outcome, error, delay, ""});
-    return run(scripts::finish(), {keys_->status(0), keys_->due(0)}, args);
+  scripts::FinishResult finish(const std::string& id, scripts::FinishOutcome outcome, const std::string& error = "",
+                               int64_t retry_delay_ms = 5000) {
+    return finish_all({{id, 1, outcome, error, retry_delay_ms, ""}}).at(0).result;
+  }
+
+  // One finish call, each ending the run `worker`#`run` of its request.
+  std::vector<scripts::FinishReply> finish_all(const std::vector<scripts::FinishRequest>& runs,
+                                               int64_t retention_ms = 60000, const std::string& worker = "w1") {
+    scripts::FinishCall call(*keys_, worker, retention_ms, 0);
+    call.add(0, runs);
+    auto r = scripts::FinishCall::read(run(call));
+    EXPECT_TRUE(r.ok()) << (r ? "" : r.error().describe());
+    return r ? *r : std::vector<scripts::FinishReply>(runs.size());
   }
 
   TaskRecord record(const std::string& id) {
@@ -129,7 +140,7 @@ TEST_F(Store, ScheduledTaskIsOneTaskFieldAndOneDueEntryAndNoStatus) {
 TEST_F(Store, ClaimReturnsTheStoredTaskAndTheEnvelopeBuiltFromItDecodes) {
   const nlohmann::json payload = {{"to", "+15550100"}, {"text", "tab\there, quote \" and \u001f unit sep"}};
   const std::string id = enqueue_due_now(payload);
-  const auto c = scripts::read_claim_reply(claim());
+  const auto c = claim();
   ASSERT_EQ(c.tasks.size(), 1u);
   EXPECT_EQ(c.tasks[0].id, id);
   EXPECT_EQ(c.lease_deadline, c.now_ms + 30000);
@@ -148,17 +159,17 @@ TEST_F(Store, ClaimReturnsTheStoredTaskAndTheEnvelopeBuiltFromItDecodes) {
 TEST_F(Store, LifeOfATaskThatSucceeds) {
   const std::string id = enqueue_due_now();
   claim();
-  settle(id, "d");
+  settle(id, SettleOutcome::confirm);
   TaskRecord t = record(id);
   EXPECT_EQ(t.state, "dispatched");
   ASSERT_TRUE(t.dispatched_ms.has_value());
   EXPECT_EQ(inflight_count(*redis_, *keys_), 0);
 
-  const RedisReply::View s = start(id);
-  EXPECT_EQ(s.at(0).str(), "run");
-  EXPECT_EQ(s.at(1).integer(), 1) << "attempt";
+  const scripts::StartReply s = start(id);
+  EXPECT_EQ(s.verdict, StartVerdict::run);
+  EXPECT_EQ(s.attempt, 1) << "attempt";
   EXPECT_EQ(record(id).state, "running");
-  EXPECT_EQ(finish(id, "ok"), "succeeded");
+  EXPECT_EQ(finish(id, FinishOutcome::ok), FinishResult::succeeded);
 
   t = record(id);
   EXPECT_EQ(t.state, "succeeded");
@@ -178,7 +189,9 @@ TEST_F(Store, LifeOfATaskThatSucceeds) {
   EXPECT_LE(goes_at, *t.finished_ms + 60'000 + 3'750);
   auto ttl = redis_->command({"PTTL", buckets->at(0).str()});
   EXPECT_GT(ttl->integer(), 60'000) << "Redis expires the bucket itself later, should no writer delete it";
-  EXPECT_EQ(start(id).at(0).str(), "skip") << "a redelivery of an ended task is skipped";
+  const scripts::StartReply again = start(id, "w1", 60'000, 2);
+  EXPECT_EQ(again.verdict, StartVerdict::refused) << "a redelivery of an ended task is not run";
+  EXPECT_EQ(again.state, TaskState::succeeded);
 }
 
 TEST_F(Store, BucketOfEndedRecordsPastTheRetentionIsDeletedByTheNextWriter) {
@@ -186,8 +199,10 @@ TEST_F(Store, BucketOfEndedRecordsPastTheRetentionIsDeletedByTheNextWriter) {
   claim();
   start(first);
   // The shortest retention: 1 s, in buckets of 1 s.
-  auto retire = [&](const std::string& id) { return finish_all({{id, "ok", "", "0"}}, "1000").at(0).str(); };
-  ASSERT_EQ(retire(first), "succeeded");
+  auto retire = [&](const std::string& id) {
+    return finish_all({{id, 1, FinishOutcome::ok, "", 0, ""}}, 1000).at(0).result;
+  };
+  ASSERT_EQ(retire(first), FinishResult::succeeded);
   auto bucket_of_first = redis_->command({"ZRANGE", keys_->ended_index(0), "0", "0"});
   ASSERT_TRUE(bucket_of_first.ok() && bucket_of_first->size() == 1u);
   const std::string old_bucket = bucket_of_first->at(0).str();
@@ -199,7 +214,7 @@ TEST_F(Store, BucketOfEndedRecordsPastTheRetentionIsDeletedByTheNextWriter) {
   const std::string second = enqueue_due_now();
   claim();
   start(second);
-  ASSERT_EQ(retire(second), "succeeded");
+  ASSERT_EQ(retire(second), FinishResult::succeeded);
   auto exists = redis_->command({"EXISTS", old_bucket});
   EXPECT_EQ(exists->integer(), 0) << "the old bucket was unlinked";
   auto index = redis_->command({"ZRANGE", keys_->ended_index(0), "0", "-1"});
@@ -213,10 +228,10 @@ TEST_F(Store, ConfirmWrittenAfterTheWorkerFinishedOnlyClearsTheInFlightEntry) {
   const std::string id = enqueue_due_now();
   claim();
   start(id);  // the worker got the message before the dispatcher wrote the confirm
-  ASSERT_EQ(finish(id, "ok"), "succeeded");
+  ASSERT_EQ(finish(id, FinishOutcome::ok), FinishResult::succeeded);
   const TaskRecord before = record(id);
   EXPECT_TRUE(before.dispatched_ms.has_value()) << "stamped by the claim that published it";
-  EXPECT_EQ(settle(id, "d"), 1);
+  EXPECT_EQ(settle(id, SettleOutcome::confirm).result, SettleResult::refused) << "it ended: nothing to confirm";
   const TaskRecord t = record(id);
   EXPECT_EQ(t.state, "succeeded");
   EXPECT_EQ(t.dispatched_ms, before.dispatched_ms);
@@ -228,7 +243,7 @@ TEST_F(Store, ConfirmOfAnEarlierPublishDoesNotSettleALaterClaimOfTheSameTask) {
   claim();
   const int64_t first = deadline_;
   start(id);  // delivered before its confirm was written, failed, retried at once
-  ASSERT_EQ(finish(id, "retry", "boom", 0), "failed");
+  ASSERT_EQ(finish(id, FinishOutcome::retry, "boom", 0), FinishResult::failed);
   ASSERT_TRUE(wait_until(
       [&] {
         auto r = redis_->command({"ZSCORE", keys_->due(0), id});
@@ -236,11 +251,13 @@ TEST_F(Store, ConfirmOfAnEarlierPublishDoesNotSettleALaterClaimOfTheSameTask) {
         return r.ok() && now.ok() && r->integer() < now->at(0).integer() * 1000 + now->at(1).integer() / 1000;
       },
       10s));
-  ASSERT_EQ(scripts::read_claim_reply(claim()).tasks.size(), 1u) << "the retry, claimed again";
+  ASSERT_EQ(claim().tasks.size(), 1u) << "the retry, claimed again";
   ASSERT_NE(deadline_, first) << "two claims a round trip apart have different lease deadlines";
-  EXPECT_EQ(settle(id, "d", "", first), 0) << "the first publish's confirm, written late, matches no claim";
+  EXPECT_EQ(settle(id, SettleOutcome::confirm, "", first).result, SettleResult::stale)
+      << "the first publish's confirm, written late, matches no claim";
   EXPECT_EQ(inflight_count(*redis_, *keys_), 1) << "the retry's claim is still in flight";
-  EXPECT_EQ(settle(id, "r"), 1) << "its publish failed: back to the wheel, not lost";
+  EXPECT_EQ(settle(id, SettleOutcome::release).result, SettleResult::released)
+      << "its publish failed: back to the wheel, not lost";
   EXPECT_EQ(due_count(*redis_, *keys_), 1);
   EXPECT_EQ(record(id).state, "failed");
 }
@@ -248,9 +265,9 @@ TEST_F(Store, ConfirmOfAnEarlierPublishDoesNotSettleALaterClaimOfTheSameTask) {
 TEST_F(Store, RetryGoesBackToTheWheelWithItsErrorAndANewDueTime) {
   const std::string id = enqueue_due_now();
   claim();
-  settle(id, "d");
+  settle(id, SettleOutcome::confirm);
   start(id);
-  ASSERT_EQ(finish(id, "retry", "smtp 451"), "failed");
+  ASSERT_EQ(finish(id, FinishOutcome::retry, "smtp 451"), FinishResult::failed);
   const TaskRecord t = record(id);
   EXPECT_EQ(t.state, "failed");
   EXPECT_EQ(t.last_error, "smtp 451");
@@ -263,7 +280,7 @@ TEST_F(Store, RetryGoesBackToTheWheelWithItsErrorAndANewDueTime) {
 TEST_F(Store, UnroutableTaskEndsDeadWithTheReason) {
   const std::string id = enqueue_due_now();
   claim();
-  settle(id, "x", "unroutable: no queue");
+  EXPECT_EQ(settle(id, SettleOutcome::unroutable, "unroutable: no queue").result, SettleResult::dead);
   const TaskRecord t = record(id);
   EXPECT_EQ(t.state, "dead");
   EXPECT_EQ(t.last_error, "unroutable: no queue");
@@ -274,7 +291,7 @@ TEST_F(Store, ReleasedTaskGoesBackWithItsOriginalDueTime) {
   const std::string id = enqueue_due_now();
   const int64_t due = record(id).due_ms;
   claim();
-  settle(id, "r");
+  EXPECT_EQ(settle(id, SettleOutcome::release).result, SettleResult::released);
   auto score = redis_->command({"ZSCORE", keys_->due(0), id});
   EXPECT_EQ(score->integer(), due);
   EXPECT_EQ(inflight_count(*redis_, *keys_), 0);
@@ -332,84 +349,85 @@ TEST_F(Store, OneBatchNamingTheSameIdTwiceStoresItOnceAndRefusesTheOther) {
 TEST_F(Store, TaskStartedTwiceInOneCallRunsOnceAndTheSecondIsBusy) {
   const std::string id = enqueue_due_now();
   claim();
-  auto r = run(scripts::start(), {keys_->status(0)}, {keys_->shard_prefix(0), "w1", "60000", id, "1", id, "2"});
-  ASSERT_EQ(r.size(), 8u);
-  EXPECT_EQ(r.at(0).str(), "run");
-  EXPECT_EQ(r.at(1).integer(), 1);
-  EXPECT_EQ(r.at(4).str(), "busy");
-  EXPECT_GT(r.at(5).integer(), 59'000) << "ms left of the first run's lease";
-  EXPECT_LE(r.at(5).integer(), 60'000);
+  auto r = start_all({{id, 1, 60'000}, {id, 2, 60'000}});
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].verdict, StartVerdict::run);
+  EXPECT_EQ(r[0].attempt, 1);
+  EXPECT_EQ(r[1].verdict, StartVerdict::busy);
+  EXPECT_GT(r[1].busy_ms, 59'000) << "ms left of the first run's lease";
+  EXPECT_LE(r[1].busy_ms, 60'000);
   EXPECT_EQ(record(id).attempts, 1);
 }
 
 TEST_F(Store, TheSameStartAskedAgainAfterALostReplyRunsWithTheSameAttempt) {
   const std::string id = enqueue_due_now();
   claim();
-  auto first = start(id, "w1", 60'000, "7");
-  ASSERT_EQ(first.at(0).str(), "run");
-  EXPECT_EQ(first.at(1).integer(), 1);
+  auto first = start(id, "w1", 60'000, 7);
+  ASSERT_EQ(first.verdict, StartVerdict::run);
+  EXPECT_EQ(first.attempt, 1);
   // Redis went away before the reply reached w1, which asks again for the same delivery.
-  auto again = start(id, "w1", 60'000, "7");
-  EXPECT_EQ(again.at(0).str(), "run") << "its own run, not another worker's";
-  EXPECT_EQ(again.at(1).integer(), 1) << "the attempt is not counted twice";
+  auto again = start(id, "w1", 60'000, 7);
+  EXPECT_EQ(again.verdict, StartVerdict::run) << "its own run, not another worker's";
+  EXPECT_EQ(again.attempt, 1) << "the attempt is not counted twice";
   EXPECT_EQ(record(id).attempts, 1);
   EXPECT_EQ(record(id).worker, "w1") << "the run token is not part of the worker's name";
   // Another delivery of it, on the same worker, is a second run: busy.
-  EXPECT_EQ(start(id, "w1", 60'000, "8").at(0).str(), "busy");
+  EXPECT_EQ(start(id, "w1", 60'000, 8).verdict, StartVerdict::busy);
 }
 
 TEST_F(Store, RedeliveryWhileARunHoldsItsLeaseIsBusyAndRunsOnceTheLeasePassed) {
   const std::string id = enqueue_due_now();
   claim();
-  ASSERT_EQ(start(id, "w1", 200).at(0).str(), "run");
+  ASSERT_EQ(start(id, "w1", 200).verdict, StartVerdict::run);
   auto busy = start(id, "w2", 200);
-  EXPECT_EQ(busy.at(0).str(), "busy") << "w1's run (maybe w1 itself, reconnected) still holds it";
+  EXPECT_EQ(busy.verdict, StartVerdict::busy) << "w1's run (maybe w1 itself, reconnected) still holds it";
   // w1 died: nothing ends its run, and once the lease has passed w2 runs it.
-  ASSERT_TRUE(wait_until([&] { return start(id, "w2", 200).at(0).str() == "run"; }, 5s));
+  ASSERT_TRUE(wait_until([&] { return start(id, "w2", 200).verdict == StartVerdict::run; }, 5s));
   EXPECT_EQ(record(id).attempts, 2);
   EXPECT_EQ(record(id).worker, "w2");
   // w1 was only slow: its outcome comes after w2 took the task over, and is not written.
-  EXPECT_EQ(finish_all({{id, "retry", "late", "5000"}}, "60000", "w1").at(0).str(), "stale");
+  EXPECT_EQ(finish_all({{id, 1, FinishOutcome::retry, "late", 5000, ""}}, 60000, "w1").at(0).result,
+            FinishResult::stale);
   EXPECT_EQ(record(id).state, "running") << "w2's run is the one that counts";
   EXPECT_EQ(due_count(*redis_, *keys_), 0) << "not put back in the wheel under w2's run";
-  EXPECT_EQ(finish_all({{id, "ok", "", "0"}}, "60000", "w2").at(0).str(), "succeeded");
+  EXPECT_EQ(finish_all({{id, 1, FinishOutcome::ok, "", 0, ""}}, 60000, "w2").at(0).result, FinishResult::succeeded);
 }
 
 TEST_F(Store, UnstartedTaskGivesItsAttemptBackAndCanStartAtOnce) {
   const std::string id = enqueue_due_now();
   claim();
-  settle(id, "d");  // the broker confirmed it
-  ASSERT_EQ(start(id).at(0).str(), "run");
-  auto r = finish_all({{id, "unstart", "", "0"}});
-  EXPECT_EQ(r.at(0).str(), "unstarted");
+  settle(id, SettleOutcome::confirm);  // the broker confirmed it
+  ASSERT_EQ(start(id).verdict, StartVerdict::run);
+  EXPECT_EQ(finish(id, FinishOutcome::unstart), FinishResult::unstarted);
   EXPECT_EQ(record(id).state, "dispatched");
   EXPECT_EQ(record(id).attempts, 0);
   EXPECT_EQ(due_count(*redis_, *keys_), 0) << "its delivery goes back to the queue, not to the wheel";
   auto again = start(id, "w2");
-  EXPECT_EQ(again.at(0).str(), "run") << "not busy: the handed-back run never happened";
-  EXPECT_EQ(again.at(1).integer(), 1);
+  EXPECT_EQ(again.verdict, StartVerdict::run) << "not busy: the handed-back run never happened";
+  EXPECT_EQ(again.attempt, 1);
 }
 
 TEST_F(Store, DeferredTaskGivesItsAttemptBackAndWaitsInTheWheel) {
   const std::string id = enqueue_due_now();
   claim();
-  ASSERT_EQ(start(id).at(0).str(), "run");
-  auto r = finish_all({{id, "defer", "", "5000"}});
-  EXPECT_EQ(r.at(0).str(), "deferred");
+  ASSERT_EQ(start(id).verdict, StartVerdict::run);
+  EXPECT_EQ(finish(id, FinishOutcome::defer), FinishResult::deferred);
   const TaskRecord rec = record(id);
   EXPECT_EQ(rec.state, "scheduled");
   EXPECT_EQ(rec.attempts, 0);
   EXPECT_EQ(due_count(*redis_, *keys_), 1);
 }
 
-TEST_F(Store, AnOutcomeWrittenAgainAfterALostReplyIsStaleAndChangesNothing) {
+TEST_F(Store, AnOutcomeWrittenAgainAfterALostReplyIsRefusedAndChangesNothing) {
   const std::string id = enqueue_due_now();
   claim();
-  ASSERT_EQ(start(id).at(0).str(), "run");
-  ASSERT_EQ(finish_all({{id, "defer", "", "5000"}}).at(0).str(), "deferred");
+  ASSERT_EQ(start(id).verdict, StartVerdict::run);
+  ASSERT_EQ(finish(id, FinishOutcome::defer, "", 5000), FinishResult::deferred);
   const TaskRecord once = record(id);
   // Redis went away before the reply came; the worker asks again.
-  EXPECT_EQ(finish_all({{id, "defer", "", "9000"}}).at(0).str(), "stale");
+  const auto twice_reply = finish_all({{id, 1, FinishOutcome::defer, "", 9000, ""}}).at(0);
+  EXPECT_EQ(twice_reply.result, FinishResult::refused);
+  EXPECT_EQ(twice_reply.state, TaskState::scheduled) << "it waits in the wheel: not running, so no outcome";
   const TaskRecord twice = record(id);
   EXPECT_EQ(twice.attempts, 0) << "the attempt is given back once, not twice";
   EXPECT_EQ(twice.due_ms, once.due_ms);
@@ -420,10 +438,10 @@ TEST_F(Store, TaskFinishedTwiceInOneCallEndsOnceAndTheSecondFindsItGone) {
   const std::string id = enqueue_due_now();
   claim();
   start(id);
-  auto r = finish_all({{id, "ok", "", "0"}, {id, "ok", "", "0"}});
+  auto r = finish_all({{id, 1, FinishOutcome::ok, "", 0, ""}, {id, 1, FinishOutcome::ok, "", 0, ""}});
   ASSERT_EQ(r.size(), 2u);
-  EXPECT_EQ(r.at(0).str(), "succeeded");
-  EXPECT_EQ(r.at(1).str(), "missing");
+  EXPECT_EQ(r[0].result, FinishResult::succeeded);
+  EXPECT_EQ(r[1].result, FinishResult::missing);
   EXPECT_EQ(record(id).state, "succeeded");
 }
 

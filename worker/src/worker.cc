@@ -25,6 +25,7 @@
 #include "ripen/failure_log.h"
 #include "ripen/http_handler.h"
 #include "ripen/keys.h"
+#include "ripen/publisher.h"
 #include "ripen/redis.h"
 #include "ripen/retry.h"
 #include "ripen/scripts.h"
@@ -76,11 +77,28 @@ struct Ran {
 // A finish waiting to be recorded in Redis.
 struct Finish {
   Delivery delivery;
-  std::string outcome;  // ok | retry | dead | defer | unstart (see scripts::finish)
+  scripts::FinishOutcome outcome = scripts::FinishOutcome::ok;
   std::string error;
   std::string code;  // the handler's error code, for the dead letter
   int64_t delay_ms = 0;
   std::string dead_reason;  // outcome dead: why, for the dead letter
+};
+
+// What a dead-letter copy is for, once the broker confirms it.
+enum class AfterCopy {
+  finish,  // a run that ended dead: record it, then ack
+  ack,     // a message that has no task to record (poison, no record): ack it
+};
+
+// A dead-letter copy on its way to the broker. The delivery is acked only once
+// the broker confirms the copy, and a dead run is recorded as dead only then:
+// a crash or a lost connection in between hands the delivery on rather than
+// losing the task's last trace.
+struct DeadCopy {
+  Delivery delivery;
+  AmqpMessageProps props;
+  AfterCopy then = AfterCopy::ack;
+  Finish finish;  // then == finish
 };
 
 // How long an outcome may wait to be recorded with others, and how many make
@@ -132,6 +150,7 @@ class Worker::Impl {
         keys_(config.ns, config.shards),
         redis_(redis_url_of(config), std::chrono::seconds(5), clock),
         amqp_(amqp_url_of(config), std::chrono::seconds(5), clock),
+        publisher_(amqp_url_of(config), clock),
         stop_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
         done_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
         rng_(std::random_device{}()) {}
@@ -170,6 +189,7 @@ class Worker::Impl {
         amqp_log_.ok("amqp");
       }
       read_deliveries();
+      collect_copies();
       collect_ran();
       retry_busy();
       sync_breakers();
@@ -200,6 +220,8 @@ class Worker::Impl {
       }
       admit();  // outcomes just recorded made room
       if (!starting_.empty() || !gating_.empty() || !ungating_.empty()) sleep = Millis(0);
+      // Copies the broker has not taken yet are tried again soon.
+      if (!copy_again_.empty()) sleep = std::min(sleep, Millis(200));
       wait(std::max(sleep, Millis(0)));
     }
     shutdown(pool);
@@ -446,18 +468,18 @@ class Worker::Impl {
   std::string run_token(const Delivery& d) const { return name_ + "#" + std::to_string(d.run); }
 
   // The gate's answer for a delivery of a blocking type (scripts::gate).
-  void gated(Delivery d, const std::string& verdict, int64_t n) {
-    if (verdict == "run") {
+  void gated(Delivery d, scripts::GateVerdict verdict, int64_t n) {
+    if (verdict == scripts::GateVerdict::run) {
       d.gated = true;
       admitting_[d.queue].push_back(std::move(d));
-    } else if (verdict == "wait") {
+    } else if (verdict == scripts::GateVerdict::wait) {
       // Held unacked meanwhile, like a busy one: if this worker dies, its
       // place lapses and the broker hands the delivery on.
       spdlog::debug("worker {}: task {} waits its turn ({} ahead)", name_, d.task.id, n);
       waiting_.emplace(clock_.now() + kGateRecheck, std::move(d));
     } else {
       Finish f;
-      f.outcome = "discard";
+      f.outcome = scripts::FinishOutcome::discard;
       f.error = "discarded: a run of type '" + d.task.type + "' was running (blocking discard_if_busy)";
       f.delivery = std::move(d);
       if (finishing_.empty()) first_finish_ = clock_.now();
@@ -467,7 +489,7 @@ class Worker::Impl {
 
   Finish unstart(Delivery d) {
     Finish f;
-    f.outcome = "unstart";
+    f.outcome = scripts::FinishOutcome::unstart;
     f.delivery = std::move(d);
     return f;
   }
@@ -528,7 +550,7 @@ class Worker::Impl {
     // be deferred again).
     std::uniform_int_distribution<int64_t> jitter(0, std::max<int64_t>(100, r.held_ms / 10));
     Finish f;
-    f.outcome = "defer";
+    f.outcome = scripts::FinishOutcome::defer;
     f.delay_ms = r.held_ms + jitter(rng_);
     f.delivery = std::move(r.delivery);
     return f;
@@ -565,7 +587,7 @@ class Worker::Impl {
     }
     unhandled_since_.erase(r.delivery.task.id);
     Finish f;
-    f.outcome = "dead";
+    f.outcome = scripts::FinishOutcome::dead;
     f.dead_reason = "no handler";
     f.error = field_safe(r.error);
     f.delivery = std::move(r.delivery);
@@ -660,34 +682,81 @@ class Worker::Impl {
 
   void poison(const Delivery& d, const std::string& error) {
     spdlog::error("worker {}: poison message {} on '{}': {}", name_, d.message_id, d.queue, error);
-    dead_letter(d, "invalid envelope", error, 0);
+    dead_letter(d, "invalid envelope", error, 0, "", AfterCopy::ack, Finish{});
   }
 
-  // Copies the delivery to its queue's dead-letter queue with the reason, then acks it.
+  // A run that ended dead: its dead-letter copy first, then (once confirmed) the
+  // record, then the ack.
+  void dead_run(Finish f) {
+    Delivery d = f.delivery;
+    const std::string reason = f.dead_reason, error = f.error, code = f.code;
+    dead_letter(d, reason, error, d.attempt, code, AfterCopy::finish, std::move(f));
+  }
+
+  // Copies the delivery to its queue's dead-letter queue with the reason, on the
+  // publisher connection; what follows waits for the broker's confirm (see
+  // collect_copies()).
   void dead_letter(const Delivery& d, const std::string& reason, const std::string& error, int attempts,
-                   const std::string& code = "") {
-    if (d.generation != generation_ || !amqp_.connected()) {
-      release(d, false);  // a no-op but for its type's lock: redelivered, and dead-lettered then
+                   const std::string& code, AfterCopy then, Finish finish) {
+    DeadCopy c;
+    c.props.message_id = d.message_id;
+    c.props.headers = {{"x-ripen-reason", reason},
+                       {"x-ripen-error", error},
+                       {"x-ripen-attempts", static_cast<int64_t>(attempts)},
+                       {"x-ripen-worker", name_}};
+    if (!code.empty()) c.props.headers.emplace_back("x-ripen-error-code", code);
+    c.delivery = d;
+    if (c.delivery.body.empty()) c.delivery.body = encode_envelope(d.task);
+    c.then = then;
+    c.finish = std::move(finish);
+    send_copy(std::move(c));
+  }
+
+  void send_copy(DeadCopy c) {
+    if (c.delivery.generation != generation_ || !amqp_.connected()) {
+      // Its delivery is the broker's again (the connection broke): it is
+      // redelivered, and dead-lettered then.
+      release(c.delivery, false);
       return;
     }
-    {
-      std::lock_guard lock(stats_mu_);
-      ++stats_.dead;
-    }
-    AmqpMessageProps props;
-    props.message_id = d.message_id;
-    props.headers = {{"x-ripen-reason", reason},
-                     {"x-ripen-error", error},
-                     {"x-ripen-attempts", static_cast<int64_t>(attempts)},
-                     {"x-ripen-worker", name_}};
-    if (!code.empty()) props.headers.emplace_back("x-ripen-error-code", code);
-    const std::string body = d.body.empty() ? encode_envelope(d.task) : std::string();
-    if (auto st = amqp_.publish(keys_.dead_exchange(), d.queue, d.body.empty() ? body : d.body, props, false); !st) {
-      spdlog::warn("worker {}: dead-lettering {}: {}", name_, d.message_id, st.error().message);
-      let_go(d);  // left unacked: the broker hands it on once the connection is back
+    auto ticket = publisher_.publish(keys_.dead_exchange(), c.delivery.queue, c.delivery.body, c.props);
+    if (!ticket) {
+      dead_log_.fail("worker " + name_ + ": dead-lettering: " + ticket.error().message + "; holding the delivery");
+      copy_again_.push_back(std::move(c));
       return;
     }
-    ack(d);
+    copies_.emplace(*ticket, std::move(c));
+  }
+
+  // Acts on the broker's answers to dead-letter copies, and sends again those
+  // it did not take.
+  void collect_copies() {
+    publisher_.poll();
+    for (const auto& settled : publisher_.take_settled()) {
+      auto it = copies_.find(settled.ticket);
+      if (it == copies_.end()) continue;
+      DeadCopy c = std::move(it->second);
+      copies_.erase(it);
+      if (!settled.confirmed) {
+        copy_again_.push_back(std::move(c));
+        continue;
+      }
+      dead_log_.ok("dead letters");
+      {
+        std::lock_guard lock(stats_mu_);
+        ++stats_.dead;
+      }
+      if (c.then == AfterCopy::ack) {
+        ack(c.delivery);
+      } else {
+        if (finishing_.empty()) first_finish_ = clock_.now();
+        finishing_.push_back(std::move(c.finish));
+      }
+    }
+    if (copy_again_.empty() || publisher_.blocked()) return;
+    std::deque<DeadCopy> again;
+    again.swap(copy_again_);
+    for (auto& c : again) send_copy(std::move(c));
   }
 
   // This task of its delivery is done with. The delivery is acked (by
@@ -754,9 +823,9 @@ class Worker::Impl {
         return;
       }
     }
-    pollfd fds[3] = {{stop_fd_, POLLIN, 0}, {done_fd_, POLLIN, 0}, {-1, POLLIN, 0}};
+    pollfd fds[4] = {{stop_fd_, POLLIN, 0}, {done_fd_, POLLIN, 0}, {-1, POLLIN, 0}, {publisher_.fd(), POLLIN, 0}};
     if (amqp_.connected()) fds[2].fd = amqp_get_sockfd(amqp_.raw());
-    poll(fds, 3, static_cast<int>(timeout.count()));
+    poll(fds, 4, static_cast<int>(timeout.count()));
     io_waiting_.store(false);
     if (fds[1].revents != 0) drain(done_fd_);
   }
@@ -783,7 +852,12 @@ class Worker::Impl {
         continue;
       }
       if (r.no_handler) {
-        finishing_.push_back(unhandled(r));
+        Finish f = unhandled(r);
+        if (f.outcome == scripts::FinishOutcome::dead) {
+          dead_run(std::move(f));
+        } else {
+          finishing_.push_back(std::move(f));
+        }
         continue;
       }
       handler_ms_ += 0.2 * (static_cast<double>(r.took.count()) - handler_ms_);
@@ -799,20 +873,21 @@ class Worker::Impl {
       run.max_attempts = r.delivery.max_attempts;
       const RetryDecision decision =
           decide_retry(run, retry_policy(r.delivery.task.type), [&] { return uniform(rng_); });
+      f.delivery = std::move(r.delivery);
       switch (decision.verdict) {
         case RetryDecision::Verdict::succeeded:
-          f.outcome = "ok";
+          f.outcome = scripts::FinishOutcome::ok;
           break;
         case RetryDecision::Verdict::retry:
-          f.outcome = "retry";
+          f.outcome = scripts::FinishOutcome::retry;
           f.delay_ms = decision.delay_ms;
           break;
         case RetryDecision::Verdict::dead:
-          f.outcome = "dead";
+          f.outcome = scripts::FinishOutcome::dead;
           f.dead_reason = decision.reason;
-          break;
+          dead_run(std::move(f));
+          continue;
       }
-      f.delivery = std::move(r.delivery);
       finishing_.push_back(std::move(f));
     }
   }
@@ -822,14 +897,17 @@ class Worker::Impl {
   // when Redis could not be reached (both lists stay for the next try).
   bool record_gates() {
     if (gating_.empty() && ungating_.empty()) return true;
-    for (const auto& [type, token] : ungating_)
-      redis_.append_eval(scripts::release_held(), {keys_.type_lock(type)}, {token});
+    for (const auto& [type, token] : ungating_) scripts::append_release_held(redis_, keys_.type_lock(type), token);
     for (const auto& d : gating_) {
       const auto& type = d.task.type;
-      const int64_t order = d.task.due_ms.value_or(d.task.created_ms);
-      redis_.append_eval(scripts::gate(), {keys_.type_lock(type), keys_.type_waiters(type), keys_.type_waiting(type)},
-                         {blocking_of(type) == Blocking::serial ? "serial" : "discard", run_token(d), d.task.id,
-                          std::to_string(order), std::to_string(run_lease_ms(d.task)), std::to_string(kGatePlaceMs)});
+      scripts::GateRequest g;
+      g.serial = blocking_of(type) == Blocking::serial;
+      g.holder = run_token(d);
+      g.task_id = d.task.id;
+      g.order = d.task.due_ms.value_or(d.task.created_ms);
+      g.lease_ms = run_lease_ms(d.task);
+      g.wait_ms = kGatePlaceMs;
+      scripts::append_gate(redis_, keys_, type, g);
     }
     auto replies = redis_.flush();
     if (!replies) {
@@ -848,13 +926,13 @@ class Worker::Impl {
     gating.swap(gating_);
     ungating_ = std::move(ungate_again);
     for (auto& d : gating) {
-      const auto& r = (*replies)[at++];
+      auto r = scripts::read_gate((*replies)[at++]);
       if (!r) {
         spdlog::error("worker {}: task {}: asking its type's lock: {}", name_, d.task.id, r.error().message);
         gating_.push_back(std::move(d));
         continue;
       }
-      gated(std::move(d), r->at(0).str(), r->at(1).integer());
+      gated(std::move(d), r->verdict, r->n);
     }
     return true;
   }
@@ -869,30 +947,29 @@ class Worker::Impl {
       finish_by_shard[keys_.shard_of(finishing_[i].delivery.task.id)].push_back(i);
     for (size_t i = 0; i < starting_.size(); ++i) start_by_shard[keys_.shard_of(starting_[i].task.id)].push_back(i);
     // One script run for the outcomes and one for the starts, each with a
-    // section per shard.
-    const std::string retention = std::to_string(config_.record_retention_ms);
-    const std::string done_retention = std::to_string(config_.idempotency_retention_ms);
-    scripts::ScriptCall finishes(scripts::finish(), 2), starts(scripts::start(), 1);
+    // section per shard. Each start carries its own run lease: its task's time
+    // limit, not the longest of the batch.
+    scripts::FinishCall finishes(keys_, name_, config_.record_retention_ms, config_.idempotency_retention_ms);
+    scripts::StartCall starts(keys_, name_);
+    std::vector<std::string> heads;  // kept alive until the call is appended
+    heads.reserve(finishing_.size());
     for (const auto& [shard, members] : finish_by_shard) {
-      std::vector<std::string> args = {
-          keys_.shard_prefix(shard), name_, retention, done_retention, keys_.wake_channel(), std::to_string(shard)};
+      std::vector<scripts::FinishRequest> runs;
+      runs.reserve(members.size());
       for (size_t i : members) {
         const Finish& f = finishing_[i];
-        args.insert(args.end(),
-                    {f.delivery.task.id, std::to_string(f.delivery.run), f.outcome, f.error, std::to_string(f.delay_ms),
-                     f.outcome == "retry" ? std::string() : pack_task_head(f.delivery.task)});
+        heads.push_back(f.outcome == scripts::FinishOutcome::retry ? std::string() : pack_task_head(f.delivery.task));
+        runs.push_back({f.delivery.task.id, f.delivery.run, f.outcome, f.error, f.delay_ms, heads.back()});
       }
-      finishes.add({keys_.status(shard), keys_.due(shard)}, std::move(args));
+      finishes.add(shard, runs);
     }
     for (const auto& [shard, members] : start_by_shard) {
-      int64_t lease = 0;
-      for (size_t i : members) lease = std::max(lease, run_lease_ms(starting_[i].task));
-      std::vector<std::string> args = {keys_.shard_prefix(shard), name_, std::to_string(lease)};
+      std::vector<scripts::StartRequest> deliveries;
+      deliveries.reserve(members.size());
       for (size_t i : members) {
-        args.push_back(starting_[i].task.id);
-        args.push_back(std::to_string(starting_[i].run));
+        deliveries.push_back({starting_[i].task.id, starting_[i].run, run_lease_ms(starting_[i].task)});
       }
-      starts.add({keys_.status(shard)}, std::move(args));
+      starts.add(shard, deliveries);
     }
     const bool any_finishes = finishes.sections() > 0, any_starts = starts.sections() > 0;
     if (any_finishes) finishes.append_to(redis_);
@@ -902,23 +979,24 @@ class Worker::Impl {
       redis_log_.fail("redis: recording task starts and outcomes: " + replies.error().message);
       return false;
     }
-    redis_log_.ok("redis");
     size_t at = 0;
+    std::string trouble;  // a script's error: what is left is tried again, paced
     std::vector<Finish> finish_again;
     if (any_finishes) {
       const auto& reply = (*replies)[at++];
       size_t section = 0;
       for (const auto& [shard, members] : finish_by_shard) {
-        const RedisReply::View r = reply ? reply->at(section++) : RedisReply::View(nullptr);
+        auto results = reply ? scripts::FinishCall::read(reply->at(section++))
+                             : Result<std::vector<scripts::FinishReply>>(reply.error());
         for (size_t k = 0; k < members.size(); ++k) {
           Finish& f = finishing_[members[k]];
-          if (!reply) {
-            spdlog::error("worker {}: task {}: recording its outcome: {}", name_, f.delivery.task.id,
-                          reply.error().message);
+          if (!results || results->size() != members.size()) {
+            trouble =
+                "recording task outcomes: " + (results ? std::string("unexpected reply") : results.error().message);
             finish_again.push_back(std::move(f));
             continue;
           }
-          finished(f, r.at(k).str());
+          finished(f, (*results)[k]);
         }
       }
     }
@@ -927,60 +1005,72 @@ class Worker::Impl {
       const auto& reply = (*replies)[at++];
       size_t section = 0;
       for (const auto& [shard, members] : start_by_shard) {
-        const RedisReply::View r = reply ? reply->at(section++) : RedisReply::View(nullptr);
+        auto results = reply ? scripts::StartCall::read(reply->at(section++))
+                             : Result<std::vector<scripts::StartReply>>(reply.error());
         for (size_t k = 0; k < members.size(); ++k) {
           Delivery& d = starting_[members[k]];
-          if (!reply) {
-            spdlog::error("worker {}: task {}: recording its start: {}", name_, d.task.id, reply.error().message);
+          if (!results || results->size() != members.size()) {
+            trouble = "recording task starts: " + (results ? std::string("unexpected reply") : results.error().message);
             start_again.push_back(std::move(d));
             continue;
           }
-          started(std::move(d), r.at(k * 4).str(), r, k * 4);
+          started(std::move(d), (*results)[k]);
         }
       }
     }
     if (with_finishes) finishing_ = std::move(finish_again);
     starting_ = std::move(start_again);
     dispatch_ready();
+    if (!trouble.empty()) {
+      redis_log_.fail("redis: " + trouble);
+      return false;
+    }
+    redis_log_.ok("redis");
     return true;
   }
 
-  void started(Delivery d, const std::string& verdict, RedisReply::View r, size_t at) {
-    if (verdict == "busy") {
-      // Looked at again every second: the other run usually ends well before
-      // its lease (the start then says skip), and the lease is the bound. Its
-      // type's lock, if it took one, goes back meanwhile, and is asked again;
-      // so does its place among the tasks started here.
-      let_go(d);
-      d.gated = d.admitted = false;
-      const Millis again = std::min(Millis(r.at(at + 1).integer()), kBusyRecheck);
-      spdlog::debug("worker {}: task {} is running elsewhere under a lease; looking again in {} ms", name_, d.task.id,
-                    again.count());
-      busy_.emplace(clock_.now() + again, std::move(d));
-      return;
-    }
-    if (verdict == "skip") {
-      spdlog::debug("worker {}: task {} already {}; duplicate delivery acked", name_, d.task.id, r.at(at + 1).str());
-      {
-        std::lock_guard lock(stats_mu_);
-        ++stats_.duplicates;
+  void started(Delivery d, const scripts::StartReply& r) {
+    switch (r.verdict) {
+      case scripts::StartVerdict::busy: {
+        // Looked at again every second: the other run usually ends well before
+        // its lease (the start is then refused: it ended), and the lease is the
+        // bound. Its type's lock, if it took one, goes back meanwhile, and is
+        // asked again; so does its place among the tasks started here.
+        let_go(d);
+        d.gated = d.admitted = false;
+        const Millis again = std::min(Millis(r.busy_ms), kBusyRecheck);
+        spdlog::debug("worker {}: task {} is running elsewhere under a lease; looking again in {} ms", name_, d.task.id,
+                      again.count());
+        busy_.emplace(clock_.now() + again, std::move(d));
+        return;
       }
-      ack(d);
-      return;
+      case scripts::StartVerdict::refused:
+        // Ended already, or waiting in the wheel for its retry or deferral (this
+        // is an old copy of an earlier dispatch: running it now would run it
+        // early, and the wheel publishes it again when it is due).
+        spdlog::debug("worker {}: task {} is {}; duplicate delivery acked unrun", name_, d.task.id, to_string(r.state));
+        {
+          std::lock_guard lock(stats_mu_);
+          ++stats_.duplicates;
+        }
+        ack(d);
+        return;
+      case scripts::StartVerdict::missing:
+        spdlog::error("worker {}: task {} has no record (expired or another namespace); dead-lettering", name_,
+                      d.task.id);
+        dead_letter(d, "no task record", "no record for task " + d.task.id + " in namespace " + config_.ns, 0, "",
+                    AfterCopy::ack, Finish{});
+        return;
+      case scripts::StartVerdict::run:
+        break;
     }
-    if (verdict != "run") {
-      spdlog::error("worker {}: task {} has no record (expired or another namespace); dead-lettering", name_,
-                    d.task.id);
-      dead_letter(d, "no task record", "no record for task " + d.task.id + " in namespace " + config_.ns, 0);
-      return;
-    }
-    d.attempt = static_cast<int>(r.at(at + 1).integer());
+    d.attempt = r.attempt;
     // The envelope carries the stored max_attempts (the dispatcher built it).
     d.max_attempts = d.task.max_attempts > 0 ? d.task.max_attempts : config_.default_max_attempts;
-    d.due_ms = r.at(at + 2).integer();
+    d.due_ms = r.due_ms;
     {
       std::lock_guard lock(stats_mu_);
-      stats_.lateness.record(r.at(at + 3).integer() - d.due_ms);
+      stats_.lateness.record(r.now_ms - d.due_ms);
     }
     ready_.push_back(std::move(d));
   }
@@ -1002,72 +1092,70 @@ class Worker::Impl {
     }
   }
 
-  void finished(const Finish& f, const std::string& state) {
+  void finished(const Finish& f, const scripts::FinishReply& r) {
+    using scripts::FinishOutcome;
+    using scripts::FinishResult;
     const Delivery& d = f.delivery;
-    if (f.outcome == "unstart") {
-      if (state == "missing") {
-        ack(d);  // it ended meanwhile
-      } else {
-        // 'stale' too: an earlier call (its reply lost) may have written it,
-        // and then this delivery is what will run it. A needless requeue costs
-        // one duplicate delivery, which its start turns away.
-        requeue(d);
+    switch (r.result) {
+      case FinishResult::succeeded: {
+        std::lock_guard lock(stats_mu_);
+        ++stats_.succeeded;
+        break;
       }
-      return;
-    }
-    if (f.outcome == "discard") {
-      if (state == "discarded") {
+      case FinishResult::failed:
+        spdlog::warn("worker {}: task {} attempt {}/{} failed: {}; retry in {} ms", name_, d.task.id, d.attempt,
+                     d.max_attempts, f.error, f.delay_ms);
+        {
+          std::lock_guard lock(stats_mu_);
+          ++stats_.retried;
+        }
+        break;
+      case FinishResult::dead:
+        spdlog::error("worker {}: task {} dead after attempt {}/{}: {}", name_, d.task.id, d.attempt, d.max_attempts,
+                      f.error);
+        break;
+      case FinishResult::deferred:
+        if (f.outcome == FinishOutcome::defer) {
+          spdlog::debug("worker {}: task {}: breaker for '{}' open; deferred {} ms", name_, d.task.id, d.downstream,
+                        f.delay_ms);
+          std::lock_guard lock(stats_mu_);
+          ++stats_.deferred;
+        }
+        break;
+      case FinishResult::discarded: {
         spdlog::info("worker {}: task {} {}", name_, d.task.id, f.error);
         std::lock_guard lock(stats_mu_);
         ++stats_.discarded;
+        break;
       }
-      ack(d);  // 'stale': it is running elsewhere (this was a duplicate); 'missing': it ended
-      return;
+      case FinishResult::unstarted:
+        requeue(d);
+        return;
+      case FinishResult::stale:
+        if (f.outcome == FinishOutcome::unstart) {
+          // An earlier call (its reply lost) may have written it, and then this
+          // delivery is what will run it. A needless requeue costs one duplicate
+          // delivery, which its start turns away.
+          requeue(d);
+          return;
+        }
+        // Written already by an earlier call whose reply was lost, or the run
+        // lease passed and another run took the task over: its outcome counts.
+        spdlog::warn("worker {}: task {}: no longer running under this delivery's run; outcome '{}' not recorded",
+                     name_, d.task.id, scripts::to_string(f.outcome));
+        break;
+      case FinishResult::refused:
+      case FinishResult::missing:
+        // It moved on meanwhile (ended, or another run's outcome put it back in
+        // the wheel): this delivery is done with either way.
+        if (f.outcome != FinishOutcome::discard && f.outcome != FinishOutcome::unstart) {
+          spdlog::warn("worker {}: task {}: outcome '{}' not recorded: the task is {}", name_, d.task.id,
+                       scripts::to_string(f.outcome),
+                       r.result == FinishResult::missing ? "gone (ended)" : to_string(r.state));
+        }
+        break;
     }
-    if (state == "stale") {
-      // This outcome was written by an earlier call whose reply was lost, or the
-      // run lease passed and another run took the task over: its outcome counts.
-      spdlog::warn("worker {}: task {}: no longer running under this delivery's run; outcome '{}' not recorded", name_,
-                   d.task.id, f.outcome);
-      ack(d);
-      return;
-    }
-    if (f.outcome == "defer") {
-      if (state == "deferred") {
-        spdlog::debug("worker {}: task {}: breaker for '{}' open; deferred {} ms", name_, d.task.id, d.downstream,
-                      f.delay_ms);
-        std::lock_guard lock(stats_mu_);
-        ++stats_.deferred;
-      }
-      ack(d);  // 'missing': it ended already; this was a duplicate delivery
-      return;
-    }
-    if (state == "missing" && f.outcome != "dead") {
-      // Ended already: an earlier call whose reply was lost wrote this outcome,
-      // or the record expired while the handler ran. The run happened, so ack.
-      spdlog::warn("worker {}: task {}: its record was gone when the run ended", name_, d.task.id);
-      ack(d);
-      return;
-    }
-    if (f.outcome == "ok") {
-      {
-        std::lock_guard lock(stats_mu_);
-        ++stats_.succeeded;
-      }
-      ack(d);
-    } else if (f.outcome == "retry") {
-      spdlog::warn("worker {}: task {} attempt {}/{} failed: {}; retry in {} ms", name_, d.task.id, d.attempt,
-                   d.max_attempts, f.error, f.delay_ms);
-      {
-        std::lock_guard lock(stats_mu_);
-        ++stats_.retried;
-      }
-      ack(d);
-    } else {
-      spdlog::error("worker {}: task {} dead after attempt {}/{}: {}", name_, d.task.id, d.attempt, d.max_attempts,
-                    f.error);
-      dead_letter(d, f.dead_reason, f.error, d.attempt, f.code);
-    }
+    ack(d);
   }
 
   // ---- handler threads ------------------------------------------------------------
@@ -1201,11 +1289,12 @@ class Worker::Impl {
     // acked as they come.
     const auto deadline = clock_.now() + std::chrono::milliseconds(config_.worker.shutdown_grace_ms);
     while (clock_.now() < deadline) {
+      collect_copies();
       collect_ran();
       record();
       flush_acks();
       record_gates();
-      if (running() == 0 && finishing_.empty()) break;
+      if (running() == 0 && finishing_.empty() && copies_.empty() && copy_again_.empty()) break;
       wait(std::chrono::milliseconds(50));
     }
     if (running() > 0) {
@@ -1219,6 +1308,7 @@ class Worker::Impl {
       amqp_.close();
     }
     for (auto& t : pool) t.join();
+    collect_copies();
     collect_ran();
     for (int i = 0; i < 3 && !finishing_.empty(); ++i) record();  // unacked ones are redelivered regardless
     flush_acks();
@@ -1236,8 +1326,11 @@ class Worker::Impl {
   Clock& clock_;
   std::string name_;
   Keys keys_;
-  Redis redis_;  // the I/O thread's
-  Amqp amqp_;    // the I/O thread's
+  Redis redis_;                          // the I/O thread's
+  Amqp amqp_;                            // the I/O thread's
+  ConfirmedPublisher publisher_;         // the I/O thread's: dead-letter copies, on a connection of their own
+  std::map<uint64_t, DeadCopy> copies_;  // by publisher ticket: sent, awaiting the broker's confirm
+  std::deque<DeadCopy> copy_again_;      // not taken by the broker (yet): sent again soon
   int stop_fd_;
   int done_fd_;
   std::atomic<bool> stopping_{false};
@@ -1253,7 +1346,7 @@ class Worker::Impl {
   Clock::time_point next_breaker_sync_{};
   bool met_new_ = false;                                                // a breaker was created since the last sync
   std::unordered_map<std::string, Clock::time_point> unhandled_since_;  // task id -> first met with no handler
-  FailureLog amqp_log_{clock_}, redis_log_{clock_};
+  FailureLog amqp_log_{clock_}, redis_log_{clock_}, dead_log_{clock_};
 
   // Owned by the I/O thread.
   std::vector<Delivery> starting_;  // read, start not yet recorded

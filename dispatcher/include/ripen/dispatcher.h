@@ -43,6 +43,8 @@ struct DispatcherStats {
   uint64_t released = 0;     // publishes put back in the wheel (nack or broken connection)
   uint64_t recovered = 0;    // in-flight tasks whose lease expired and went back to the wheel
   uint64_t held = 0;         // ripe tasks of a paused queue held in the wheel instead of published
+  uint64_t lost = 0;         // tasks whose message was lost (dispatcher.lost_after), put back to be published again
+  bool blocked = false;      // the broker blocks our publishing now (a resource alarm): nothing is claimed
   Histogram lateness;        // claim time - due time, ms, by Redis TIME
   std::vector<int> shards;   // shards held now
   IngressStats ingress;      // the AMQP ingress this dispatcher consumes (dispatcher.ingress)

@@ -58,6 +58,7 @@ struct SchedulerStats {
   uint64_t duplicates = 0;  // ticks whose task was already there (another leader, a retry)
   uint64_t overlapped = 0;  // ticks skipped because the previous run had not ended (overlap = "skip")
   uint64_t missed = 0;      // missed ticks not run (misfire policy)
+  uint64_t fenced = 0;      // writes refused because another dispatcher had taken the lead
 };
 
 class Scheduler {

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -84,7 +85,7 @@ class Producer {
   struct Prepared;
   Result<Prepared> prepare(Envelope task);
   std::string draw_id(const Envelope& task);
-  Status move(const TaskId& id, const std::string& due_ms, int64_t delay_ms);
+  Status move(const TaskId& id, std::optional<int64_t> due_ms, int64_t delay_ms);
 
   Config config_;
   Clock& clock_;

@@ -21,6 +21,7 @@
 #include "ripen/redis.h"
 #include "ripen/result.h"
 #include "ripen/schedules.h"
+#include "ripen/scripts.h"
 
 namespace ripen {
 
@@ -40,6 +41,7 @@ std::string schedule_version(const ScheduleSpec& spec);
 struct StoredSchedule {
   ScheduleSpec spec;
   std::optional<ScheduleState> state;  // none until the leader has looked at it
+  std::string raw_state;               // the state as stored ('' = none): what a fenced save compares with
 };
 
 // One line of the difference between Redis and a schedules file.
@@ -68,7 +70,12 @@ class ScheduleStore {
   Result<StoredSchedule> get(const std::string& name);  // not_found when there is no such schedule
 
   Status apply(const std::vector<ScheduleSpec>& wanted, const std::vector<ScheduleChange>& changes);
+  // Writes a schedule's state unconditionally (tools and tests).
   Status save_state(const std::string& name, const ScheduleState& state);
+  // The leader's write (scripts::save_schedule_state): only while it holds
+  // `lease` and the stored state is still `expected` (raw_state as it read it).
+  Result<scripts::ScheduleSaveVerdict> save_state_fenced(const std::string& name, const std::string& lease,
+                                                         const std::string& expected, const std::string& state);
 
  private:
   Redis& redis_;

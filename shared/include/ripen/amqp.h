@@ -59,6 +59,13 @@ struct AmqpGot {
   std::map<std::string, std::string> headers;  // values rendered as strings
 };
 
+// connection.blocked / unblocked from the broker: a resource alarm (memory,
+// disk) stops it reading from connections that publish, until it clears.
+struct AmqpBlocked {
+  bool blocked = false;  // false: unblocked
+  std::string reason;    // e.g. "low on memory"
+};
+
 class Amqp {
  public:
   explicit Amqp(AmqpUrl url, std::chrono::milliseconds timeout = std::chrono::seconds(5),
@@ -106,6 +113,9 @@ class Amqp {
   // connection.close from the broker, or basic.cancel of a consumer: its queue
   // was deleted), tears the connection down and says why; nullopt for any other frame.
   std::optional<Error> closed_by(const amqp_frame_t& frame, std::string_view what);
+  // When `frame` is connection.blocked or connection.unblocked, which; the
+  // connection announces at login that it understands them.
+  static std::optional<AmqpBlocked> blocked_by(const amqp_frame_t& frame);
 
   const AmqpUrl& url() const { return url_; }
 

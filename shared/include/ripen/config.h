@@ -22,12 +22,16 @@ class ConfigError : public std::runtime_error {
 };
 
 struct DispatcherConfig {
-  int batch = 500;                                // tasks per claim
-  int confirm_window = 1000;                      // claimed tasks published and not yet confirmed
-  int bundle = 50;                                // most tasks per broker message (1: one message each)
-  int64_t tick_ms = 1;                            // at most one claim round per tick (0: no limit)
-  int64_t inflight_lease_ms = 30'000;             // a claimed task not confirmed by then is published again
-  int64_t shard_lease_ms = 10'000;                // a dead dispatcher's shards are free after this
+  int batch = 500;                     // tasks per claim
+  int confirm_window = 1000;           // claimed tasks published and not yet confirmed
+  int bundle = 50;                     // most tasks per broker message (1: one message each)
+  int64_t tick_ms = 1;                 // at most one claim round per tick (0: no limit)
+  int64_t inflight_lease_ms = 30'000;  // a claimed task not confirmed by then is published again
+  int64_t shard_lease_ms = 4'000;      // a dead dispatcher's shards are free after this
+  // A published task neither started nor ended this long after its confirm, or
+  // a run this long past its lease, is presumed lost with its message (a purged
+  // queue, a lost node) and published again, once its queue has no backlog.
+  int64_t lost_after_ms = 300'000;
   int64_t max_poll_ms = 1000;                     // longest sleep without looking at the wheel
   bool auto_declare = true;                       // declare a queue the first time a task names it
   std::vector<std::string> queues = {"default"};  // declared at start

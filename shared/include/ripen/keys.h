@@ -4,6 +4,9 @@
 // script touches a single slot and runs unchanged on Redis Cluster:
 //   <ns>:{sN}:due         ZSET  member = task id, score = due time (epoch ms, Redis TIME)
 //   <ns>:{sN}:inflight    ZSET  member = task id, score = lease deadline (epoch ms, Redis TIME)
+//   <ns>:{sN}:outstanding ZSET  member = task id in the broker's or a worker's hands (dispatched and
+//                         confirmed, or running), score = the moment from which silence counts: its
+//                         confirm, or the end of its run lease (epoch ms, Redis TIME); see sweep.lua
 //   <ns>:{sN}:tasks       HASH  task id -> TASK, the packed task (see stored_task.h)
 //   <ns>:{sN}:status      HASH  task id -> STATUS, its state and stamps once claimed
 //   <ns>:{sN}:ended       ZSET  member = a bucket of ENDED records, score = when it is deleted (epoch ms)
@@ -70,6 +73,7 @@ class Keys {
   std::string shard_prefix(int shard) const;  // "<ns>:{sN}:", the prefix scripts build keys from
   std::string due(int shard) const;
   std::string inflight(int shard) const;
+  std::string outstanding(int shard) const;
   std::string lease(int shard) const;
   std::string fence(int shard) const;
   std::string tasks(int shard) const;
@@ -91,6 +95,11 @@ class Keys {
   std::string schedule_state() const;
   std::string schedule_leader() const;
   std::string schedule_fence() const;
+
+  // Lua functions KEY.due(prefix), KEY.idem(prefix, key), ... building a shard's
+  // keys from its prefix exactly as the methods above do; every script is
+  // prefixed with them (scripts.cc).
+  static std::string lua_key_builders();
 
   // AMQP
   std::string task_exchange() const;

@@ -81,6 +81,11 @@ class RedisReply::View {
   const redisReply* r_;
 };
 
+// The error code for an error reply: unavailable for those that say "not now"
+// (LOADING, BUSY, OOM, NOSCRIPT after a restart, a failover...), which callers
+// retry; server for the rest (a script error, a wrong type), which they must not.
+Errc redis_error_code(std::string_view reply);
+
 // A Lua script, loaded once per connection with SCRIPT LOAD and called by SHA.
 struct LuaScript {
   std::string name;
