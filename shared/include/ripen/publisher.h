@@ -27,7 +27,7 @@ class ConfirmedPublisher {
   // caller publishes it again. A broker confirms within milliseconds; this is
   // for a connection that is up but no longer moves.
   ConfirmedPublisher(AmqpUrl url, Clock& clock = SystemClock::instance(),
-                     std::chrono::milliseconds confirm_timeout = std::chrono::seconds(15));
+                     std::chrono::milliseconds confirm_timeout = std::chrono::seconds(10));
 
   // How a publish ended: confirmed by the broker, or not (nacked, or its
   // connection broke before the confirm came: publish it again if it matters).
