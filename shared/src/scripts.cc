@@ -1,5 +1,7 @@
 #include "ripen/scripts.h"
 
+#include <algorithm>
+#include <array>
 #include <cassert>
 #include <iterator>
 #include <stdexcept>
@@ -95,6 +97,27 @@ TaskState refused_state(std::string_view word) {
   return parse_task_state(word.substr(at + 1)).value_or(TaskState::absent);
 }
 
+// The per-task words of a settle or finish reply, read into `Reply`s: each is
+// one of `words` (the result at the same index), or "refused:<state>".
+template <class Reply, class Word, size_t N>
+Result<std::vector<Reply>> read_words(RedisReply::View r, const char* script,
+                                      const std::array<std::pair<std::string_view, Word>, N>& words, Word refused) {
+  if (!r.is_array()) return bad_reply(script);
+  std::vector<Reply> out(r.size());
+  for (size_t i = 0; i < r.size(); ++i) {
+    const std::string_view w = r.at(i).sv();
+    if (w.rfind("refused:", 0) == 0) {
+      out[i].result = refused;
+      out[i].state = refused_state(w);
+      continue;
+    }
+    const auto it = std::find_if(words.begin(), words.end(), [&](const auto& e) { return e.first == w; });
+    if (it == words.end()) return bad_reply(script);
+    out[i].result = it->second;
+  }
+  return out;
+}
+
 }  // namespace
 
 // ---- enqueue ---------------------------------------------------------------------
@@ -166,29 +189,14 @@ void SettleCall::add(int shard, const std::vector<SettleRequest>& publishes) {
 }
 
 Result<std::vector<SettleReply>> SettleCall::read(RedisReply::View r) {
-  if (!r.is_array()) return bad_reply("settle");
-  std::vector<SettleReply> out(r.size());
-  for (size_t i = 0; i < r.size(); ++i) {
-    const std::string_view w = r.at(i).sv();
-    SettleReply& o = out[i];
-    if (w == "confirmed") {
-      o.result = SettleResult::confirmed;
-    } else if (w == "released") {
-      o.result = SettleResult::released;
-    } else if (w == "dead") {
-      o.result = SettleResult::dead;
-    } else if (w == "held") {
-      o.result = SettleResult::held;
-    } else if (w == "stale") {
-      o.result = SettleResult::stale;
-    } else if (w.rfind("refused:", 0) == 0) {
-      o.result = SettleResult::refused;
-      o.state = refused_state(w);
-    } else {
-      return bad_reply("settle");
-    }
-  }
-  return out;
+  static constexpr std::array<std::pair<std::string_view, SettleResult>, 5> kWords = {{
+      {"confirmed", SettleResult::confirmed},
+      {"released", SettleResult::released},
+      {"dead", SettleResult::dead},
+      {"held", SettleResult::held},
+      {"stale", SettleResult::stale},
+  }};
+  return read_words<SettleReply>(r, "settle", kWords, SettleResult::refused);
 }
 
 // ---- start -----------------------------------------------------------------------
@@ -254,35 +262,17 @@ void FinishCall::add(int shard, const std::vector<FinishRequest>& runs) {
 }
 
 Result<std::vector<FinishReply>> FinishCall::read(RedisReply::View r) {
-  if (!r.is_array()) return bad_reply("finish");
-  std::vector<FinishReply> out(r.size());
-  for (size_t i = 0; i < r.size(); ++i) {
-    const std::string_view w = r.at(i).sv();
-    FinishReply& o = out[i];
-    if (w == "succeeded") {
-      o.result = FinishResult::succeeded;
-    } else if (w == "failed") {
-      o.result = FinishResult::failed;
-    } else if (w == "dead") {
-      o.result = FinishResult::dead;
-    } else if (w == "deferred") {
-      o.result = FinishResult::deferred;
-    } else if (w == "unstarted") {
-      o.result = FinishResult::unstarted;
-    } else if (w == "discarded") {
-      o.result = FinishResult::discarded;
-    } else if (w == "stale") {
-      o.result = FinishResult::stale;
-    } else if (w == "missing") {
-      o.result = FinishResult::missing;
-    } else if (w.rfind("refused:", 0) == 0) {
-      o.result = FinishResult::refused;
-      o.state = refused_state(w);
-    } else {
-      return bad_reply("finish");
-    }
-  }
-  return out;
+  static constexpr std::array<std::pair<std::string_view, FinishResult>, 8> kWords = {{
+      {"succeeded", FinishResult::succeeded},
+      {"failed", FinishResult::failed},
+      {"dead", FinishResult::dead},
+      {"deferred", FinishResult::deferred},
+      {"unstarted", FinishResult::unstarted},
+      {"discarded", FinishResult::discarded},
+      {"stale", FinishResult::stale},
+      {"missing", FinishResult::missing},
+  }};
+  return read_words<FinishReply>(r, "finish", kWords, FinishResult::refused);
 }
 
 // ---- sweep -----------------------------------------------------------------------

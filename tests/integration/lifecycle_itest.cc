@@ -16,6 +16,7 @@
 #include "ripen/schedule_store.h"
 #include "ripen/scripts.h"
 #include "ripen/stored_task.h"
+#include "shard_scripts.h"
 #include "testing.h"
 
 namespace ripen::testing {
@@ -34,28 +35,11 @@ constexpr TaskState kAll[] = {TaskState::absent,     TaskState::scheduled, TaskS
 
 constexpr int64_t kHour = 3'600'000;
 
-class Lifecycle : public NamespaceTest {
+class Lifecycle : public ShardScriptsTest {
  protected:
   void SetUp() override {
-    NamespaceTest::SetUp();
-    config_.shards = 1;  // every task in shard 0: the scripts can be driven by hand
-    redis_ = connect_redis(config_);
-    keys_ = std::make_unique<Keys>(config_.ns, config_.shards);
+    ShardScriptsTest::SetUp();
     producer_ = std::make_unique<Producer>(config_);
-    auto lease = scripts::take_lease(*redis_, keys_->lease(0), keys_->fence(0), "test", 600'000);
-    ASSERT_TRUE(lease.ok() && lease->has_value());
-    lease_ = **lease;
-  }
-
-  // Runs a call with one section (shard 0); returns the section's reply.
-  template <class Call>
-  RedisReply::View run(Call& call) {
-    call.append_to(*redis_);
-    auto r = redis_->flush();
-    EXPECT_TRUE(r.ok() && r->front().ok());
-    if (!r || !r->front()) return RedisReply::View(nullptr);
-    replies_.push_back(std::move(*r->front()));
-    return replies_.back().at(0);
   }
 
   std::string enqueue(int64_t delay_ms) {
@@ -64,41 +48,8 @@ class Lifecycle : public NamespaceTest {
     return r ? r->id.get() : "";
   }
 
-  scripts::ClaimReply claim() {
-    scripts::ClaimCall call(*keys_, 30'000);
-    call.add(0, lease_, 1000);
-    const auto c = scripts::ClaimCall::read(run(call));
-    deadline_ = c.lease_deadline;
-    return c;
-  }
-
-  scripts::SettleReply settle(const std::string& id, SettleOutcome outcome, const std::string& reason = "",
-                              std::optional<int64_t> deadline = std::nullopt) {
-    scripts::SettleCall call(*keys_, kHour);
-    call.add(0, {{id, outcome, deadline.value_or(deadline_), reason}});
-    auto r = scripts::SettleCall::read(run(call));
-    return r && r->size() == 1 ? r->front() : scripts::SettleReply{};
-  }
-
-  std::vector<scripts::StartReply> start_all(const std::vector<scripts::StartRequest>& deliveries,
-                                             const std::string& worker = "w1") {
-    scripts::StartCall call(*keys_, worker);
-    call.add(0, deliveries);
-    auto r = scripts::StartCall::read(run(call));
-    EXPECT_TRUE(r.ok());
-    return r ? *r : std::vector<scripts::StartReply>(deliveries.size());
-  }
-  scripts::StartReply start(const std::string& id, const std::string& worker = "w1", int64_t lease_ms = kHour,
-                            uint64_t delivery = 1) {
-    return start_all({{id, delivery, lease_ms}}, worker).at(0);
-  }
-
-  scripts::FinishReply finish(const std::string& id, FinishOutcome outcome, int64_t delay_ms = kHour,
-                              const std::string& worker = "w1", uint64_t delivery = 1) {
-    scripts::FinishCall call(*keys_, worker, kHour, 0);
-    call.add(0, {{id, delivery, outcome, "boom", delay_ms, ""}});
-    auto r = scripts::FinishCall::read(run(call));
-    return r && r->size() == 1 ? r->front() : scripts::FinishReply{};
+  scripts::FinishReply finish(const std::string& id, FinishOutcome outcome, int64_t delay_ms = kHour) {
+    return finish_all({{id, 1, outcome, "boom", delay_ms, ""}}, kHour).at(0);
   }
 
   scripts::SweepReply sweep(int64_t lost_after_ms, const std::vector<std::string>& clear = {"default"}) {
@@ -271,13 +222,8 @@ class Lifecycle : public NamespaceTest {
     return rule(t).from;
   }
 
-  std::unique_ptr<Redis> redis_;
-  std::unique_ptr<Keys> keys_;
   std::unique_ptr<Producer> producer_;
-  std::string lease_;
-  int64_t deadline_ = 0;
   int made_ = 0;
-  std::deque<RedisReply> replies_;
 };
 
 TEST_F(Lifecycle, TasksCanBePutInEveryState) {
@@ -325,9 +271,7 @@ TEST_F(Lifecycle, AReleaseAfterAWorkerStartedTheTaskLeavesTheRunAlone) {
 // died between the confirm and writing it).
 TEST_F(Lifecycle, AnExpiredInFlightEntryOfARunningTaskIsNotRecovered) {
   const std::string id = enqueue(0);
-  scripts::ClaimCall call(*keys_, 200);  // an in-flight lease of 200 ms
-  call.add(0, lease_, 100);
-  ASSERT_EQ(scripts::ClaimCall::read(run(call)).tasks.size(), 1u);
+  ASSERT_EQ(claim(200).tasks.size(), 1u);  // an in-flight lease of 200 ms
   ASSERT_EQ(start(id).verdict, StartVerdict::run);
   // The dispatcher died: no settle comes. Another claim finds the lease passed.
   ASSERT_TRUE(wait_until(

@@ -13,6 +13,7 @@
 #include "ripen/producer.h"
 #include "ripen/scripts.h"
 #include "ripen/stored_task.h"
+#include "shard_scripts.h"
 #include "testing.h"
 
 namespace ripen::testing {
@@ -25,18 +26,8 @@ using scripts::SettleOutcome;
 using scripts::SettleResult;
 using scripts::StartVerdict;
 
-class Store : public NamespaceTest {
+class Store : public ShardScriptsTest {
  protected:
-  void SetUp() override {
-    NamespaceTest::SetUp();
-    config_.shards = 1;  // every task in shard 0: the scripts can be driven by hand
-    redis_ = connect_redis(config_);
-    keys_ = std::make_unique<Keys>(config_.ns, config_.shards);
-    auto lease = scripts::take_lease(*redis_, keys_->lease(0), keys_->fence(0), "test", 60000);
-    ASSERT_TRUE(lease.ok() && lease->has_value()) << (lease ? "not taken" : lease.error().describe());
-    lease_ = **lease;
-  }
-
   std::string enqueue_due_now(nlohmann::json payload = {{"n", 1}}) {
     Producer producer(config_);
     auto r = producer.enqueue(make_task("send", std::move(payload)));
@@ -44,67 +35,9 @@ class Store : public NamespaceTest {
     return r ? r->id.get() : "";
   }
 
-  // Runs a sectioned call with one section (shard 0); returns the section's reply.
-  template <class Call>
-  RedisReply::View run(Call& call) {
-    call.append_to(*redis_);
-    auto r = redis_->flush();
-    EXPECT_TRUE(r.ok()) << r.error().describe();
-    if (!r) return RedisReply::View(nullptr);
-    EXPECT_TRUE(r->front().ok()) << r->front().error().describe();
-    if (!r->front()) return RedisReply::View(nullptr);
-    replies_.push_back(std::move(*r->front()));
-    EXPECT_EQ(replies_.back().size(), 1u) << "one reply per section";
-    return replies_.back().at(0);
-  }
-
-  // Runs the claim script; returns its reply. The lease deadline of the last
-  // claim is what settle() names by default.
-  scripts::ClaimReply claim() {
-    scripts::ClaimCall call(*keys_, 30000);
-    call.add(0, lease_, 100);
-    const auto c = scripts::ClaimCall::read(run(call));
-    deadline_ = c.lease_deadline;
-    return c;
-  }
-
-  scripts::SettleReply settle(const std::string& id, scripts::SettleOutcome outcome, const std::string& reason = "",
-                              std::optional<int64_t> deadline = std::nullopt) {
-    scripts::SettleCall call(*keys_, 60000);
-    call.add(0, {{id, outcome, deadline.value_or(deadline_), reason}});
-    auto r = scripts::SettleCall::read(run(call));
-    EXPECT_TRUE(r.ok() && r->size() == 1u);
-    return r && r->size() == 1u ? r->front() : scripts::SettleReply{};
-  }
-
-  // `run` is the number the worker makes unique to each delivery it starts.
-  scripts::StartReply start(const std::string& id, const std::string& worker = "w1", int64_t lease_ms = 60'000,
-                            uint64_t delivery = 1) {
-    return start_all({{id, delivery, lease_ms}}, worker).at(0);
-  }
-
-  std::vector<scripts::StartReply> start_all(const std::vector<scripts::StartRequest>& deliveries,
-                                             const std::string& worker = "w1") {
-    scripts::StartCall call(*keys_, worker);
-    call.add(0, deliveries);
-    auto r = scripts::StartCall::read(run(call));
-    EXPECT_TRUE(r.ok()) << (r ? "" : r.error().describe());
-    return r ? *r : std::vector<scripts::StartReply>(deliveries.size());
-  }
-
   scripts::FinishResult finish(const std::string& id, scripts::FinishOutcome outcome, const std::string& error = "",
                                int64_t retry_delay_ms = 5000) {
     return finish_all({{id, 1, outcome, error, retry_delay_ms, ""}}).at(0).result;
-  }
-
-  // One finish call, each ending the run `worker`#`run` of its request.
-  std::vector<scripts::FinishReply> finish_all(const std::vector<scripts::FinishRequest>& runs,
-                                               int64_t retention_ms = 60000, const std::string& worker = "w1") {
-    scripts::FinishCall call(*keys_, worker, retention_ms, 0);
-    call.add(0, runs);
-    auto r = scripts::FinishCall::read(run(call));
-    EXPECT_TRUE(r.ok()) << (r ? "" : r.error().describe());
-    return r ? *r : std::vector<scripts::FinishReply>(runs.size());
   }
 
   TaskRecord record(const std::string& id) {
@@ -112,12 +45,6 @@ class Store : public NamespaceTest {
     EXPECT_TRUE(r.ok()) << r.error().describe();
     return r ? *r : TaskRecord{};
   }
-
-  std::unique_ptr<Redis> redis_;
-  std::unique_ptr<Keys> keys_;
-  std::string lease_;
-  int64_t deadline_ = 0;
-  std::deque<RedisReply> replies_;  // own what run() returned views of
 };
 
 TEST_F(Store, ScheduledTaskIsOneTaskFieldAndOneDueEntryAndNoStatus) {
