@@ -197,6 +197,13 @@ class Worker::Impl {
       if (!amqp_.connected()) {
         if (auto st = connect(); !st) {
           amqp_log_.fail(st.error().message);
+          // The broker is away, Redis need not be: the outcomes of runs that
+          // end meanwhile are recorded now. Waiting for the broker would let
+          // their run leases pass, and their redelivered copies would run
+          // them again. (Their acks are moot: the broker hands the deliveries
+          // on, and their starts find the tasks ended.)
+          collect_ran();
+          (void)record();
           wait(std::chrono::milliseconds(250));
           continue;
         }
