@@ -862,11 +862,12 @@ class Dispatcher::Impl {
                    sc.overlapped, sc.missed);
     }
     std::lock_guard lock(stats_mu_);
-    if (stats_.lateness.count() == 0 && stats_.released == 0) return;
+    if (stats_.lateness.count() == 0 && stats_.released == 0 && stats_.lost == 0) return;
     spdlog::info(
-        "dispatched: claimed={} messages={} confirmed={} returned={} released={} recovered={} shards={} lateness {}",
+        "dispatched: claimed={} messages={} confirmed={} returned={} released={} recovered={} lost={} shards={} "
+        "lateness {}",
         stats_.claimed, stats_.messages, stats_.confirmed, stats_.returned, stats_.released, stats_.recovered,
-        owned_.size(), stats_.lateness.summary());
+        stats_.lost, owned_.size(), stats_.lateness.summary());
   }
 
   Config config_;

@@ -167,7 +167,9 @@ class Ingress::Impl {
             multiple = m->multiple != 0;
           }
           for (auto& [t, outcome] : confirms_) {
-            if (outcome == 0 && (t == tag || (multiple && t < tag))) outcome = acked ? 1 : -1;
+            if (outcome == Confirm::waiting && (t == tag || (multiple && t < tag))) {
+              outcome = acked ? Confirm::acked : Confirm::nacked;
+            }
           }
           break;
         }
@@ -317,12 +319,12 @@ class Ingress::Impl {
         return;
       }
       tag_of[i] = ++next_tag_;
-      confirms_[next_tag_] = 0;
+      confirms_[next_tag_] = Confirm::waiting;
     }
     const auto deadline = clock_.now() + std::chrono::seconds(5);
     auto waiting = [&] {
       for (const auto& [i, tag] : tag_of) {
-        if (confirms_[tag] == 0) return true;
+        if (confirms_[tag] == Confirm::waiting) return true;
       }
       return false;
     };
@@ -330,7 +332,7 @@ class Ingress::Impl {
       pump(std::chrono::milliseconds(50));
     }
     for (const auto& [i, tag] : tag_of) {
-      safe[i] = confirms_[tag] == 1;
+      safe[i] = confirms_[tag] == Confirm::acked;
       confirms_.erase(tag);
       if (safe[i]) {
         std::lock_guard lock(stats_mu_);
@@ -366,9 +368,10 @@ class Ingress::Impl {
   Amqp amqp_;
   std::atomic<bool> stopping_{false};
 
-  std::deque<Delivery> inbox_;        // delivered, not yet handled
-  std::map<uint64_t, int> confirms_;  // publish tag -> 0 waiting, 1 acked, -1 nacked (dead-letter copies)
-  uint64_t next_tag_ = 0;             // of the last publish on this channel
+  std::deque<Delivery> inbox_;  // delivered, not yet handled
+  enum class Confirm { waiting, acked, nacked };
+  std::map<uint64_t, Confirm> confirms_;  // publish tag -> its confirm (dead-letter copies)
+  uint64_t next_tag_ = 0;                 // of the last publish on this channel
 
   mutable std::mutex stats_mu_;
   IngressStats stats_;

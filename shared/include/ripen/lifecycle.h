@@ -1,6 +1,6 @@
 // The life of a task, written down once. Every state a task can be in, every
 // transition between states, the Lua script that performs it and the fencing
-// that script checks are in kTransitions below. The scripts read the same table
+// that script checks are in kTransitionTable below. The scripts read the same table
 // (lua_allowed_table() turns it into Lua and prepends it to every script), so a
 // script refuses, and says so in its reply, any transition from a state this
 // table does not list. A unit test walks the table; lifecycle_itest drives each
