@@ -11,8 +11,9 @@
 --       run holds the task against another delivery: its own time limit and a
 --       grace)
 -- A run's STATUS names its runner as `worker#run` and its lease's end. The same
--- start asked again (its reply was lost when Redis went away) finds its own run
--- and answers the same, rather than mistaking it for another worker's.
+-- start asked again (its reply was lost when Redis went away, or the worker
+-- renews the lease of a run that waited for a thread) finds its own run, renews
+-- its lease and answers the same, rather than mistaking it for another worker's.
 -- Reply: per delivery four values:
 --   {'run', attempt, due_ms, now}     the handler should run (a new run, a
 --                                     takeover, or this run asking again)
@@ -44,6 +45,16 @@ local function run(KEYS, A, o, n)
     -- delivery would take.
     local held_until = st and state == 'running' and (tonumber(lease_until) or (tonumber(started) or 0) + lease)
     if st and state == 'running' and runner == run_token then
+      -- Its own run, asking again: a reply lost on the way, or the worker
+      -- renewing the lease of a run that waited for a handler thread before it
+      -- began. Either way the lease counts from now.
+      local until_s = text(now + lease)
+      st = status('running', attempts, due, dispatched, started, finished, runner, until_s, err)
+      written[id] = st
+      fields[#fields + 1] = id
+      fields[#fields + 1] = st
+      watched[#watched + 1] = until_s
+      watched[#watched + 1] = id
       out[#out + 1] = 'run'
       out[#out + 1] = tonumber(attempts)
       out[#out + 1] = tonumber(due)

@@ -282,8 +282,7 @@ class Chaos : public testing::NamespaceTest {
     row.fault = name;
     row.faults = injected;
     int64_t quiet_at = 0;
-    const auto deadline = long_form() ? 240s : 60s;
-    row.quiescent = wait_quiet(fleet, deadline, quiet_at);
+    row.quiescent = wait_quiet(fleet, long_form() ? 120s : 60s, quiet_at);
     for (const auto& e : fleet.exited()) unexpected_.push_back(e);
     int64_t last_due = 0;
     for (const auto& t : plan_) last_due = std::max(last_due, t.due_ms);
@@ -414,16 +413,23 @@ class Chaos : public testing::NamespaceTest {
 
   // Quiet: every task ended in ripen's records, the wheel and the task queue
   // are empty, no run is open in the ledger (but a killed worker's), and the
-  // ledger has not grown for 3 s.
-  bool wait_quiet(Fleet& fleet, std::chrono::seconds deadline, int64_t& quiet_at) {
+  // ledger has not grown for 3 s. Waited for as long as runs keep coming (a
+  // long fault loop leaves a backlog the fleet works off) up to half an hour;
+  // `stall` without a new run in the ledger is a failure: something is stuck.
+  bool wait_quiet(Fleet& fleet, std::chrono::seconds stall, int64_t& quiet_at) {
     auto redis = testing::connect_redis(config_);
     const Keys keys(config_.ns, config_.shards);
     std::vector<std::string> ids;
     for (const auto& t : plan_) ids.push_back(t.id);
     std::optional<std::chrono::steady_clock::time_point> since;
     int64_t runs_seen = -1;
-    return testing::wait_until(
+    auto progress = std::chrono::steady_clock::now();
+    const auto cap = progress + std::chrono::minutes(30);
+    bool quiet = false;
+    testing::wait_until(
         [&] {
+          if (std::chrono::steady_clock::now() - progress > stall || std::chrono::steady_clock::now() > cap)
+            return true;
           for (const auto& e : fleet.exited()) unexpected_.push_back(e);
           auto still = [&] {
             since.reset();
@@ -433,6 +439,7 @@ class Chaos : public testing::NamespaceTest {
           if (!runs) return still();
           if (runs->integer() != runs_seen) {
             runs_seen = runs->integer();
+            progress = std::chrono::steady_clock::now();
             since.reset();
           }
           for (size_t w = 0; w < fleet.workers(); ++w) {
@@ -450,9 +457,11 @@ class Chaos : public testing::NamespaceTest {
             since = std::chrono::steady_clock::now();
             quiet_at = sink_now();
           }
-          return std::chrono::steady_clock::now() - *since >= 3s;
+          quiet = std::chrono::steady_clock::now() - *since >= 3s;
+          return quiet;
         },
-        deadline, 500ms);
+        std::chrono::minutes(31), 500ms);
+    return quiet;
   }
 
   LedgerInput gather(Fleet& fleet) {

@@ -324,6 +324,26 @@ TEST_F(Lifecycle, EachStartHoldsItsOwnRunLease) {
   EXPECT_GT(held.busy_ms, kHour - 60'000);
 }
 
+// A started task may wait for a handler thread before it runs; its worker then
+// asks its start again under the same run token, which renews its lease, so a
+// handler that keeps to its time limit never outlives the lease (found by the
+// chaos suite's long form: a run taken over while it ran).
+TEST_F(Lifecycle, TheSameRunAskingAgainRenewsItsLease) {
+  const std::string id = enqueue(0);
+  claim();
+  ASSERT_EQ(start(id, "w1", 400, 7).verdict, StartVerdict::run);
+  auto first = redis_->command({"HGET", keys_->status(0), id});
+  const auto before = parse_stored_status(first->str());
+  ASSERT_TRUE(before.has_value());
+  ASSERT_TRUE(wait_until([&] { return *redis_->time_ms() > std::stoll(std::string(before->lease_until)) - 200; }, 5s));
+  const auto renewed = start(id, "w1", 400, 7);
+  EXPECT_EQ(renewed.verdict, StartVerdict::run);
+  EXPECT_EQ(renewed.attempt, 1) << "the same run: no attempt spent";
+  const auto other = start(id, "w2", 400, 8);
+  EXPECT_EQ(other.verdict, StartVerdict::busy) << "the renewed lease holds it";
+  EXPECT_GT(other.busy_ms, 300) << "a whole lease from the renewal, not what was left of the first";
+}
+
 // Break 4: a published task whose message the broker lost (a purged queue)
 // stayed `dispatched` for ever.
 TEST_F(Lifecycle, APublishedTaskNeverHeardOfAgainIsSweptBackToTheWheel) {

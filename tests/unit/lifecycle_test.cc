@@ -4,8 +4,8 @@
 
 #include <gtest/gtest.h>
 
-#include <regex>
 #include <set>
+#include <sstream>
 #include <string>
 
 namespace ripen {
@@ -16,14 +16,18 @@ constexpr TaskState kAll[] = {TaskState::absent,     TaskState::scheduled, TaskS
                               TaskState::discarded,  TaskState::cancelled};
 static_assert(std::size(kAll) == kTaskStates);
 
+// The pairs of lines of the form  ['claim'] = { ['scheduled'] = true, ['failed'] = true, },
 std::set<std::pair<std::string, std::string>> allowed_pairs_in_lua(const std::string& lua) {
-  // Lines of the form  ['claim'] = { ['scheduled'] = true, ['failed'] = true, },
   std::set<std::pair<std::string, std::string>> out;
-  const std::regex line(R"(\['([a-z_]+)'\] = \{([^}]*)\})");
-  const std::regex state(R"(\['([a-z_]+)'\] = true)");
-  for (std::sregex_iterator it(lua.begin(), lua.end(), line), end; it != end; ++it) {
-    const std::string body = (*it)[2];
-    for (std::sregex_iterator s(body.begin(), body.end(), state); s != end; ++s) out.insert({(*it)[1], (*s)[1]});
+  std::istringstream in(lua);
+  for (std::string line; std::getline(in, line);) {
+    const size_t open = line.find("] = {");
+    if (line.rfind("  ['", 0) != 0 || open == std::string::npos) continue;
+    const std::string transition = line.substr(4, open - 5);
+    for (size_t at = line.find("['", open); at != std::string::npos; at = line.find("['", at + 2)) {
+      const size_t end = line.find("']", at);
+      out.insert({transition, line.substr(at + 2, end - at - 2)});
+    }
   }
   return out;
 }

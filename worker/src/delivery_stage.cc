@@ -19,7 +19,7 @@ constexpr std::array<unsigned, kDeliveryStages> kNext = {
     /* starting  */ bit(S::ready) | bit(S::busy) | bit(S::copying) | bit(S::starting) | bit(S::done),
     /* busy      */ bit(S::gating) | bit(S::admitting) | bit(S::done),
     /* ready     */ bit(S::running) | bit(S::finishing),
-    /* running   */ bit(S::finishing) | bit(S::copying),
+    /* running   */ bit(S::finishing) | bit(S::copying) | bit(S::starting),
     /* finishing */ bit(S::finishing) | bit(S::done),
     /* copying   */ bit(S::finishing) | bit(S::copying) | bit(S::done),
     /* done      */ 0u,

@@ -60,10 +60,12 @@ struct Delivery {
   int attempt = 0;
   int max_attempts = 0;
   int64_t due_ms = 0;
-  std::string downstream;  // its breaker's name; empty: none
-  bool permit = false;     // the downstream's breaker let it through: report how it went
-  bool gated = false;      // holds its type's lock (blocking serial / discard_if_busy): give it back when done
-  bool admitted = false;   // counted among the tasks started here (see admit())
+  std::string downstream;          // its breaker's name; empty: none
+  bool permit = false;             // the downstream's breaker let it through: report how it went
+  bool gated = false;              // holds its type's lock (blocking serial / discard_if_busy): give it back when done
+  bool admitted = false;           // counted among the tasks started here (see admit())
+  Clock::time_point started_at{};  // when its start (or its lease's renewal) was recorded, by this worker's clock
+  bool renewing = false;           // its start is asked again to renew its lease: it runs next
 };
 
 // A handler run that ended, on its way back to the I/O thread.
@@ -72,10 +74,11 @@ struct Ran {
   std::string error;  // empty: success
   std::string code;   // the handler's error code (ripen::Failure), if any
   bool permanent = false;
-  bool not_run = false;     // the worker began to stop before it started: give it back
-  Millis took{0};           // how long the handler ran
-  int64_t held_ms = -1;     // >= 0: its downstream's breaker held it back for this long; it did not run
-  bool no_handler = false;  // this worker has no handler for its type; it did not run
+  bool not_run = false;      // the worker began to stop before it started: give it back
+  bool stale_lease = false;  // it waited for a handler thread too long: renew its run lease first
+  Millis took{0};            // how long the handler ran
+  int64_t held_ms = -1;      // >= 0: its downstream's breaker held it back for this long; it did not run
+  bool no_handler = false;   // this worker has no handler for its type; it did not run
 };
 
 // A finish waiting to be recorded in Redis.
@@ -811,6 +814,14 @@ class Worker::Impl {
         finishing_.push_back(unstart(std::move(r.delivery)));
         continue;
       }
+      if (r.stale_lease) {
+        // Its start asked again under the same run token renews the lease
+        // (start.lua); it then goes to the front of the handlers' queue.
+        move(r.delivery, DeliveryStage::starting);
+        r.delivery.renewing = true;
+        starting_.push_back(std::move(r.delivery));
+        continue;
+      }
       if (r.held_ms >= 0) {
         finishing_.push_back(deferral(r));
         continue;
@@ -1038,6 +1049,7 @@ class Worker::Impl {
       std::lock_guard lock(stats_mu_);
       stats_.lateness.record(r.now_ms - d.due_ms);
     }
+    d.started_at = clock_.now();
     move(d, DeliveryStage::ready);
     ready_.push_back(std::move(d));
   }
@@ -1049,7 +1061,14 @@ class Worker::Impl {
     const size_t n = ready_.size();
     {
       std::lock_guard lock(jobs_mu_);
-      for (auto& d : ready_) jobs_.push_back(std::move(d));
+      for (auto& d : ready_) {
+        if (d.renewing) {
+          d.renewing = false;
+          jobs_.push_front(std::move(d));  // it waited its turn once already
+        } else {
+          jobs_.push_back(std::move(d));
+        }
+      }
     }
     ready_.clear();
     if (n >= static_cast<size_t>(config_.worker.concurrency)) {
@@ -1147,6 +1166,16 @@ class Worker::Impl {
       }
       for (auto& d : chunk) {
         move(d, DeliveryStage::running);
+        if (!stopping_.load() && lease_worn(d)) {
+          // Its run lease counts from its start, which was recorded before it
+          // waited here for a thread: run now, and another delivery could take
+          // the task over while it runs. It goes back to renew its lease first.
+          Ran renew;
+          renew.delivery = std::move(d);
+          renew.stale_lease = true;
+          results.push_back(std::move(renew));
+          continue;
+        }
         if (!stopping_.load()) {
           if (!d.downstream.empty()) {
             if (auto wait = hold_back(d.downstream)) {
@@ -1180,6 +1209,13 @@ class Worker::Impl {
       results.clear();
       if (io_waiting_.exchange(false)) wake(done_fd_);
     }
+  }
+
+  // Whether so much of a started task's run lease has passed while it waited
+  // for a handler thread that less than its time limit plus half the grace is
+  // left: then a handler that runs to its time limit could outlive the lease.
+  bool lease_worn(const Delivery& d) const {
+    return clock_.now() - d.started_at > Millis(std::max<int64_t>(config_.worker.lease_grace_ms / 2, 1));
   }
 
   Ran run_handler(Delivery d) {

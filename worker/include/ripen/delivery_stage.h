@@ -22,7 +22,8 @@ enum class DeliveryStage {
   admitting,  // waiting for room to start here (concurrency + local queue)
   starting,   // its start is to be recorded in Redis
   busy,       // another run holds it under a lease: asked again later
-  ready,      // start recorded: waiting for a handler thread
+  ready,      // start recorded: waiting for a handler thread (back to starting, to renew
+              // its run lease, if it waited so long that too little of the lease is left)
   running,    // a handler thread has it
   finishing,  // its outcome is to be recorded in Redis
   copying,    // its dead-letter copy awaits the broker's confirm
