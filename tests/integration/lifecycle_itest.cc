@@ -332,8 +332,8 @@ TEST_F(Lifecycle, TheSameRunAskingAgainRenewsItsLease) {
   const std::string id = enqueue(0);
   claim();
   ASSERT_EQ(start(id, "w1", 400, 7).verdict, StartVerdict::run);
-  auto first = redis_->command({"HGET", keys_->status(0), id});
-  const auto before = parse_stored_status(first->str());
+  const std::string first = redis_->command({"HGET", keys_->status(0), id})->str();
+  const auto before = parse_stored_status(first);  // views into `first`
   ASSERT_TRUE(before.has_value());
   ASSERT_TRUE(wait_until([&] { return *redis_->time_ms() > std::stoll(std::string(before->lease_until)) - 200; }, 5s));
   const auto renewed = start(id, "w1", 400, 7);
@@ -426,7 +426,8 @@ TEST_F(Lifecycle, RecordsOfTheOldFormatAreReadAndUpgradedAsTheyMove) {
   // As a v1 ripen wrote them: no markers, no lease_until.
   auto task = redis_->command({"HGET", keys_->tasks(0), id});
   const std::string v1_task = task->str().substr(3);
-  auto st = parse_stored_status(redis_->command({"HGET", keys_->status(0), id})->str());
+  const std::string status = redis_->command({"HGET", keys_->status(0), id})->str();
+  auto st = parse_stored_status(status);
   ASSERT_TRUE(st.has_value());
   const std::string v1_status = std::string("dispatched") + kSep + "0" + kSep + std::string(st->due) + kSep +
                                 std::string(st->dispatched) + kSep + kSep + kSep + kSep;

@@ -269,7 +269,8 @@ TEST_F(Store, OneBatchNamingTheSameIdTwiceStoresItOnceAndRefusesTheOther) {
   EXPECT_EQ(r[1].error().code, Errc::conflict);
   auto stored = redis_->command({"HGET", keys_->tasks(0), "same-id-twice"});
   ASSERT_TRUE(stored.ok() && stored->is_string());
-  EXPECT_EQ(parse_stored_task(stored->str())->payload, "1") << "the first one written, not overwritten";
+  const std::string packed = stored->str();
+  EXPECT_EQ(parse_stored_task(packed)->payload, "1") << "the first one written, not overwritten";
   EXPECT_EQ(due_count(*redis_, *keys_), 1);
 }
 

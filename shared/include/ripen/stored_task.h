@@ -36,6 +36,7 @@
 // Stamps are epoch ms by Redis TIME; an empty field is "not yet".
 #pragma once
 
+#include <concepts>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -74,6 +75,10 @@ struct StoredTask {
 };
 // A TASK (or a TASK head followed by a separator and an empty payload), v2 or v1.
 std::optional<StoredTask> parse_stored_task(std::string_view packed);
+// The parsers' results view into their argument: a temporary string would leave
+// them dangling, so one does not compile.
+template <std::same_as<std::string> S>
+std::optional<StoredTask> parse_stored_task(S&&) = delete;
 
 // A STATUS as stored, v2 or v1, viewing into the string it was parsed from.
 struct StoredStatus {
@@ -82,6 +87,8 @@ struct StoredStatus {
   std::string_view due, dispatched, started, finished, runner, lease_until, last_error;  // '' = not yet
 };
 std::optional<StoredStatus> parse_stored_status(std::string_view packed);
+template <std::same_as<std::string> S>
+std::optional<StoredStatus> parse_stored_status(S&&) = delete;
 
 // An ENDED record: its STATUS and its TASK head ('' when none was kept).
 struct StoredEnded {
@@ -89,6 +96,8 @@ struct StoredEnded {
   std::string_view head;
 };
 std::optional<StoredEnded> parse_stored_ended(std::string_view packed);
+template <std::same_as<std::string> S>
+std::optional<StoredEnded> parse_stored_ended(S&&) = delete;
 
 // The envelope JSON a worker receives, assembled from a stored task without
 // parsing or re-encoding its payload.
