@@ -126,6 +126,7 @@ struct Options {
   bool keep = false;
   std::string trace;
   int64_t backlog = 0;
+  int64_t handler_ms = 0;
 
   // Resolved.
   int64_t window_ms = 0;
@@ -238,9 +239,10 @@ struct ThreadRecord {
   int64_t last_start_us = 0;
   int64_t last_end_us = 0;
   std::vector<std::string> ids;
-  std::vector<int64_t> starts_us;  // parallel to ids: handler start, Redis clock
-  std::vector<int> threads;        // parallel to ids once merged: which handler thread ran it
-  int index = 0;                   // this handler thread's number
+  std::vector<int64_t> starts_us;          // parallel to ids: handler start, Redis clock
+  std::vector<int> threads;                // parallel to ids once merged: which handler thread ran it
+  int index = 0;                           // this handler thread's number
+  std::map<int, uint64_t> runs_by_worker;  // worker number -> runs
 
   void merge(const ThreadRecord& o) {
     lateness_us.merge(o.lateness_us);
@@ -254,17 +256,19 @@ struct ThreadRecord {
     ids.insert(ids.end(), o.ids.begin(), o.ids.end());
     starts_us.insert(starts_us.end(), o.starts_us.begin(), o.starts_us.end());
     threads.insert(threads.end(), o.ids.size(), o.index);
+    for (const auto& [w, n] : o.runs_by_worker) runs_by_worker[w] += n;
   }
 };
 
 class Recorder {
  public:
-  explicit Recorder(int64_t offset_us, size_t expected) : offset_us_(offset_us), expected_(expected) {}
+  // With `ends`, a run counts as done (runs()) once its handler calls on_end().
+  Recorder(int64_t offset_us, size_t expected, bool ends) : offset_us_(offset_us), expected_(expected), ends_(ends) {}
 
   void set_offset(int64_t offset_us) { offset_us_.store(offset_us, std::memory_order_relaxed); }
 
-  // Called first thing in the handler.
-  void on_task(const ripen::TaskContext& ctx) {
+  // Called first thing in the handler of worker number `worker`.
+  void on_task(const ripen::TaskContext& ctx, int worker) {
     const int64_t offset = offset_us_.load(std::memory_order_relaxed);
     const int64_t start_us = system_us() + offset;
     ThreadRecord& r = local();
@@ -279,6 +283,14 @@ class Recorder {
     r.ids.push_back(ctx.id);
     r.starts_us.push_back(start_us);
     r.last_end_us = std::max(r.last_end_us, system_us() + offset);
+    ++r.runs_by_worker[worker];
+    if (!ends_) runs_.fetch_add(1, std::memory_order_release);
+  }
+
+  // Called last thing in a handler that does more than record its start.
+  void on_end() {
+    ThreadRecord& r = local();
+    r.last_end_us = std::max(r.last_end_us, system_us() + offset_us_.load(std::memory_order_relaxed));
     runs_.fetch_add(1, std::memory_order_release);
   }
 
@@ -310,6 +322,7 @@ class Recorder {
 
   std::atomic<int64_t> offset_us_;
   size_t expected_;
+  bool ends_;
   std::atomic<uint64_t> runs_{0};
   std::mutex mu_;
   std::vector<std::unique_ptr<ThreadRecord>> records_;  // owned here: outlive their threads
@@ -496,6 +509,31 @@ struct Results {
   std::string load_start, load_end;
 };
 
+// Runs per worker, e.g. "50/14/0/0" (workers that ran nothing included).
+std::string runs_per_worker(const Options& o, const Results& r) {
+  std::string s;
+  for (int w = 0; w < o.workers; ++w) {
+    auto it = r.handled.runs_by_worker.find(w);
+    s += fmt::format("{}{}", w == 0 ? "" : "/", it == r.handled.runs_by_worker.end() ? 0 : it->second);
+  }
+  return s;
+}
+
+// With --handler-ms: the last due time -> the last handler's end, against the
+// least it could be (every handler of every worker busy from the due time on).
+struct Makespan {
+  double ms = 0, ideal_ms = 0, ratio = 0;
+};
+std::optional<Makespan> makespan(const Options& o, const Results& r) {
+  if (o.handler_ms <= 0 || r.handled.runs == 0) return std::nullopt;
+  const int64_t handlers = static_cast<int64_t>(o.workers) * o.concurrency;
+  Makespan m;
+  m.ms = static_cast<double>(r.handled.last_end_us - r.last_due_us) / 1000.0;
+  m.ideal_ms = static_cast<double>((o.tasks + handlers - 1) / handlers * o.handler_ms);
+  m.ratio = m.ms / m.ideal_ms;
+  return m;
+}
+
 std::string tasks_per_message(const Results& r) {
   if (r.dispatcher_messages == 0) return "n/a";
   return fmt::format("{:.2f}", static_cast<double>(r.dispatcher_claimed) / static_cast<double>(r.dispatcher_messages));
@@ -536,6 +574,13 @@ void print_report(std::ostream& out, const Options& o, const Machine& m, const s
       r.dispatch_rate, r.dispatcher_claimed, r.dispatcher_messages, tasks_per_message(r));
   out << fmt::format("drain       last handler started {} ms after the last due time\n",
                      ms(static_cast<double>(h.last_start_us - r.last_due_us)));
+  out << fmt::format("per worker  {} runs\n", runs_per_worker(o, r));
+  if (auto span = makespan(o, r)) {
+    out << fmt::format(
+        "makespan    {:.1f} ms from the last due time to the last handler's end; ideal {:.0f} ms "
+        "({} handlers of {} ms): {:.2f}x\n",
+        span->ms, span->ideal_ms, o.workers * o.concurrency, o.handler_ms, span->ratio);
+  }
   if (h.runs > 0) {
     out << fmt::format(
         "lateness    due -> handler start, Redis clock: p50={} p99={} p99.9={} max={} ms (min={} mean={} ms)\n",
@@ -648,18 +693,21 @@ void append_csv(const std::string& path, const Options& o, const Machine& m, con
 void print_result_line(std::ostream& out, const Options& o, const Results& r) {
   const auto& h = r.handled;
   const double per100k = 100'000.0 / static_cast<double>(std::max<int64_t>(o.tasks, 1));
+  const auto span = makespan(o, r);
   auto cpu = [&](const std::optional<double>& v) { return v ? fmt::format("{:.2f}", *v * per100k) : "na"; };
   out << fmt::format(
       "result label={} tasks={} window_s={:.3f} backlog={} enqueue_rate={:.0f} dispatch_rate={:.0f} "
       "completion_rate={:.0f} p50_ms={} p99_ms={} p999_ms={} max_ms={} drain_ms={} early={} duplicates={} "
       "missing={} cpu100k_dispatcher={} cpu100k_workers={} cpu100k_redis={} cpu100k_rabbitmq={} "
-      "cpu100k_producer={} tasks_per_message={}\n",
+      "cpu100k_producer={} tasks_per_message={} per_worker={} makespan_ms={} ideal_ms={} makespan_ratio={}\n",
       o.label.empty() ? "-" : o.label, o.tasks, static_cast<double>(o.window_ms) / 1000.0, o.backlog, r.enqueue_rate,
       r.dispatch_rate, r.completion_rate, ms(static_cast<double>(h.lateness_us.quantile(0.5))),
       ms(static_cast<double>(h.lateness_us.quantile(0.99))), ms(static_cast<double>(h.lateness_us.quantile(0.999))),
       ms(static_cast<double>(h.lateness_us.max())), ms(static_cast<double>(h.last_start_us - r.last_due_us)), h.early,
       r.duplicates, r.missing, cpu(r.dispatcher_cpu_s), cpu(r.bench_cpu_s - r.producer_cpu_s), cpu(r.redis_cpu_s),
-      cpu(r.rabbitmq_cpu_s), cpu(r.producer_cpu_s), tasks_per_message(r));
+      cpu(r.rabbitmq_cpu_s), cpu(r.producer_cpu_s), tasks_per_message(r), runs_per_worker(o, r),
+      span ? fmt::format("{:.1f}", span->ms) : "na", span ? fmt::format("{:.0f}", span->ideal_ms) : "na",
+      span ? fmt::format("{:.3f}", span->ratio) : "na");
 }
 
 // ---- the run --------------------------------------------------------------------------------------
@@ -691,7 +739,8 @@ class Bench {
     start_dispatchers();
     // The recorder needs the clock offset; measure it before the workers exist.
     results_.offset_start = estimate_offset(redis_, 25);
-    recorder_ = std::make_unique<Recorder>(results_.offset_start.offset_us, static_cast<size_t>(o_.tasks));
+    recorder_ =
+        std::make_unique<Recorder>(results_.offset_start.offset_us, static_cast<size_t>(o_.tasks), o_.handler_ms > 0);
     start_workers();
     wait_ready();
     // Measured again now that everything is up: the first estimate came before
@@ -742,7 +791,14 @@ class Bench {
     for (int i = 0; i < o_.workers; ++i) {
       auto w = std::make_unique<ripen::Worker>(config_, fmt::format("bench-w{}", i));
       Recorder* rec = recorder_.get();
-      w->handle(kTaskType, [rec](const ripen::TaskContext& ctx) { rec->on_task(ctx); });
+      const auto work = milliseconds(o_.handler_ms);
+      w->handle(kTaskType, [rec, i, work](const ripen::TaskContext& ctx) {
+        rec->on_task(ctx, i);
+        if (work.count() > 0) {
+          std::this_thread::sleep_for(work);
+          rec->on_end();
+        }
+      });
       auto* wp = w.get();
       workers_.push_back(std::move(w));
       threads_.emplace_back([wp] { wp->run(); });
@@ -1081,6 +1137,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 200'000));
   app.add_option("--batch", o.batch, "tasks per enqueue_batch call (one pipelined round trip)")
       ->check(CLI::Range(1, 100'000));
+  app.add_option("--handler-ms", o.handler_ms, "each run sleeps this long after recording its start (default 0)")
+      ->check(CLI::Range(int64_t{0}, int64_t{600'000}));
   app.add_option("--workers", o.workers, "in-process Worker instances")->check(CLI::Range(1, 64));
   app.add_option("--concurrency", o.concurrency, "handler threads per worker")->check(CLI::Range(1, 1024));
   app.add_option("--prefetch", o.prefetch, "unacked deliveries per worker (default: = concurrency)")

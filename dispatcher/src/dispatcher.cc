@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ripen/amqp.h"
+#include "ripen/bundling.h"
 #include "ripen/envelope.h"
 #include "ripen/failure_log.h"
 #include "ripen/keys.h"
@@ -461,12 +462,16 @@ class Dispatcher::Impl {
   // dispatcher.bundle tasks. Only tasks that ripened together share a message, so
   // no task waits for company; under load, one persisted and confirmed broker
   // message carries many tasks, which is what lets the pipeline outrun the
-  // broker's one-message-per-task rate.
+  // broker's one-message-per-task rate. The messages come in equal parts, as
+  // many as the queue has consumers or a multiple (bundle_sizes), so a burst
+  // spreads over every worker instead of landing whole on one.
   void publish_outbox() {
     const size_t bundle = static_cast<size_t>(std::max(config_.dispatcher.bundle, 1));
     for (auto& [queue, tasks] : outbox_) {
-      for (size_t at = 0; at < tasks.size(); at += bundle) {
-        const size_t end = std::min(tasks.size(), at + bundle);
+      const size_t consumers = tasks.size() > 1 && bundle > 1 ? consumers_of(queue) : 1;
+      size_t at = 0;
+      for (const size_t size : bundle_sizes(tasks.size(), bundle, consumers)) {
+        const size_t end = at + size;
         if (!amqp_.connected() || !publish(queue, tasks, at, end)) {
           // The connection broke: these go back to the wheel.
           std::lock_guard lock(stats_mu_);
@@ -476,9 +481,24 @@ class Dispatcher::Impl {
             ++stats_.released;
           }
         }
+        at = end;
       }
     }
     outbox_.clear();
+  }
+
+  // How many consumers `queue` has, as the broker said at most a second ago
+  // (kConsumersFresh); until it has said, or when it cannot be asked, the last
+  // answer or 1. Asked on the inspector's connection, so a queue that is gone
+  // closes no channel a publish is on.
+  size_t consumers_of(const std::string& queue) {
+    auto& c = consumers_[queue];
+    const auto now = clock_.now();
+    if (now - c.asked >= kConsumersFresh) {
+      c.asked = now;
+      if (auto n = inspector_.queue_counts(keys_.queue(queue))) c.count = std::max<uint32_t>(n->consumers, 1);
+    }
+    return c.count;
   }
 
   // Publishes tasks[at, end) of one queue as one message.
@@ -880,6 +900,12 @@ class Dispatcher::Impl {
   Amqp inspector_;                           // asks queues' backlogs for the sweep (never publishes)
   bool blocked_ = false;                     // the broker blocked this connection's publishes (resource alarm)
   std::map<std::string, Backlog> backlogs_;  // by task queue
+  struct Consumers {
+    uint32_t count = 1;
+    Clock::time_point asked{};
+  };
+  static constexpr auto kConsumersFresh = std::chrono::seconds(1);
+  std::map<std::string, Consumers> consumers_;  // by task queue: how many to spread a burst over
   int stop_fd_;
   std::atomic<bool> stopping_{false};
 

@@ -233,11 +233,17 @@ Status Amqp::delete_queue(const std::string& name) {
   return check(amqp_get_rpc_reply(conn_), "deleting queue '" + name + "'");
 }
 
-Result<uint32_t> Amqp::queue_message_count(const std::string& name) {
+Result<AmqpQueueCounts> Amqp::queue_counts(const std::string& name) {
   if (auto st = ensure_connected(); !st) return st.error();
   auto* ok = amqp_queue_declare(conn_, kChannel, bytes_of(name), /*passive=*/1, 0, 0, 0, amqp_empty_table);
   if (auto st = check(amqp_get_rpc_reply(conn_), "inspecting queue '" + name + "'"); !st) return st.error();
-  return ok->message_count;
+  return AmqpQueueCounts{ok->message_count, ok->consumer_count};
+}
+
+Result<uint32_t> Amqp::queue_message_count(const std::string& name) {
+  auto counts = queue_counts(name);
+  if (!counts) return counts.error();
+  return counts->messages;
 }
 
 Result<uint32_t> Amqp::purge_queue(const std::string& name) {

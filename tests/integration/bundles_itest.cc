@@ -73,7 +73,7 @@ TEST_F(Bundles, TasksThatRipenTogetherShareMessagesOfAtMostBundleTasks) {
       EXPECT_EQ(e.type, "send");
     }
   }
-  EXPECT_EQ(sizes, (std::multiset<size_t>{20, 50, 50}));
+  EXPECT_EQ(sizes, (std::multiset<size_t>{40, 40, 40})) << "equal parts of at most 50";
   EXPECT_EQ(seen, std::set<std::string>(ids.begin(), ids.end()));
   for (const auto& id : {ids.front(), ids.back()}) {
     auto rec = read_task_record(producer().redis(), producer().keys(), id);

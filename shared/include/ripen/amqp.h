@@ -59,6 +59,12 @@ struct AmqpGot {
   std::map<std::string, std::string> headers;  // values rendered as strings
 };
 
+// What a passive queue.declare reports of a queue.
+struct AmqpQueueCounts {
+  uint32_t messages = 0;   // ready for delivery (not those delivered and unacked)
+  uint32_t consumers = 0;  // consuming it now
+};
+
 // connection.blocked / unblocked from the broker: a resource alarm (memory,
 // disk) stops it reading from connections that publish, until it clears.
 struct AmqpBlocked {
@@ -87,7 +93,8 @@ class Amqp {
   Status declare_queue(const std::string& name, const AmqpTable& args = {});
   Status bind_queue(const std::string& queue, const std::string& exchange, const std::string& routing_key);
   Status delete_queue(const std::string& name);
-  Result<uint32_t> queue_message_count(const std::string& name);  // passive declare
+  Result<AmqpQueueCounts> queue_counts(const std::string& name);  // passive declare
+  Result<uint32_t> queue_message_count(const std::string& name);  // its messages
   Result<uint32_t> purge_queue(const std::string& name);          // how many messages it removed
   // Takes the next message of `queue` (nullopt when it is empty). Without
   // no_ack it stays unacked on this connection until ack()/nack(), or until the
