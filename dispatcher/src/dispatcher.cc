@@ -78,7 +78,21 @@ struct Claimed {
 struct Outgoing {
   Claimed claimed;
   std::string envelope;  // its JSON
+  int priority = 0;      // the task's, 0..kMaxPriority
 };
+
+// A stored task's priority: a member of its optional extras, looked for only
+// when they name it (most tasks have none, and then no JSON is parsed).
+int priority_of(const StoredTask& task) {
+  if (task.extra.find("\"priority\"") == std::string_view::npos) return 0;
+  std::string doc;
+  doc.reserve(task.extra.size() + 2);
+  doc.append("{").append(task.extra).append("}");
+  const auto extra = nlohmann::json::parse(doc, nullptr, /*allow_exceptions=*/false);
+  const auto it = extra.is_object() ? extra.find("priority") : extra.end();
+  if (it == extra.end() || !it->is_number_integer()) return 0;
+  return std::clamp(it->get<int>(), 0, kMaxPriority);
+}
 
 // One outstanding publish (one task, or a bundle of them), waiting for the
 // broker's confirm.
@@ -442,7 +456,8 @@ class Dispatcher::Impl {
         ++stats_.held;
         continue;
       }
-      outbox_[std::string(task->queue)].push_back({Claimed{shard, id, deadline}, envelope_json(id, *task)});
+      outbox_[std::string(task->queue)].push_back(
+          {Claimed{shard, id, deadline}, envelope_json(id, *task), priority_of(*task)});
     }
     return items > 0;
   }
@@ -469,8 +484,19 @@ class Dispatcher::Impl {
     const size_t bundle = static_cast<size_t>(std::max(config_.dispatcher.bundle, 1));
     for (auto& [queue, tasks] : outbox_) {
       const size_t consumers = tasks.size() > 1 && bundle > 1 ? consumers_of(queue) : 1;
+      // Higher priorities first, each in messages of its own (a message has one
+      // priority); due order within one.
+      std::stable_sort(tasks.begin(), tasks.end(),
+                       [](const Outgoing& a, const Outgoing& b) { return a.priority > b.priority; });
+      std::vector<size_t> sizes;
+      for (size_t from = 0; from < tasks.size();) {
+        size_t to = from + 1;
+        while (to < tasks.size() && tasks[to].priority == tasks[from].priority) ++to;
+        for (const size_t size : bundle_sizes(to - from, bundle, consumers)) sizes.push_back(size);
+        from = to;
+      }
       size_t at = 0;
-      for (const size_t size : bundle_sizes(tasks.size(), bundle, consumers)) {
+      for (const size_t size : sizes) {
         const size_t end = at + size;
         if (!amqp_.connected() || !publish(queue, tasks, at, end)) {
           // The connection broke: these go back to the wheel.
@@ -515,6 +541,7 @@ class Dispatcher::Impl {
     }
     AmqpMessageProps props;
     props.message_id = tasks[at].claimed.id;
+    if (tasks[at].priority > 0) props.priority = static_cast<uint8_t>(tasks[at].priority);
     if (auto st = amqp_.publish(keys_.task_exchange(), queue, body, props, /*mandatory=*/true); !st) {
       amqp_log_.fail(st.error().message);
       release_pending();

@@ -38,19 +38,6 @@ class Bundles : public FleetTest {
         },
         20s);
   }
-
-  // The envelopes of a message body: a bundle's elements, or the body itself.
-  static std::vector<Envelope> envelopes_of(const std::string& body) {
-    auto tasks = decode_message(body, kDefaultMaxEnvelopeBytes);
-    EXPECT_TRUE(tasks.ok()) << body;
-    std::vector<Envelope> out;
-    if (!tasks) return out;
-    for (auto& t : *tasks) {
-      EXPECT_TRUE(t.envelope.ok()) << t.text;
-      if (t.envelope) out.push_back(*t.envelope);
-    }
-    return out;
-  }
 };
 
 TEST_F(Bundles, TasksThatRipenTogetherShareMessagesOfAtMostBundleTasks) {

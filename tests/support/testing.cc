@@ -348,6 +348,18 @@ std::optional<TaskRecord> wait_for_state(Redis& redis, const Keys& keys, const s
                                        << (record->last_error.empty() ? "" : ": " + record->last_error);
 }
 
+std::vector<Envelope> envelopes_of(const std::string& body) {
+  auto tasks = decode_message(body, kDefaultMaxEnvelopeBytes);
+  EXPECT_TRUE(tasks.ok()) << body;
+  std::vector<Envelope> out;
+  if (!tasks) return out;
+  for (auto& t : *tasks) {
+    EXPECT_TRUE(t.envelope.ok()) << t.text;
+    if (t.envelope) out.push_back(*t.envelope);
+  }
+  return out;
+}
+
 std::optional<AmqpMessage> get_message(Amqp& amqp, const std::string& amqp_queue) {
   auto got = amqp.get(amqp_queue, /*no_ack=*/true);
   if (!got || !got->has_value()) return std::nullopt;

@@ -129,6 +129,9 @@ struct AmqpMessage {
   std::map<std::string, std::string> headers;  // values rendered as strings
 };
 std::optional<AmqpMessage> get_message(Amqp& amqp, const std::string& amqp_queue);
+// The envelopes of a message body: a bundle's elements, or the body itself
+// (each must decode: a test failure says which did not).
+std::vector<Envelope> envelopes_of(const std::string& body);
 // Messages ready in the queue; -1 when it cannot be read (e.g. it does not exist).
 int64_t message_count(Amqp& amqp, const std::string& amqp_queue);
 
