@@ -115,5 +115,44 @@ TEST_F(Fairness, ABiggerBurstIsSharedEquallyByTheWorkers) {
   for (int w = 0; w < kWorkers; ++w) EXPECT_EQ(seen.runs_by_worker["w" + std::to_string(w)], 4) << "w" << w;
 }
 
+// A worker that holds more than it can start soon hands the rest back to the
+// queue, where a worker with free handlers takes them: here w0 alone gets one
+// bundle of 10 it has room to start 4 of (2 handlers + a local queue of 2),
+// and w1, started after, runs the others while w0's handlers are still held.
+TEST_F(Fairness, AWorkerHandsBackWhatItCannotStartSoon) {
+  config_.worker.local_queue = 2;
+  auto& held = keep<Overlap>();
+  auto& late = keep<Overlap>();
+  auto hold = [&](Overlap& inside) {
+    return [this, &inside](const TaskContext& ctx) {
+      inside.enter();
+      gate_.wait(ctx);
+      record(ctx);
+      inside.leave();
+    };
+  };
+  Worker& first = start_worker({{"job", hold(held)}}, "w0");
+  start_dispatcher();
+  auto amqp = connect_amqp(config_);
+  const std::string queue = producer().keys().queue("default");
+  const auto ids = enqueue(tasks(10, "job"));
+  ASSERT_EQ(ids.size(), 10u);
+  ASSERT_TRUE(wait_until([&] { return held.most.load() == kHandlers; }, 20s)) << "w0's handlers busy";
+  EXPECT_EQ(first.stats().handed_back, 0u) << "nobody to hand them to";
+
+  Worker& second = start_worker({{"job", hold(late)}}, "w1");
+  ASSERT_TRUE(wait_until([&] { return late.most.load() == kHandlers; }, 20s))
+      << "w1's handlers busy with what w0 could not start; most " << late.most.load();
+  EXPECT_EQ(held.inside.load(), kHandlers) << "while w0's runs were still held";
+  EXPECT_EQ(first.stats().handed_back, 6u) << "all but the 4 it had started";
+
+  gate_.open();
+  ASSERT_TRUE(wait_for_calls(ids.size(), 30s)) << calls_.size() << " ran";
+  for (const auto& id : ids) EXPECT_TRUE(reaches(id, "succeeded", 10s)) << id;
+  EXPECT_EQ(calls_.per_id().size(), ids.size());
+  for (const auto& [id, n] : calls_.per_id()) EXPECT_EQ(n, 1) << id << " ran once";
+  EXPECT_EQ(second.stats().handed_back, 0u) << "a handed-back task is kept by whoever gets it";
+}
+
 }  // namespace
 }  // namespace ripen::testing

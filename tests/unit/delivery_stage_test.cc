@@ -46,6 +46,16 @@ TEST(DeliveryStage, ARunNeverEndsWithoutItsOutcomeOrItsDeadLetterCopy) {
   EXPECT_TRUE(delivery_may_move(S::copying, S::finishing)) << "dead: recorded once its copy is confirmed";
 }
 
+TEST(DeliveryStage, OnlyAnUnstartedTaskIsHandedBack) {
+  for (size_t i = 0; i < kDeliveryStages; ++i) {
+    const auto s = static_cast<S>(i);
+    EXPECT_EQ(delivery_may_move(s, S::handing_back), s == S::admitting) << to_string(s);
+  }
+  EXPECT_TRUE(delivery_may_move(S::handing_back, S::done)) << "its copy confirmed";
+  EXPECT_TRUE(delivery_may_move(S::handing_back, S::admitting)) << "not confirmed: kept here";
+  EXPECT_FALSE(delivery_may_move(S::handing_back, S::starting)) << "never started while a copy may be in the queue";
+}
+
 TEST(DeliveryStage, NothingRunsWithoutItsStartRecorded) {
   for (S s : {S::received, S::gating, S::waiting, S::admitting, S::starting, S::busy}) {
     EXPECT_FALSE(delivery_may_move(s, S::running)) << to_string(s);

@@ -15,7 +15,7 @@ constexpr std::array<unsigned, kDeliveryStages> kNext = {
     /* received  */ bit(S::gating) | bit(S::admitting) | bit(S::copying) | bit(S::done),
     /* gating    */ bit(S::admitting) | bit(S::waiting) | bit(S::finishing) | bit(S::gating) | bit(S::done),
     /* waiting   */ bit(S::gating) | bit(S::done),
-    /* admitting */ bit(S::starting) | bit(S::done),
+    /* admitting */ bit(S::starting) | bit(S::handing_back) | bit(S::done),
     /* starting  */ bit(S::ready) | bit(S::busy) | bit(S::copying) | bit(S::starting) | bit(S::done),
     /* busy      */ bit(S::gating) | bit(S::admitting) | bit(S::done),
     /* ready     */ bit(S::running) | bit(S::finishing),
@@ -23,11 +23,12 @@ constexpr std::array<unsigned, kDeliveryStages> kNext = {
     /* finishing */ bit(S::finishing) | bit(S::done),
     /* copying   */ bit(S::finishing) | bit(S::copying) | bit(S::done),
     /* done      */ 0u,
+    /* handing_back */ bit(S::admitting) | bit(S::done),
 };
 
 constexpr std::array<const char*, kDeliveryStages> kNames = {"received",  "gating",  "waiting", "admitting",
                                                              "starting",  "busy",    "ready",   "running",
-                                                             "finishing", "copying", "done"};
+                                                             "finishing", "copying", "done",    "handing_back"};
 
 }  // namespace
 

@@ -66,6 +66,9 @@ struct Delivery {
   bool admitted = false;           // counted among the tasks started here (see admit())
   Clock::time_point started_at{};  // when its start (or its lease's renewal) was recorded, by this worker's clock
   bool renewing = false;           // its start is asked again to renew its lease: it runs next
+  Clock::time_point arrived{};     // when it was read off the channel
+  bool handed_back = false;        // a copy another worker handed back (or ours was refused): kept here
+  int priority = 0;                // its message's priority
 };
 
 // A handler run that ended, on its way back to the I/O thread.
@@ -107,6 +110,14 @@ struct DeadCopy {
   AfterCopy then = AfterCopy::ack;
   Finish finish;  // then == finish
 };
+
+// A task that found no room to start here for this long is handed back to its
+// queue, for a worker with a free handler (see hand_back()); at most this many
+// go in one message.
+constexpr auto kHandBackAfter = std::chrono::milliseconds(200);
+constexpr size_t kHandBackBundle = 50;
+// The message header that marks a handed-back copy: whoever gets it keeps it.
+constexpr std::string_view kHandedBackHeader = "x-ripen-handed-back";
 
 // How long an outcome may wait to be recorded with others, and how many make
 // a round trip worth it at once (see run()).
@@ -222,6 +233,8 @@ class Worker::Impl {
         continue;
       }
       admit();
+      hand_back();
+      resume_consumers();
       // A start is recorded at once (the handler waits for it). Outcomes wait
       // up to kFinishDelay for company, unless a start goes anyway: nothing is
       // late for it, and under moderate load it makes one round trip and one
@@ -244,6 +257,7 @@ class Worker::Impl {
       }
       admit();  // outcomes just recorded made room
       if (!starting_.empty() || !gating_.empty() || !ungating_.empty()) sleep = Millis(0);
+      if (!admitting_.empty()) sleep = std::min<Millis>(sleep, kHandBackAfter);
       // Copies the broker has not taken yet are tried again soon.
       if (!copy_again_.empty()) sleep = std::min(sleep, Millis(200));
       wait(std::max(sleep, Millis(0)));
@@ -287,15 +301,46 @@ class Worker::Impl {
     // they are shared out by weight. Not a channel-wide limit: quorum queues
     // refuse consumers on a channel with one.
     consumer_tags_.clear();
+    consuming_.clear();
     for (const auto& q : config_.worker.queues) {
       if (auto st = declare_queue(amqp_, keys_, q); !st) return st;
-      if (auto st = amqp_.qos(static_cast<uint16_t>(prefetch_share(q))); !st) return st;
-      auto tag = amqp_.consume(keys_.queue(q));
-      if (!tag) return tag.error();
-      consumer_tags_[*tag] = q;
+      if (auto st = consume(q); !st) return st;
     }
     spdlog::info("worker {}: consuming [{}]", name_, fmt::join(config_.worker.queues, ", "));
     return {};
+  }
+
+  Status consume(const std::string& queue) {
+    if (auto st = amqp_.qos(static_cast<uint16_t>(prefetch_share(queue))); !st) return st;
+    auto tag = amqp_.consume(keys_.queue(queue));
+    if (!tag) return tag.error();
+    consumer_tags_[*tag] = queue;
+    consuming_[queue] = *tag;
+    return {};
+  }
+
+  // A queue whose tasks found no room here stops sending this worker more
+  // (its consumer is cancelled; what it holds unacked stays) until they have
+  // all found room: the broker counts messages, not tasks, so a worker with
+  // prefetch to spare but no free handler would otherwise go on taking
+  // messages another worker could start at once.
+  void pause_consumer(const std::string& queue) {
+    auto it = consuming_.find(queue);
+    if (it == consuming_.end()) return;
+    if (auto st = amqp_.cancel(it->second); !st) return;  // the connection broke: connect() consumes again
+    consuming_.erase(it);
+    spdlog::debug("worker {}: no room for more of queue '{}'; not consuming it for now", name_, queue);
+  }
+
+  void resume_consumers() {
+    if (stopping_.load() || !amqp_.connected() || consuming_.size() == config_.worker.queues.size()) return;
+    for (const auto& q : config_.worker.queues) {
+      if (consuming_.count(q) != 0 || admitting_.count(q) != 0) continue;
+      if (auto st = consume(q); !st) {
+        amqp_log_.fail(st.error().message);
+        return;
+      }
+    }
   }
 
   // Reads every delivery the broker has sent, without waiting.
@@ -316,6 +361,10 @@ class Worker::Impl {
         if (env.message.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
           d.message_id = to_string(env.message.properties.message_id);
         }
+        if (env.message.properties._flags & AMQP_BASIC_HEADERS_FLAG) {
+          d.handed_back = !amqp_header_string(env.message.properties.headers, kHandedBackHeader).empty();
+        }
+        if (env.message.properties._flags & AMQP_BASIC_PRIORITY_FLAG) d.priority = env.message.properties.priority;
         amqp_destroy_envelope(&env);
         accept(std::move(d));
         continue;
@@ -360,6 +409,9 @@ class Worker::Impl {
       one.run = ++runs_;
       one.queue = d.queue;
       one.message_id = d.message_id;
+      one.arrived = clock_.now();
+      one.handed_back = d.handed_back;
+      one.priority = d.priority;
       if (!bundle) one.body = std::move(d.body);
       if (!t.envelope || t.envelope->id.empty()) {
         if (bundle) one.body = std::move(t.text);
@@ -478,6 +530,93 @@ class Worker::Impl {
       starting_.push_back(std::move(d));
     }
     std::erase_if(admitting_, [](const auto& e) { return e.second.empty(); });
+  }
+
+  // Hands back to its queue each task that has found no room to start here
+  // for kHandBackAfter, while another worker consumes that queue. The broker
+  // hands out whole messages, so a bundle (or a prefetch's worth of messages)
+  // can land on a worker whose handlers are all busy while another's are free.
+  // The copy goes with confirms and a header that makes whoever gets it keep
+  // it, so a task travels back at most once; once the broker has it, this
+  // delivery's task is done with here (collect_copies()). The task is
+  // `dispatched` throughout: whichever delivery of it starts first runs it,
+  // and any other finds it started or ended.
+  void hand_back() {
+    if (admitting_.empty() || stopping_.load() || !amqp_.connected() || publisher_.blocked()) return;
+    const auto now = clock_.now();
+    for (auto& [queue, waiting] : admitting_) {
+      const bool ripe = std::any_of(waiting.begin(), waiting.end(), [&](const Delivery& d) {
+        return !d.handed_back && now - d.arrived >= kHandBackAfter && d.generation == generation_;
+      });
+      if (!ripe) continue;
+      pause_consumer(queue);
+      if (!others_consume(queue)) continue;
+      std::map<int, std::vector<Delivery>, std::greater<>> going;  // by priority: a message has one
+      for (auto it = waiting.begin(); it != waiting.end();) {
+        if (it->handed_back || now - it->arrived < kHandBackAfter || it->generation != generation_) {
+          ++it;
+          continue;
+        }
+        move(*it, DeliveryStage::handing_back);
+        going[it->priority].push_back(std::move(*it));
+        it = waiting.erase(it);
+      }
+      for (auto& [priority, tasks] : going) {
+        for (size_t at = 0; at < tasks.size(); at += kHandBackBundle) {
+          const size_t end = std::min(tasks.size(), at + kHandBackBundle);
+          std::vector<Delivery> batch(std::make_move_iterator(tasks.begin() + static_cast<std::ptrdiff_t>(at)),
+                                      std::make_move_iterator(tasks.begin() + static_cast<std::ptrdiff_t>(end)));
+          send_back(queue, priority, std::move(batch));
+        }
+      }
+    }
+    std::erase_if(admitting_, [](const auto& e) { return e.second.empty(); });
+  }
+
+  void send_back(const std::string& queue, int priority, std::vector<Delivery> batch) {
+    std::vector<std::string> bodies;
+    bodies.reserve(batch.size());
+    for (const auto& d : batch) bodies.push_back(d.body.empty() ? encode_envelope(d.task) : d.body);
+    std::string body;
+    if (bodies.size() == 1) {
+      body = std::move(bodies.front());
+    } else {
+      body = encode_bundle(std::vector<std::string_view>(bodies.begin(), bodies.end()));
+    }
+    AmqpMessageProps props;
+    props.message_id = batch.front().task.id;
+    if (priority > 0) props.priority = static_cast<uint8_t>(priority);
+    props.headers = {{std::string(kHandedBackHeader), name_}};
+    auto ticket = publisher_.publish(keys_.task_exchange(), queue, body, props);
+    if (!ticket) {
+      kept(std::move(batch));
+      return;
+    }
+    returning_.emplace(*ticket, std::move(batch));
+  }
+
+  // Tasks whose hand-back the broker did not take: they stay, and start here
+  // as room comes (a copy the broker may have taken after all finds them
+  // started or ended).
+  void kept(std::vector<Delivery> batch) {
+    for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+      it->handed_back = true;
+      move(*it, DeliveryStage::admitting);
+      admitting_[it->queue].push_front(std::move(*it));
+    }
+  }
+
+  // Whether a worker other than this one consumes `queue` (this one does not
+  // while it hands tasks back), as the broker said at most a second ago.
+  bool others_consume(const std::string& queue) {
+    auto& c = consumers_[queue];
+    const auto now = clock_.now();
+    if (now - c.asked >= std::chrono::seconds(1)) {
+      c.asked = now;
+      auto counts = amqp_.queue_counts(keys_.queue(queue));
+      c.count = counts ? counts->consumers : 0;
+    }
+    return c.count > (consuming_.count(queue) != 0 ? 1u : 0u);
   }
 
   // This worker is done with a delivery's task, or sets it aside: its type's
@@ -716,6 +855,20 @@ class Worker::Impl {
   void collect_copies() {
     publisher_.poll();
     for (const auto& settled : publisher_.take_settled()) {
+      if (auto back = returning_.find(settled.ticket); back != returning_.end()) {
+        std::vector<Delivery> batch = std::move(back->second);
+        returning_.erase(back);
+        if (!settled.confirmed) {
+          kept(std::move(batch));
+          continue;
+        }
+        {
+          std::lock_guard lock(stats_mu_);
+          stats_.handed_back += batch.size();
+        }
+        for (auto& d : batch) ack(d);
+        continue;
+      }
       auto it = copies_.find(settled.ticket);
       if (it == copies_.end()) continue;
       DeadCopy c = std::move(it->second);
@@ -1264,7 +1417,7 @@ class Worker::Impl {
 
   void shutdown(std::vector<std::thread>& pool) {
     spdlog::info("worker {}: stopping; cancelling consumers", name_);
-    for (const auto& [tag, q] : consumer_tags_) (void)amqp_.cancel(tag);
+    for (const auto& [q, tag] : consuming_) (void)amqp_.cancel(tag);
     // Deliveries not yet running go back to the queue.
     std::deque<Delivery> unstarted;
     {
@@ -1298,7 +1451,7 @@ class Worker::Impl {
       record();
       flush_acks();
       record_gates();
-      if (running() == 0 && finishing_.empty() && copies_.empty() && copy_again_.empty()) break;
+      if (running() == 0 && finishing_.empty() && copies_.empty() && copy_again_.empty() && returning_.empty()) break;
       wait(std::chrono::milliseconds(50));
     }
     if (running() > 0) {
@@ -1321,9 +1474,9 @@ class Worker::Impl {
     std::lock_guard lock(stats_mu_);
     spdlog::info(
         "worker {} stopped: received={} succeeded={} retried={} dead={} duplicates={} deferred={} discarded={} "
-        "lateness {}",
+        "handed_back={} lateness {}",
         name_, stats_.received, stats_.succeeded, stats_.retried, stats_.dead, stats_.duplicates, stats_.deferred,
-        stats_.discarded, stats_.lateness.summary());
+        stats_.discarded, stats_.handed_back, stats_.lateness.summary());
   }
 
   Config config_;
@@ -1334,7 +1487,13 @@ class Worker::Impl {
   Amqp amqp_;                            // the I/O thread's
   ConfirmedPublisher publisher_;         // the I/O thread's: dead-letter copies, on a connection of their own
   std::map<uint64_t, DeadCopy> copies_;  // by publisher ticket: sent, awaiting the broker's confirm
-  std::deque<DeadCopy> copy_again_;      // not taken by the broker (yet): sent again soon
+  std::map<uint64_t, std::vector<Delivery>> returning_;  // by publisher ticket: handed back, awaiting the confirm
+  struct Consumers {
+    uint32_t count = 0;
+    Clock::time_point asked{};
+  };
+  std::map<std::string, Consumers> consumers_;  // by queue: how many consume it, for hand_back()
+  std::deque<DeadCopy> copy_again_;             // not taken by the broker (yet): sent again soon
   int stop_fd_;
   int done_fd_;
   std::atomic<bool> stopping_{false};
@@ -1342,6 +1501,7 @@ class Worker::Impl {
   std::atomic<bool> io_waiting_{false};  // the I/O thread sleeps in poll() (see wait())
   std::unordered_map<std::string, Handler> handlers_;
   std::map<std::string, std::string, std::less<>> consumer_tags_;  // tag -> task queue
+  std::map<std::string, std::string> consuming_;                   // task queue -> its consumer's tag, while consuming
   uint64_t generation_ = 0;
   std::mt19937_64 rng_;       // jitter for retry backoff and deferrals
   BreakerRegistry breakers_;  // by downstream; handler threads ask it, the I/O thread reports to it

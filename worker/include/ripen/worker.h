@@ -101,10 +101,11 @@ struct WorkerStats {
   uint64_t succeeded = 0;
   uint64_t retried = 0;
   uint64_t dead = 0;
-  uint64_t duplicates = 0;  // deliveries of tasks that had already ended
-  uint64_t deferred = 0;    // tasks sent back to the wheel unrun: breaker open, or no handler here
-  uint64_t discarded = 0;   // tasks not run because their type was busy (blocking discard_if_busy)
-  Histogram lateness;       // handler start - due time, ms, by Redis TIME
+  uint64_t duplicates = 0;   // deliveries of tasks that had already ended
+  uint64_t deferred = 0;     // tasks sent back to the wheel unrun: breaker open, or no handler here
+  uint64_t discarded = 0;    // tasks not run because their type was busy (blocking discard_if_busy)
+  uint64_t handed_back = 0;  // tasks given back to their queue unstarted, for a worker with room (confirmed)
+  Histogram lateness;        // handler start - due time, ms, by Redis TIME
 };
 
 class Worker {
