@@ -276,6 +276,7 @@ void apply_toml(Config& c, const std::string& text, const std::string& source) {
     r.read("concurrency", w.concurrency, 1, 1024);
     r.read("prefetch", w.prefetch, 0, 65535);
     r.read("local_queue", w.local_queue, 0, 1'000'000);
+    r.read("hand_back", w.hand_back);
     if (const auto* q = r.sub("queue")) {
       TableReader all(*q, "worker.queue", source);
       for (const auto& [name, node] : *q) {

@@ -118,9 +118,11 @@ TEST_F(Fairness, ABiggerBurstIsSharedEquallyByTheWorkers) {
 // A worker that holds more than it can start soon hands the rest back to the
 // queue, where a worker with free handlers takes them: here w0 alone gets one
 // bundle of 10 it has room to start 4 of (2 handlers + a local queue of 2),
-// and w1, started after, runs the others while w0's handlers are still held.
+// and w1, started after, runs some of the other 6 while w0's handlers are
+// still held (a share of its handlers' size each time w0 finds it consuming).
 TEST_F(Fairness, AWorkerHandsBackWhatItCannotStartSoon) {
   config_.worker.local_queue = 2;
+  config_.worker.hand_back = true;
   auto& held = keep<Overlap>();
   auto& late = keep<Overlap>();
   auto hold = [&](Overlap& inside) {
@@ -144,7 +146,9 @@ TEST_F(Fairness, AWorkerHandsBackWhatItCannotStartSoon) {
   ASSERT_TRUE(wait_until([&] { return late.most.load() == kHandlers; }, 20s))
       << "w1's handlers busy with what w0 could not start; most " << late.most.load();
   EXPECT_EQ(held.inside.load(), kHandlers) << "while w0's runs were still held";
-  EXPECT_EQ(first.stats().handed_back, 6u) << "all but the 4 it had started";
+  const uint64_t handed = first.stats().handed_back;
+  EXPECT_GE(handed, static_cast<uint64_t>(kHandlers)) << "a share for w1's handlers at least";
+  EXPECT_LE(handed, 6u) << "never one it had started";
 
   gate_.open();
   ASSERT_TRUE(wait_for_calls(ids.size(), 30s)) << calls_.size() << " ran";

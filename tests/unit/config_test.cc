@@ -239,6 +239,12 @@ TEST(ApplyToml, QueueWeightsAndConcurrencyAndTheLocalQueue) {
   EXPECT_THAT(toml_error("[worker]\nlocal_queue = -1\n"), HasSubstr("'worker.local_queue'"));
 }
 
+TEST(ApplyToml, HandingBackIsOffUnlessAsked) {
+  EXPECT_FALSE(Config{}.worker.hand_back);
+  EXPECT_TRUE(from_toml("[worker]\nhand_back = true\n").worker.hand_back);
+  EXPECT_THAT(toml_error("[worker]\nhand_back = 1\n"), HasSubstr("'worker.hand_back'"));
+}
+
 TEST(ApplyToml, BadBreakerSettingsNameTheKey) {
   EXPECT_THAT(toml_error("[breakers.api]\nfailure_rate = 1.5\n"),
               HasSubstr("ripen.toml:2: key 'breakers.api.failure_rate': must be between"));

@@ -111,11 +111,10 @@ struct DeadCopy {
   Finish finish;  // then == finish
 };
 
-// A task that found no room to start here for this long is handed back to its
-// queue, for a worker with a free handler (see hand_back()); at most this many
-// go in one message.
+// A task that found no room to start here for this long stops its queue's
+// consumer here, and is handed back to its queue for a worker with a free
+// handler (see hand_back()).
 constexpr auto kHandBackAfter = std::chrono::milliseconds(200);
-constexpr size_t kHandBackBundle = 50;
 // The message header that marks a handed-back copy: whoever gets it keeps it.
 constexpr std::string_view kHandedBackHeader = "x-ripen-handed-back";
 
@@ -332,8 +331,12 @@ class Worker::Impl {
     spdlog::debug("worker {}: no room for more of queue '{}'; not consuming it for now", name_, queue);
   }
 
+  // Consumes again, once a handler is free, each queue none of whose tasks waits
+  // here for room: so a worker that consumes a queue is one that can start
+  // more of it (what hand_back() counts on).
   void resume_consumers() {
     if (stopping_.load() || !amqp_.connected() || consuming_.size() == config_.worker.queues.size()) return;
+    if (admitted_ >= config_.worker.concurrency) return;
     for (const auto& q : config_.worker.queues) {
       if (consuming_.count(q) != 0 || admitting_.count(q) != 0) continue;
       if (auto st = consume(q); !st) {
@@ -545,25 +548,31 @@ class Worker::Impl {
     if (admitting_.empty() || stopping_.load() || !amqp_.connected() || publisher_.blocked()) return;
     const auto now = clock_.now();
     for (auto& [queue, waiting] : admitting_) {
-      const bool ripe = std::any_of(waiting.begin(), waiting.end(), [&](const Delivery& d) {
-        return !d.handed_back && now - d.arrived >= kHandBackAfter && d.generation == generation_;
-      });
-      if (!ripe) continue;
+      const auto waited = [&](const Delivery& d) { return now - d.arrived >= kHandBackAfter; };
+      if (std::none_of(waiting.begin(), waiting.end(), waited)) continue;
       pause_consumer(queue);
-      if (!others_consume(queue)) continue;
+      // Consuming, another worker has a handler free (see resume_consumers()).
+      // One message of as many tasks as this worker has handlers at a time,
+      // and none while copies handed back before still wait in the queue:
+      // when every worker of a burst is as busy, tasks sent back and forth
+      // only arrive later, and several workers handing back at once to the
+      // one that is free would bury it.
+      const size_t share = static_cast<size_t>(std::max(config_.worker.concurrency, 1));
+      size_t budget = config_.worker.hand_back && others_free(queue) ? share : 0;
       std::map<int, std::vector<Delivery>, std::greater<>> going;  // by priority: a message has one
-      for (auto it = waiting.begin(); it != waiting.end();) {
-        if (it->handed_back || now - it->arrived < kHandBackAfter || it->generation != generation_) {
+      for (auto it = waiting.begin(); it != waiting.end() && budget > 0;) {
+        if (it->handed_back || !waited(*it) || it->generation != generation_) {
           ++it;
           continue;
         }
+        --budget;
         move(*it, DeliveryStage::handing_back);
         going[it->priority].push_back(std::move(*it));
         it = waiting.erase(it);
       }
       for (auto& [priority, tasks] : going) {
-        for (size_t at = 0; at < tasks.size(); at += kHandBackBundle) {
-          const size_t end = std::min(tasks.size(), at + kHandBackBundle);
+        for (size_t at = 0; at < tasks.size(); at += share) {
+          const size_t end = std::min(tasks.size(), at + share);
           std::vector<Delivery> batch(std::make_move_iterator(tasks.begin() + static_cast<std::ptrdiff_t>(at)),
                                       std::make_move_iterator(tasks.begin() + static_cast<std::ptrdiff_t>(end)));
           send_back(queue, priority, std::move(batch));
@@ -607,16 +616,19 @@ class Worker::Impl {
   }
 
   // Whether a worker other than this one consumes `queue` (this one does not
-  // while it hands tasks back), as the broker said at most a second ago.
-  bool others_consume(const std::string& queue) {
+  // while it hands tasks back) and no message waits in it, as the broker said
+  // at most kHandBackAfter ago.
+  bool others_free(const std::string& queue) {
     auto& c = consumers_[queue];
     const auto now = clock_.now();
-    if (now - c.asked >= std::chrono::seconds(1)) {
+    if (now - c.asked >= kHandBackAfter) {
       c.asked = now;
       auto counts = amqp_.queue_counts(keys_.queue(queue));
       c.count = counts ? counts->consumers : 0;
+      c.ready = counts ? counts->messages : 1;
     }
-    return c.count > (consuming_.count(queue) != 0 ? 1u : 0u);
+    const uint32_t self = consuming_.count(queue) != 0 ? 1u : 0u;
+    return c.count > self && c.ready == 0;
   }
 
   // This worker is done with a delivery's task, or sets it aside: its type's
@@ -1489,7 +1501,8 @@ class Worker::Impl {
   std::map<uint64_t, DeadCopy> copies_;  // by publisher ticket: sent, awaiting the broker's confirm
   std::map<uint64_t, std::vector<Delivery>> returning_;  // by publisher ticket: handed back, awaiting the confirm
   struct Consumers {
-    uint32_t count = 0;
+    uint32_t count = 0;  // consumers
+    uint32_t ready = 0;  // messages waiting
     Clock::time_point asked{};
   };
   std::map<std::string, Consumers> consumers_;  // by queue: how many consume it, for hand_back()

@@ -55,6 +55,12 @@ struct WorkerConfig {
   // concurrency, at most 1024), so a task never waits long with its run lease
   // ticking. The rest of what was delivered waits unstarted.
   int local_queue = 0;
+  // Hand back to their queue, for a worker with a free handler, tasks that
+  // found no room to start here (see hand_back() in worker.cc). Off by
+  // default: when every worker of a burst is as busy, the tasks sent back and
+  // forth only arrive later (320 tasks of 0.25 s on 4 workers: 1.31x the ideal
+  // makespan against 1.01x without); it helps where load is uneven.
+  bool hand_back = false;
   std::map<std::string, QueueSettings> queue;
   std::map<std::string, std::string> exec;  // task type -> command run by the exec handler
   int64_t exec_timeout_ms = 60'000;
