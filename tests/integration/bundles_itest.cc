@@ -27,17 +27,6 @@ class Bundles : public FleetTest {
     config_.shards = 1;
     config_.dispatcher.bundle = 50;
   }
-
-  // Runs a dispatcher, and no worker, until the wheel has handed every task to
-  // the broker: the messages stay in the queue to be looked at.
-  bool dispatch_all() {
-    return run_dispatcher_until(
-        [&](const Dispatcher&) {
-          return due_count(producer().redis(), producer().keys()) == 0 &&
-                 inflight_count(producer().redis(), producer().keys()) == 0;
-        },
-        20s);
-  }
 };
 
 TEST_F(Bundles, TasksThatRipenTogetherShareMessagesOfAtMostBundleTasks) {

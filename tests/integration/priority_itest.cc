@@ -19,16 +19,6 @@ using namespace std::chrono_literals;
 
 class Priority : public FleetTest {
  protected:
-  // Publishes what is due, with no worker consuming, so it waits in the queue.
-  bool dispatch_all() {
-    return run_dispatcher_until(
-        [&](const Dispatcher&) {
-          return due_count(producer().redis(), producer().keys()) == 0 &&
-                 inflight_count(producer().redis(), producer().keys()) == 0;
-        },
-        20s);
-  }
-
   static Envelope with_priority(Envelope e, int priority) {
     e.priority = priority;
     return e;

@@ -89,6 +89,15 @@ bool FleetTest::run_dispatcher_until(const std::function<bool(const Dispatcher&)
   return wait_until([&] { return done(dispatcher); }, timeout);
 }
 
+bool FleetTest::dispatch_all(std::chrono::milliseconds timeout) {
+  return run_dispatcher_until(
+      [&](const Dispatcher&) {
+        return due_count(producer().redis(), producer().keys()) == 0 &&
+               inflight_count(producer().redis(), producer().keys()) == 0;
+      },
+      timeout);
+}
+
 void FleetTest::record(const TaskContext& ctx) { calls_.add({ctx.id, ctx.attempt, ctx.task.payload.dump()}); }
 
 Handler FleetTest::recorder() {

@@ -84,6 +84,9 @@ class FleetTest : public NamespaceTest {
   // then stops it: what it published stays in the queues to be looked at.
   // Returns whether `done` held.
   bool run_dispatcher_until(const std::function<bool(const Dispatcher&)>& done, std::chrono::milliseconds timeout);
+  // run_dispatcher_until() the wheel has handed every task to the broker (none
+  // due, none in flight): the messages stay in the queues to be looked at.
+  bool dispatch_all(std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
   // Appends the call (id, attempt, payload) to calls_; recorder() is a handler
   // that does only that.
