@@ -81,19 +81,6 @@ struct Outgoing {
   int priority = 0;      // the task's, 0..kMaxPriority
 };
 
-// A stored task's priority: a member of its optional extras, looked for only
-// when they name it (most tasks have none, and then no JSON is parsed).
-int priority_of(const StoredTask& task) {
-  if (task.extra.find("\"priority\"") == std::string_view::npos) return 0;
-  std::string doc;
-  doc.reserve(task.extra.size() + 2);
-  doc.append("{").append(task.extra).append("}");
-  const auto extra = nlohmann::json::parse(doc, nullptr, /*allow_exceptions=*/false);
-  const auto it = extra.is_object() ? extra.find("priority") : extra.end();
-  if (it == extra.end() || !it->is_number_integer()) return 0;
-  return std::clamp(it->get<int>(), 0, kMaxPriority);
-}
-
 // One outstanding publish (one task, or a bundle of them), waiting for the
 // broker's confirm.
 struct Pending {
@@ -457,7 +444,7 @@ class Dispatcher::Impl {
         continue;
       }
       outbox_[std::string(task->queue)].push_back(
-          {Claimed{shard, id, deadline}, envelope_json(id, *task), priority_of(*task)});
+          {Claimed{shard, id, deadline}, envelope_json(id, *task), stored_priority(*task)});
     }
     return items > 0;
   }

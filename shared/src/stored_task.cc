@@ -1,8 +1,11 @@
 #include "ripen/stored_task.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include <nlohmann/json.hpp>
+
+#include "ripen/topology.h"  // kMaxPriority
 
 namespace ripen {
 namespace {
@@ -53,6 +56,17 @@ std::string extra_members(const Envelope& task) {
 }
 
 }  // namespace
+
+int stored_priority(const StoredTask& task) {
+  if (task.extra.find("\"priority\"") == std::string_view::npos) return 0;
+  std::string doc;
+  doc.reserve(task.extra.size() + 2);
+  doc.append("{").append(task.extra).append("}");
+  const auto extra = nlohmann::json::parse(doc, nullptr, /*allow_exceptions=*/false);
+  const auto it = extra.is_object() ? extra.find("priority") : extra.end();
+  if (it == extra.end() || !it->is_number_integer()) return 0;
+  return std::clamp(it->get<int>(), 0, kMaxPriority);
+}
 
 std::string pack_task_head(const Envelope& task) {
   std::string out(kFormat);

@@ -28,6 +28,18 @@ Envelope full_task() {
   return e;
 }
 
+TEST(StoredTask, ItsPriorityIsReadFromItsExtras) {
+  const std::string with = stored(full_task(), 3, 1);
+  EXPECT_EQ(stored_priority(*parse_stored_task(with)), 7);
+  Envelope plain = full_task();
+  plain.priority = 0;
+  const std::string without = stored(plain, 3, 1);
+  EXPECT_EQ(stored_priority(*parse_stored_task(without)), 0);
+  plain.headers = {{"priority", "9"}};
+  const std::string header_only = stored(plain, 3, 1);
+  EXPECT_EQ(stored_priority(*parse_stored_task(header_only)), 0) << "a header named priority is not the task's";
+}
+
 TEST(StoredTask, EveryFieldSurvivesPackParseAndEnvelope) {
   const Envelope in = full_task();
   const std::string packed = stored(in, 5, 1'795'341'600'123);

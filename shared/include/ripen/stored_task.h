@@ -75,6 +75,9 @@ struct StoredTask {
 };
 // A TASK (or a TASK head followed by a separator and an empty payload), v2 or v1.
 std::optional<StoredTask> parse_stored_task(std::string_view packed);
+// Its priority (0..9; 0 when its extras name none), read without parsing the
+// extras unless they name one (most tasks have none).
+int stored_priority(const StoredTask& task);
 // The parsers' results view into their argument: a temporary string would leave
 // them dangling, so one does not compile.
 template <std::same_as<std::string> S>
