@@ -643,7 +643,7 @@ void append_csv(const std::string& path, const Options& o, const Machine& m, con
       {"batch", std::to_string(o.batch)},
       {"workers", std::to_string(o.workers)},
       {"concurrency", std::to_string(o.concurrency)},
-      {"prefetch", std::to_string(o.prefetch > 0 ? o.prefetch : o.concurrency)},
+      {"prefetch", o.prefetch > 0 ? std::to_string(o.prefetch) : "auto"},
       {"dispatcher_mode", o.dispatcher_mode},
       {"dispatchers", std::to_string(o.dispatcher_mode == "external" ? 0 : o.dispatchers)},
       {"enqueue_s", fmt::format("{:.3f}", r.enqueue_s)},
@@ -1141,7 +1141,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{0}, int64_t{600'000}));
   app.add_option("--workers", o.workers, "in-process Worker instances")->check(CLI::Range(1, 64));
   app.add_option("--concurrency", o.concurrency, "handler threads per worker")->check(CLI::Range(1, 1024));
-  app.add_option("--prefetch", o.prefetch, "unacked deliveries per worker (default: = concurrency)")
+  app.add_option("--prefetch", o.prefetch,
+                 "unacked deliveries per worker (default: 0, the worker's automatic prefetch)")
       ->check(CLI::Range(0, 65535));
   app.add_option("--dispatchers", o.dispatchers, "dispatchers to run (child processes or in-process)")
       ->check(CLI::Range(1, 64));

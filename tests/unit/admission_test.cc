@@ -2,6 +2,7 @@
 // worker applies them task by task.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <vector>
 
 #include "ripen/admission.h"
@@ -58,6 +59,39 @@ TEST(Admission, AQueueWithNothingWaitingLeavesItsShareToTheOthers) {
 
 TEST(Admission, EqualLoadsGoToTheFirstQueue) {
   EXPECT_EQ(next_queue({{1, 2, 2, 0}, {1, 1, 1, 0}}, 0, 8), 0) << "2/2 == 1/1";
+}
+
+constexpr std::chrono::milliseconds kHold{200};
+
+TEST(AutoPrefetch, SlowHandlersGetOneMessageEach) {
+  EXPECT_EQ(auto_prefetch(8, 1000, 1, kHold), 10) << "8 running + 8 x 0.2 s / 1 s, rounded up";
+  EXPECT_EQ(auto_prefetch(8, 60'000, 1, kHold), 9);
+  EXPECT_EQ(auto_prefetch(4, 250, 1, kHold), 8) << "4 + 4 x 0.8";
+}
+
+TEST(AutoPrefetch, FastHandlersGetWhatTheyFinishInTheHold) {
+  EXPECT_EQ(auto_prefetch(8, 10, 1, kHold), 168) << "8 + 8 x 20";
+  EXPECT_EQ(auto_prefetch(8, 2, 1, kHold), 808);
+}
+
+TEST(AutoPrefetch, HandlersThatTakeNoTimeGetTheCap) {
+  EXPECT_EQ(auto_prefetch(8, 0, 1, kHold), kMaxAutoPrefetch);
+  EXPECT_EQ(auto_prefetch(8, 0.01, 1, kHold), kMaxAutoPrefetch);
+  EXPECT_EQ(auto_prefetch(2000, 0, 1, kHold), 2000) << "never below one message per handler";
+}
+
+TEST(AutoPrefetch, BundlesCountAsTheirTasks) {
+  EXPECT_EQ(auto_prefetch(8, 10, 50, kHold), 8) << "168 tasks in 4 bundles: still one message per handler";
+  EXPECT_EQ(auto_prefetch(8, 1, 50, kHold), 33) << "1608 tasks in bundles of 50";
+  EXPECT_EQ(auto_prefetch(8, 10, 0.2, kHold), 168) << "fewer than one task a message counts as one";
+}
+
+TEST(AutoPrefetch, ConsumesAgainOnlyForAMoveOfTwiceOrMore) {
+  EXPECT_FALSE(prefetch_moved(10, 19));
+  EXPECT_TRUE(prefetch_moved(10, 20));
+  EXPECT_FALSE(prefetch_moved(10, 6));
+  EXPECT_TRUE(prefetch_moved(10, 5));
+  EXPECT_FALSE(prefetch_moved(8, 8));
 }
 
 }  // namespace

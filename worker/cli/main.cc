@@ -32,7 +32,8 @@ int main(int argc, char** argv) {
   app.add_option("--namespace", ns, "key and queue namespace (default: ripen)");
   app.add_option("--queue", queues, "queue to consume (repeatable; default: worker.queues or 'default')");
   app.add_option("--concurrency", concurrency, "handlers running at once")->check(CLI::Range(1, 1024));
-  app.add_option("--prefetch", prefetch, "unacked deliveries the broker may hand over (default: = concurrency)")
+  app.add_option("--prefetch", prefetch,
+                 "unacked deliveries the broker may hand over (default: follows the handlers' pace)")
       ->check(CLI::Range(1, 65535));
   app.add_option("--exec", execs, "TYPE='command args': serve tasks of TYPE by running the command (repeatable)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");

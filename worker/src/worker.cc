@@ -203,7 +203,8 @@ class Worker::Impl {
 
   void run() {
     spdlog::info("worker {} starting: queues [{}], concurrency {}, prefetch {}, handlers for [{}]", name_,
-                 fmt::join(config_.worker.queues, ", "), config_.worker.concurrency, prefetch(), handler_names());
+                 fmt::join(config_.worker.queues, ", "), config_.worker.concurrency,
+                 config_.worker.prefetch > 0 ? std::to_string(config_.worker.prefetch) : "auto", handler_names());
     std::vector<std::thread> pool;
     for (int i = 0; i < config_.worker.concurrency; ++i) pool.emplace_back([this] { handler_thread(); });
     while (!stopping_.load()) {
@@ -234,6 +235,7 @@ class Worker::Impl {
       admit();
       hand_back();
       resume_consumers();
+      adapt_prefetch();
       // A start is recorded at once (the handler waits for it). Outcomes wait
       // up to kFinishDelay for company, unless a start goes anyway: nothing is
       // late for it, and under moderate load it makes one round trip and one
@@ -265,7 +267,39 @@ class Worker::Impl {
   }
 
  private:
-  int prefetch() const { return config_.worker.prefetch > 0 ? config_.worker.prefetch : config_.worker.concurrency; }
+  // worker.prefetch, else what auto_prefetch() last asked for (see adapt_prefetch()).
+  int prefetch() const { return config_.worker.prefetch > 0 ? config_.worker.prefetch : auto_prefetch_; }
+
+  int wanted_prefetch() const {
+    return auto_prefetch(config_.worker.concurrency, handler_ms_, tasks_per_message_, kHandBackAfter);
+  }
+
+  // With worker.prefetch = 0 the prefetch follows the handlers' pace: a worker
+  // of fast handlers with a prefetch of one message each would leave them idle
+  // through every start's and outcome's round trip (one message per task ran at
+  // a fifth of the broker's rate that way), and one of slow handlers with a
+  // deep prefetch would hold a burst that other workers could be running. The
+  // broker applies basic.qos to consumers as they start, so a prefetch that
+  // moved 2x or more starts each consuming queue's consumer again; what the old
+  // one holds unacked stays with this channel.
+  void adapt_prefetch() {
+    if (config_.worker.prefetch > 0 || !amqp_.connected() || stopping_.load()) return;
+    const int wanted = wanted_prefetch();
+    if (!prefetch_moved(auto_prefetch_, wanted)) return;
+    spdlog::debug("worker {}: prefetch {} -> {} (handlers {:.3f} ms, {:.1f} tasks a message)", name_, auto_prefetch_,
+                  wanted, handler_ms_, tasks_per_message_);
+    auto_prefetch_ = wanted;
+    std::vector<std::string> queues;
+    for (const auto& [queue, tag] : consuming_) queues.push_back(queue);
+    for (const auto& q : queues) {
+      pause_consumer(q);
+      if (consuming_.count(q) != 0) return;  // the connection broke: connect() consumes again
+      if (auto st = consume(q); !st) {
+        amqp_log_.fail(st.error().message);
+        return;
+      }
+    }
+  }
 
   const QueueSettings& queue_settings(const std::string& queue) const {
     static const QueueSettings defaults;
@@ -293,6 +327,7 @@ class Worker::Impl {
     if (auto st = amqp_.ensure_connected(); !st) return st;
     ++generation_;
     acks_.reset();
+    if (config_.worker.prefetch == 0) auto_prefetch_ = wanted_prefetch();
     if (auto st = declare_exchanges(amqp_, keys_); !st) return st;
     // Each queue's consumer gets its weighted share of the prefetch (RabbitMQ
     // applies basic.qos per consumer): the broker hands this worker about
@@ -395,6 +430,7 @@ class Worker::Impl {
   // A new delivery: its tasks wait for their starts to be recorded; a poison
   // message (or a bundle's poison element) is dead-lettered at once.
   void accept(Delivery d) {
+    spdlog::debug("worker {}: delivery {} (message {}, priority {})", name_, d.tag, d.message_id, d.priority);
     auto tasks = decode_message(d.body, static_cast<size_t>(config_.max_envelope_bytes));
     if (!tasks) {
       acks_.open(d.tag, 1);
@@ -404,6 +440,7 @@ class Worker::Impl {
     }
     acks_.open(d.tag, tasks->size());
     count_received(tasks->size());
+    tasks_per_message_ += 0.2 * (static_cast<double>(tasks->size()) - tasks_per_message_);
     const bool bundle = is_bundle(d.body);
     for (auto& t : *tasks) {
       Delivery one;
@@ -1220,19 +1257,28 @@ class Worker::Impl {
   }
 
   // Hands the deliveries whose start was recorded to the handler threads, waking
-  // no more threads than there is work for.
+  // no more threads than there is work for. They run highest priority first,
+  // then in the order they arrived: the starts are recorded shard by shard, so
+  // the replies come in another order, and a task the broker delivered first
+  // for its priority must not then wait here behind lower ones.
   void dispatch_ready() {
     if (ready_.empty()) return;
     const size_t n = ready_.size();
+    std::sort(ready_.begin(), ready_.end(), [](const Delivery& a, const Delivery& b) {
+      return a.priority != b.priority ? a.priority > b.priority : a.run < b.run;
+    });
     {
       std::lock_guard lock(jobs_mu_);
       for (auto& d : ready_) {
         if (d.renewing) {
           d.renewing = false;
           jobs_.push_front(std::move(d));  // it waited its turn once already
-        } else {
-          jobs_.push_back(std::move(d));
+          continue;
         }
+        // Behind every job of its priority or higher (equal ones: O(1)).
+        auto at = jobs_.end();
+        while (at != jobs_.begin() && std::prev(at)->priority < d.priority) --at;
+        jobs_.insert(at, std::move(d));
       }
     }
     ready_.clear();
@@ -1537,8 +1583,10 @@ class Worker::Impl {
   std::map<std::string, std::deque<Delivery>> admitting_;      // by queue: waiting for room to start (admit())
   int admitted_ = 0;                                           // tasks started here and not yet let go
   std::map<std::string, int> admitted_by_queue_;
-  double handler_ms_ = 1000;  // recent handler run time, a moving average (starts cautious)
-  AckLedger acks_;            // this connection's deliveries, until acked or handed back
+  double handler_ms_ = 1000;      // recent handler run time, a moving average (starts cautious)
+  double tasks_per_message_ = 1;  // tasks a delivery brought of late, a moving average
+  int auto_prefetch_ = 1;         // the prefetch asked for when worker.prefetch is 0
+  AckLedger acks_;                // this connection's deliveries, until acked or handed back
 
   std::mutex jobs_mu_;
   std::condition_variable jobs_cv_;
