@@ -97,6 +97,7 @@ int run_list(const Common& common, const ListArgs& a) {
 
 struct StatsArgs {
   int64_t scan_limit = 1'000'000;
+  bool walk = false;
   bool json = false;
 };
 
@@ -123,6 +124,7 @@ int run_stats(const Common& common, const StatsArgs& a) {
   Producer producer(config);
   StatsOptions options;
   options.scan_limit = a.scan_limit;
+  options.walk = a.walk;
   auto stats = collect_stats(config, producer.redis(), producer.keys(), options);
   if (!stats) return fail(stats.error());
   if (a.json) {
@@ -299,26 +301,31 @@ void add_inspect_commands(CLI::App& app, const Common& common, Actions& actions)
       app.add_subcommand("stats", "per queue: what waits, is in flight, ready, running; the last hour's outcomes");
   stats
       ->add_option("--scan-limit", stats_args->scan_limit,
-                   "examine at most this many tasks for the scheduled / in flight / running counts (default "
-                   "1,000,000); past it they are lower bounds, shown as >=N")
+                   "a walk of the shards examines at most this many tasks for the scheduled / in flight / "
+                   "running counts (default 1,000,000); past it they are lower bounds, shown as >=N")
       ->check(CLI::Range(int64_t{1}, int64_t{1'000'000'000}));
+  stats->add_flag("--walk", stats_args->walk,
+                  "walk every shard's tasks for those counts, even where the shard keeps exact live counts");
   stats->add_flag("--json", stats_args->json, "print one JSON object (see below)");
   stats->footer(
       "Per queue:\n"
       "  SCHEDULED     waiting in the timer wheel, failed ones waiting for a retry included\n"
       "  HELD          ripe, held in the wheel while the queue is paused (ripen pause; the queue shows \"(paused)\")\n"
-      "  IN FLIGHT     dispatched: published to the broker, not yet running\n"
+      "  IN FLIGHT     dispatched: claimed to be published, or in the broker; not yet running\n"
       "  READY, DLQ    messages ready in the broker queue and in its dead-letter queue (passive declare;\n"
       "                - when the queue does not exist or the broker cannot be reached)\n"
       "  RUNNING       a handler runs it now\n"
       "  SUCCEEDED/1h, FAILED/1h (attempts that failed and wait for a retry), DEAD/1h\n"
       "  LATE p50/p99  lateness (handler start - due time) of the runs that ended in the last hour,\n"
       "                as the upper bound of its histogram bucket (5ms .. 1h)\n"
-      "SCHEDULED, IN FLIGHT and RUNNING come from a scan of the shards that reads every waiting and\n"
-      "running task, bounded by --scan-limit (then marked >=, lower bounds). The last hour's figures\n"
-      "come from per-minute counters kept as runs end (by workers; by dispatchers for unroutable\n"
-      "tasks), over the last 60 whole minutes.\n"
-      "--json: {\"now_ms\", \"counts_complete\", \"scanned\", \"broker_error\", \"queues\": [{\"queue\",\n"
+      "SCHEDULED, IN FLIGHT, RUNNING and HELD come from each shard's live counts, which every move of\n"
+      "a task keeps (one read per shard, however many tasks). A shard that held tasks before the\n"
+      "counts were kept (an upgrade) has them once it has been empty; until then it is walked: every\n"
+      "waiting and running task read, bounded by --scan-limit (then marked >=, lower bounds).\n"
+      "The last hour's figures come from per-minute counters kept as runs end (by workers; by\n"
+      "dispatchers for unroutable tasks), over the last 60 whole minutes.\n"
+      "--json: {\"now_ms\", \"counts_complete\", \"scanned\", \"walked_shards\", \"broker_error\", \"queues\":\n"
+      "[{\"queue\", "
       "\"scheduled\", \"in_flight\", \"ready\", \"dead_letters\", \"running\", \"paused\", \"held\", \"last_hour\": "
       "{\"succeeded\",\n"
       "\"failed\", \"dead\", \"lateness_ms\": {\"p50\", \"p99\", \"samples\", \"buckets\"}}}]}; p50/p99 are a\n"

@@ -275,6 +275,7 @@ nlohmann::ordered_json Stats::to_json() const {
   return {{"now_ms", now_ms},
           {"counts_complete", complete},
           {"scanned", scanned},
+          {"walked_shards", walked_shards},
           {"broker_error", broker_error.empty() ? json(nullptr) : json(broker_error)},
           {"queues", qs}};
 }
@@ -288,9 +289,22 @@ Result<Stats> collect_stats(const Config& config, Redis& redis, const Keys& keys
     return q;
   };
 
-  // 1. What waits, is in flight or runs: every shard walked side by side (one
-  // pipelined round trip per round), so a scan cut short by the limit has seen
-  // a part of each shard rather than all of a few.
+  auto add = [&](const std::string& field, int64_t n) {
+    auto [name, state] = split_queue(field);
+    QueueStats& q = queue(name);
+    if (state == "scheduled" || state == "failed") {
+      q.scheduled += n;
+    } else if (state == "dispatched" || state == "in_flight") {
+      q.in_flight += n;
+    } else if (state == "running") {
+      q.running += n;
+    } else if (state == "paused" || state == "held") {
+      q.held += n;
+    }
+  };
+
+  // 1. What waits, is in flight or runs: each shard's live counts, one read
+  // per shard, where they are exact (keys.h, "counts"); the others are walked.
   const std::vector<Phase> phases = {Phase::due, Phase::inflight, Phase::status};
   struct Walk {
     size_t phase = 0;
@@ -298,6 +312,34 @@ Result<Stats> collect_stats(const Config& config, Redis& redis, const Keys& keys
     bool done = false;
   };
   std::vector<Walk> walks(static_cast<size_t>(keys.shards()));
+  if (!options.walk) {
+    for (int s = 0; s < keys.shards(); ++s) {
+      redis.append({"HGETALL", keys.live_counts(s)});
+      redis.append({"HLEN", keys.tasks(s)});
+    }
+    auto replies = redis.flush();
+    if (!replies) return replies.error();
+    for (int s = 0; s < keys.shards(); ++s) {
+      const auto& r = (*replies)[2 * static_cast<size_t>(s)];
+      const auto& live = (*replies)[2 * static_cast<size_t>(s) + 1];
+      if (!r) return r.error();
+      if (!live) return live.error();
+      // A shard without live tasks has nothing to count, whatever its counts say.
+      bool exact = live->integer() == 0;
+      for (size_t i = 0; i + 1 < r->size(); i += 2) exact |= r->at(i).sv() == kExactCounts;
+      if (!exact) continue;
+      walks[static_cast<size_t>(s)].done = true;
+      if (live->integer() == 0) continue;
+      for (size_t i = 0; i + 1 < r->size(); i += 2) {
+        if (r->at(i).sv() == kExactCounts) continue;
+        if (const int64_t n = to_int(r->at(i + 1).sv()).value_or(0); n != 0) add(r->at(i).str(), n);
+      }
+    }
+  }
+  for (const Walk& w : walks) out.walked_shards += w.done ? 0 : 1;
+  // The others walked side by side (one pipelined round trip per round), so a
+  // walk cut short by the limit has seen a part of each shard rather than all
+  // of a few.
   while (true) {
     std::vector<int> asked;
     for (int s = 0; s < keys.shards(); ++s) {
@@ -331,20 +373,7 @@ Result<Stats> collect_stats(const Config& config, Redis& redis, const Keys& keys
         w.after.clear();
         if (++w.phase == phases.size()) w.done = true;
       }
-      for (size_t i = 4; i + 1 < r->size(); i += 2) {
-        auto [name, state] = split_queue(r->at(i).str());
-        const int64_t n = r->at(i + 1).integer();
-        QueueStats& q = queue(name);
-        if (state == "scheduled" || state == "failed") {
-          q.scheduled += n;
-        } else if (state == "dispatched") {
-          q.in_flight += n;
-        } else if (state == "running") {
-          q.running += n;
-        } else if (state == "paused") {
-          q.held += n;
-        }
-      }
+      for (size_t i = 4; i + 1 < r->size(); i += 2) add(r->at(i).str(), r->at(i + 1).integer());
     }
   }
 

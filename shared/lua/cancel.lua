@@ -26,9 +26,13 @@ if st then
 else
   attempts, due, dispatched, started, runner = '0', text(due_of(prefix, id)), '', '', ''
 end
+local queue = queue_of(prefix, id, '')
 redis.call('ZREM', KEYS[1], id)
 redis.call('ZREM', KEYS[2], id)
-if state == 'paused' then redis.call('ZREM', KEY.parked(prefix, queue_of(prefix, id, '') or ''), id) end
+if state == 'paused' then redis.call('ZREM', KEY.parked(prefix, queue or ''), id) end
+local counts = live_counts(prefix)
+counts.move(queue, state, 'cancelled')
+counts.done()
 local retire = retirer(prefix, retention)
 retire.add(id, status('cancelled', attempts, due, dispatched, started, text(now_ms()), runner, '', reason), '', 0)
 retire.done()  -- also out of the outstanding set

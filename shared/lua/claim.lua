@@ -23,6 +23,7 @@ local function run(KEYS, A, o, n)
   -- entries to expire. The earliest lease is looked at first: it is also the
   -- shard's next deadline when none expired.
   local recovered = 0
+  local counts = live_counts(prefix)
   local inflight_head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
   if inflight_head[2] and tonumber(inflight_head[2]) <= now then
     local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, batch)
@@ -34,8 +35,9 @@ local function run(KEYS, A, o, n)
       -- run's (the broker delivered it; putting it back would run it twice at
       -- once), and one that ended is done.
       if st and may('recover', state_of(st)) then
-        local _, attempts, due, dispatched, started, finished, runner, _, err = read_status(st)
+        local state, attempts, due, dispatched, started, finished, runner, _, err = read_status(st)
         to_wheel(prefix, id, attempts, due, dispatched, started, finished, runner, err)
+        counts.move(queue_of(prefix, id, ''), state, waiting(attempts))
         recovered = recovered + 1
       end
     end
@@ -57,6 +59,7 @@ local function run(KEYS, A, o, n)
       local id, task, due = ids[i], tasks[i], ripe[2 * i]
       local st = statuses[i]
       if task and may('claim', state_of(st)) then
+        counts.move(queue_in(task), state_of(st), 'dispatched')
         if st then
           -- A retry, or a task whose earlier publish came to nothing.
           local _, attempts, _, _, started, finished, runner, _, err = read_status(st)
@@ -84,6 +87,7 @@ local function run(KEYS, A, o, n)
   end
   -- The next moment this shard needs a look: its earliest due task, or the
   -- earliest in-flight lease to expire (a dead dispatcher's tasks come back then).
+  counts.done()
   local due_head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   for _, head in ipairs({ due_head, inflight_head }) do
     if head[2] and (out[2] < 0 or tonumber(head[2]) < out[2]) then out[2] = tonumber(head[2]) end

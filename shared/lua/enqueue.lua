@@ -12,6 +12,8 @@ local function run(KEYS, A, o, n)
   local prefix, wake, shard = A[o + 1], A[o + 2], A[o + 3]
   local now = now_ms()
   local now_s = text(now)
+  local counts = live_counts(prefix)
+  counts.fresh(KEYS[2])
   local ids = {}
   for i = o + 4, o + n, 6 do ids[#ids + 1] = A[i] end
   local stored = gather('HMGET', KEYS[2], ids)
@@ -54,8 +56,10 @@ local function run(KEYS, A, o, n)
         due_s = text(due)
       end
       created[id] = due
+      local task = 'v2' .. US .. max .. US .. now_s .. US .. tail
       fields[#fields + 1] = id
-      fields[#fields + 1] = 'v2' .. US .. max .. US .. now_s .. US .. tail
+      fields[#fields + 1] = task
+      counts.move(queue_in(task), 'absent', 'scheduled')
       entries[#entries + 1] = due_s
       entries[#entries + 1] = id
       if idem ~= '' then
@@ -70,5 +74,6 @@ local function run(KEYS, A, o, n)
   end
   if #fields > 0 then each_slice('HSET', KEYS[2], fields) end
   schedule(KEYS[1], entries, earliest, wake, shard)
+  counts.done()
   return out
 end

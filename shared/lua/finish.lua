@@ -44,6 +44,7 @@ local function run(KEYS, A, o, n)
   local written = {}
   local retire = retirer(prefix, retention)
   local tally = minute_tally(prefix)
+  local counts = live_counts(prefix)
   local fields, entries, out = {}, {}, {}
   local unwatched, rewatched = {}, {}
   local earliest = nil
@@ -65,12 +66,14 @@ local function run(KEYS, A, o, n)
     elseif transition ~= 'discard' and runner ~= worker .. '#' .. A[i + 1] then
       out[#out + 1] = 'stale'
     elseif transition == 'discard' then
+      counts.move(queue_of(prefix, id, head), state, 'discarded')
       retire.add(id, status('discarded', attempts, due, dispatched, started, now_s, runner, '', err_arg), head, 0)
       written[id] = false
       out[#out + 1] = 'discarded'
     elseif transition == 'unstart' then
       attempts = text(math.max((tonumber(attempts) or 1) - 1, 0))
       st = status('dispatched', attempts, due, dispatched, '', finished, '', '', err)
+      counts.move(queue_of(prefix, id, head), state, 'dispatched')
       written[id] = st
       fields[#fields + 1] = id
       fields[#fields + 1] = st
@@ -81,13 +84,16 @@ local function run(KEYS, A, o, n)
     elseif transition == 'retry' or transition == 'defer' then
       local next_due = now + tonumber(A[i + 4])
       local next_due_s = text(next_due)
+      local queue = queue_of(prefix, id, head)
       if transition == 'retry' then
         st = status('failed', attempts, next_due_s, dispatched, started, now_s, runner, '', err_arg)
-        tally.add(queue_of(prefix, id, head), 'failed', lateness(started, due))
+        tally.add(queue, 'failed', lateness(started, due))
+        counts.move(queue, state, 'failed')
         out[#out + 1] = 'failed'
       else
         attempts = text(math.max((tonumber(attempts) or 1) - 1, 0))
         st = status(waiting(attempts), attempts, next_due_s, dispatched, started, finished, runner, '', err)
+        counts.move(queue, state, waiting(attempts))
         out[#out + 1] = 'deferred'
       end
       written[id] = st
@@ -100,7 +106,9 @@ local function run(KEYS, A, o, n)
     else
       local ended = transition == 'succeed' and 'succeeded' or 'dead'
       if ended == 'dead' then err = err_arg end
-      tally.add(queue_of(prefix, id, head), ended, lateness(started, due))
+      local queue = queue_of(prefix, id, head)
+      tally.add(queue, ended, lateness(started, due))
+      counts.move(queue, state, ended)
       retire.add(id, status(ended, attempts, due, dispatched, started, now_s, runner, '', err), head,
         ended == 'succeeded' and done_ms or 0)
       written[id] = false
@@ -113,5 +121,6 @@ local function run(KEYS, A, o, n)
   schedule(KEYS[2], entries, earliest, wake, shard)
   retire.done()
   tally.done()
+  counts.done()
   return out
 end

@@ -8,6 +8,8 @@
 -- Reply: how many tasks went back.
 redis.call('HDEL', KEYS[3], ARGV[3])
 local moved = 0
+-- The queue's live counts: its shard prefix is that of its keys.
+local counts = live_counts(match(KEYS[2], '^(.*)' .. KEY.status('') .. '$'))
 while true do
   local batch = redis.call('ZRANGE', KEYS[4], 0, 999, 'WITHSCORES')
   if #batch == 0 then break end
@@ -18,7 +20,8 @@ while true do
     local id, due = ids[k], batch[2 * k]
     local st = statuses[k]
     if st and may('resume', state_of(st)) then
-      local _, attempts, d, dispatched, started, finished, runner, lease, err = read_status(st)
+      local state, attempts, d, dispatched, started, finished, runner, lease, err = read_status(st)
+      counts.move(ARGV[3], state, waiting(attempts))
       fields[#fields + 1] = id
       fields[#fields + 1] = status(waiting(attempts), attempts, d, dispatched, started, finished, runner, lease, err)
       entries[#entries + 1] = due
@@ -31,4 +34,5 @@ while true do
   schedule(KEYS[1], entries, earliest, ARGV[1], ARGV[2])
   each_slice('ZREM', KEYS[4], ids)
 end
+counts.done()
 return moved

@@ -35,6 +35,7 @@ local function run(KEYS, A, o, n)
   local confirmed = {}
   local retire = retirer(prefix, retention)
   local tally = minute_tally(prefix)
+  local counts = live_counts(prefix)
   local now_s = text(now_ms())
   for k = 1, #ids do
     local i = o + 3 + (k - 1) * 4
@@ -55,17 +56,21 @@ local function run(KEYS, A, o, n)
         out[k] = 'confirmed'
       else
         local _, attempts, due, dispatched, started, finished, runner, _, err = read_status(st)
+        local queue = queue_of(prefix, id, '')
         if outcome == 'x' then
           retire.add(id, status('dead', attempts, due, dispatched, started, now_s, runner, '', reason), '')
-          tally.add(queue_of(prefix, id, ''), 'dead', nil)
+          tally.add(queue, 'dead', nil)
+          counts.move(queue, state, 'dead')
           out[k] = 'dead'
         elseif outcome == 'p' and redis.call('HEXISTS', KEY.paused_flags(prefix), reason) == 1 then
           redis.call('ZADD', KEY.parked(prefix, reason), due, id)
           redis.call('HSET', KEYS[3], id, status('paused', attempts, due, dispatched, started, finished, runner, '', err))
+          counts.move(queue, state, 'paused')
           out[k] = 'held'
         else
           -- Released, or held while its queue was resumed meanwhile: back to the wheel.
           to_wheel(prefix, id, attempts, due, dispatched, started, finished, runner, err)
+          counts.move(queue, state, waiting(attempts))
           out[k] = 'released'
         end
       end
@@ -77,5 +82,6 @@ local function run(KEYS, A, o, n)
   if #confirmed > 0 then each_slice('ZADD', KEYS[4], confirmed) end
   retire.done()
   tally.done()
+  counts.done()
   return out
 end

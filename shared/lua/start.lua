@@ -6,10 +6,11 @@
 -- and running it would run the task early; the wheel's entry publishes it
 -- again when it is due.
 -- KEYS: status, outstanding
--- ARGV: prefix, worker name, then per delivery three values: task id, run (a
+-- ARGV: prefix, worker name, then per delivery four values: task id, run (a
 --       token the worker made unique to this delivery), lease_ms (how long the
 --       run holds the task against another delivery: its own time limit and a
---       grace)
+--       grace), its queue as the delivery names it ('': read from its TASK), for
+--       the live counts
 -- A run's STATUS names its runner as `worker#run` and its lease's end. The same
 -- start asked again (its reply was lost when Redis went away, or the worker
 -- renews the lease of a run that waited for a thread) finds its own run, renews
@@ -30,13 +31,14 @@ local function run(KEYS, A, o, n)
   local now = now_ms()
   local now_s = text(now)
   local ids = {}
-  for i = o + 3, o + n, 3 do ids[#ids + 1] = A[i] end
+  for i = o + 3, o + n, 4 do ids[#ids + 1] = A[i] end
+  local counts = live_counts(prefix)
   local statuses = gather('HMGET', KEYS[1], ids)
   -- STATUS as this call left it, so a task listed twice is busy the second time.
   local written = {}
   local fields, watched, out = {}, {}, {}
   for k, id in ipairs(ids) do
-    local i = o + 3 + (k - 1) * 3
+    local i = o + 3 + (k - 1) * 4
     local run_token, lease = worker .. '#' .. A[i + 1], tonumber(A[i + 2])
     local st = written[id] or statuses[k]
     local state, attempts, due, dispatched, started, finished, runner, lease_until, err
@@ -65,6 +67,7 @@ local function run(KEYS, A, o, n)
       out[#out + 1] = 0
       out[#out + 1] = 0
     elseif st and (may('start', state) or may('takeover', state)) then
+      counts.move(A[i + 3] ~= '' and A[i + 3] or queue_of(prefix, id, ''), state, 'running')
       local attempt = tonumber(attempts) + 1
       local until_s = text(now + lease)
       st = status('running', text(attempt), due, dispatched, now_s, finished, run_token, until_s, err)
@@ -91,5 +94,6 @@ local function run(KEYS, A, o, n)
     each_slice('HSET', KEYS[1], fields)
     each_slice('ZADD', KEYS[2], watched)
   end
+  counts.done()
   return out
 end

@@ -54,10 +54,12 @@ local function met(id, queue, state, at_pos, at_after)
   end
 end
 
+-- A tally counts a task by its STATUS alone, as the live counts do (prelude's
+-- live_counts): a claimed one is dispatched from its claim on.
 local function live_state(st, in_flight)
   if not st then return 'scheduled' end
   local state, attempts = read_status(st)
-  if state == 'dispatched' and in_flight then return waiting(attempts) end
+  if state == 'dispatched' and in_flight and mode ~= 'tally' then return waiting(attempts) end
   return state
 end
 

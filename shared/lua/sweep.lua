@@ -32,6 +32,7 @@ local function run(KEYS, A, o, n)
   local statuses = gather('HMGET', KEYS[3], overdue)
   local tasks = gather('HMGET', KEYS[4], overdue)
   local swept, held, queues, dropped, later = 0, 0, {}, {}, {}
+  local counts = live_counts(prefix)
   local later_s = text(now - lost_after + recheck)
   for k, id in ipairs(overdue) do
     local st, task = statuses[k], tasks[k]
@@ -45,15 +46,17 @@ local function run(KEYS, A, o, n)
         later[#later + 1] = later_s
         later[#later + 1] = id
       else
-        local _, attempts, due, dispatched, started, finished, runner, _, err = read_status(st)
+        local state, attempts, due, dispatched, started, finished, runner, _, err = read_status(st)
         -- A run that never reported back spent its attempt.
         to_wheel(prefix, id, attempts, due, dispatched, started, finished, runner, err)
+        counts.move(queue, state, waiting(attempts))
         swept = swept + 1
       end
     end
   end
   if #dropped > 0 then each_slice('ZREM', KEYS[2], dropped) end
   if #later > 0 then each_slice('ZADD', KEYS[2], later) end
+  counts.done()
   local out = { swept, held }
   for q in pairs(queues) do out[#out + 1] = q end
   return out

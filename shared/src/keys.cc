@@ -34,6 +34,7 @@ constexpr const char* kTasks = "tasks";
 constexpr const char* kStatus = "status";
 constexpr const char* kEnded = "ended";
 constexpr const char* kMinute = "minute:";
+constexpr const char* kCounts = "counts";
 constexpr const char* kPausedFlags = "pausedq";
 constexpr const char* kParked = "paused:";
 constexpr const char* kIdem = "idem:";
@@ -52,6 +53,7 @@ std::string Keys::ended_index(int shard) const { return shard_prefix(shard) + kE
 std::string Keys::minute_counts(int shard, int64_t epoch_minute) const {
   return shard_prefix(shard) + kMinute + std::to_string(epoch_minute);
 }
+std::string Keys::live_counts(int shard) const { return shard_prefix(shard) + kCounts; }
 std::string Keys::paused_flags(int shard) const { return shard_prefix(shard) + kPausedFlags; }
 std::string Keys::parked(int shard, std::string_view queue) const {
   return shard_prefix(shard) + kParked + std::string(queue);
@@ -76,6 +78,8 @@ std::string Keys::lua_key_builders() {
   out += fixed("status", kStatus);
   out += fixed("ended_index", kEnded);
   out += fixed("paused_flags", kPausedFlags);
+  out += fixed("counts", kCounts);
+  out += "KEY.counts_exact = '" + std::string(kExactCounts) + "'\n";
   out += with("minute", kMinute);
   out += with("parked", kParked);
   out += with("idem", kIdem);

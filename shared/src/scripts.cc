@@ -203,11 +203,12 @@ Result<std::vector<SettleReply>> SettleCall::read(RedisReply::View r) {
 
 void StartCall::add(int shard, const std::vector<StartRequest>& deliveries) {
   std::vector<std::string> args = {keys_.shard_prefix(shard), worker_};
-  args.reserve(2 + deliveries.size() * 3);
+  args.reserve(2 + deliveries.size() * 4);
   for (const StartRequest& d : deliveries) {
     args.emplace_back(d.id);
     args.push_back(std::to_string(d.run));
     args.push_back(std::to_string(d.lease_ms));
+    args.emplace_back(d.queue);
   }
   call_.add({keys_.status(shard), keys_.outstanding(shard)}, std::move(args));
 }

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <deque>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -40,6 +41,15 @@ class Lifecycle : public ShardScriptsTest {
   void SetUp() override {
     ShardScriptsTest::SetUp();
     producer_ = std::make_unique<Producer>(config_);
+  }
+
+  // Whatever the scripts did (or refused), the shard's live counts say what
+  // a walk of its tasks finds.
+  void TearDown() override {
+    if (!HasFailure()) {
+      EXPECT_TRUE(live_counts_match_walk(config_, *redis_, *keys_));
+    }
+    ShardScriptsTest::TearDown();
   }
 
   std::string enqueue(int64_t delay_ms) {
@@ -107,6 +117,7 @@ class Lifecycle : public ShardScriptsTest {
   // What a task is, for "nothing changed": its live entries and its record.
   struct Snapshot {
     std::string status, task, record_state;
+    std::string counts;  // the shard's live counts, every field
     bool in_due = false, in_outstanding = false, in_parked = false;
     bool operator==(const Snapshot&) const = default;
   };
@@ -123,6 +134,11 @@ class Lifecycle : public ShardScriptsTest {
     s.in_outstanding = out && !out->is_nil();
     s.in_parked = parked && !parked->is_nil();
     s.record_state = state_of(id);
+    if (auto c = redis_->command({"HGETALL", keys_->live_counts(0)})) {
+      std::map<std::string, std::string> fields;
+      for (size_t i = 0; i + 1 < c->size(); i += 2) fields[c->at(i).str()] = c->at(i + 1).str();
+      for (const auto& [f, v] : fields) s.counts += f + "=" + v + " ";
+    }
     return s;
   }
 

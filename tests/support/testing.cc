@@ -20,12 +20,14 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 #include <string_view>
 #include <thread>
 
 #include "ripen/amqp.h"
+#include "ripen/inspect.h"
 #include "ripen/keys.h"
 #include "ripen/redis.h"
 
@@ -657,6 +659,43 @@ void TcpProxy::pump(int from, int to, bool client_to_broker) {
   }
   shutdown(from, SHUT_RDWR);
   shutdown(to, SHUT_RDWR);
+}
+
+namespace {
+
+// What each queue has waiting, in flight, running and held, as `ripen stats`
+// shows it.
+std::string live_summary(const Stats& stats) {
+  std::map<std::string, std::string> by_queue;
+  for (const auto& q : stats.queues) {
+    if (q.scheduled == 0 && q.in_flight == 0 && q.running == 0 && q.held == 0) continue;
+    std::ostringstream line;
+    line << q.scheduled << " scheduled, " << q.in_flight << " in flight, " << q.running << " running, " << q.held
+         << " held";
+    by_queue[q.queue] = line.str();
+  }
+  std::string out;
+  for (const auto& [queue, line] : by_queue) out += queue + ": " + line + "; ";
+  return out;
+}
+
+}  // namespace
+
+::testing::AssertionResult live_counts_match_walk(const Config& config, Redis& redis, const Keys& keys) {
+  const StatsOptions counted{1'000'000'000, /*broker=*/false, /*walk=*/false};
+  const StatsOptions walked{1'000'000'000, /*broker=*/false, /*walk=*/true};
+  auto from_counts = collect_stats(config, redis, keys, counted);
+  auto from_walk = collect_stats(config, redis, keys, walked);
+  // Redis is away (a test that stopped it): nothing to compare.
+  if (!from_counts || !from_walk) return ::testing::AssertionSuccess();
+  if (from_counts->walked_shards != 0) {
+    return ::testing::AssertionFailure() << from_counts->walked_shards
+                                         << " shards hold tasks without exact live counts";
+  }
+  const std::string a = live_summary(*from_counts), b = live_summary(*from_walk);
+  if (a != b)
+    return ::testing::AssertionFailure() << "live counts say [" << a << "], a walk of every task [" << b << "]";
+  return ::testing::AssertionSuccess();
 }
 
 }  // namespace ripen::testing

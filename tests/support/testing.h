@@ -274,4 +274,8 @@ class TcpProxy {
   std::thread acceptor_;
 };
 
+// Whether every shard's live counts (keys.h, "counts") are exact and say what a
+// walk of every task finds, per queue: call it with nothing moving tasks.
+::testing::AssertionResult live_counts_match_walk(const Config& config, Redis& redis, const Keys& keys);
+
 }  // namespace ripen::testing

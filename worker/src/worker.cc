@@ -1145,7 +1145,8 @@ class Worker::Impl {
       std::vector<scripts::StartRequest> deliveries;
       deliveries.reserve(members.size());
       for (size_t i : members) {
-        deliveries.push_back({starting_[i].task.id, starting_[i].run, run_lease_ms(starting_[i].task)});
+        const Delivery& d = starting_[i];
+        deliveries.push_back({d.task.id, d.run, run_lease_ms(d.task), d.task.queue});
       }
       starts.add(shard, deliveries);
     }

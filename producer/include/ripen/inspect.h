@@ -76,9 +76,10 @@ struct LatenessHistogram {
 
 struct QueueStats {
   std::string queue;
-  // From a scan of the shards (see Stats::complete).
+  // From the shards' live counts, or a walk of the shards that keep none (see
+  // Stats::complete).
   int64_t scheduled = 0;  // waiting in the wheel, failed ones waiting for a retry included
-  int64_t in_flight = 0;  // dispatched: published to the broker, not yet running
+  int64_t in_flight = 0;  // dispatched: claimed to be published, or in the broker, not yet running
   int64_t running = 0;
   int64_t held = 0;     // ripe, held in the wheel because the queue is paused
   bool paused = false;  // the queue is paused now (ripen pause)
@@ -94,16 +95,19 @@ struct QueueStats {
 };
 
 struct StatsOptions {
-  // The scan behind scheduled / in_flight / running stops after examining this
-  // many tasks; the counts are then lower bounds.
+  // The walk behind scheduled / in_flight / running (in the shards without
+  // exact live counts, or all with `walk`) stops after examining this many
+  // tasks; the counts are then lower bounds.
   int64_t scan_limit = 1'000'000;
   bool broker = true;  // ask the broker for its queues' message counts
+  bool walk = false;   // walk every shard, even those whose live counts are exact
 };
 
 struct Stats {
   int64_t now_ms = 0;              // Redis TIME as the figures were read
-  bool complete = true;            // false: the scan stopped at scan_limit; its counts are lower bounds
-  int64_t scanned = 0;             // tasks the scan examined
+  bool complete = true;            // false: the walk stopped at scan_limit; its counts are lower bounds
+  int64_t scanned = 0;             // tasks the walk examined
+  int walked_shards = 0;           // shards walked: those without exact live counts (all, with `walk`)
   std::string broker_error;        // why the broker figures are missing, when it could not be reached
   std::vector<QueueStats> queues;  // every queue met in the scan or the last hour's counters, by name
 

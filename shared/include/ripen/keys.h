@@ -17,6 +17,10 @@
 //                         "<queue>|succeeded", "<queue>|failed" (a retry waits), "<queue>|dead",
 //                         "<queue>|late|<le>" lateness histogram (le: bucket bound, ms, or "inf");
 //                         written by the finish and settle scripts, expires 2 h after m begins
+//   <ns>:{sN}:counts      HASH  live tasks per queue and class, kept by every script that moves one:
+//                         "<queue>|scheduled" (scheduled or failed), "<queue>|in_flight" (dispatched),
+//                         "<queue>|running", "<queue>|held" (paused); "~exact" = "1" once the counts
+//                         are exact (set when an enqueue finds the shard without live tasks)
 //   <ns>:{sN}:pausedq     HASH  queue -> "1" for each paused queue: what the settle script checks
 //   <ns>:{sN}:paused:<q>  ZSET  member = task id of paused queue q held out of the wheel, score = due time
 //   <ns>:{sN}:lease       STRING "<owner>|<token>" of the dispatcher holding the shard, PX
@@ -61,6 +65,9 @@ namespace ripen {
 // hosts, so this is spelled out rather than taken from std::hash.
 uint64_t stable_hash(std::string_view data) noexcept;
 
+// The field of a shard's live counts that says they are exact (see above).
+inline constexpr std::string_view kExactCounts = "~exact";
+
 class Keys {
  public:
   Keys(std::string ns, int shards);
@@ -80,6 +87,7 @@ class Keys {
   std::string status(int shard) const;
   std::string ended_index(int shard) const;                          // the buckets of ended tasks' records (see above)
   std::string minute_counts(int shard, int64_t epoch_minute) const;  // how runs ended that minute (see above)
+  std::string live_counts(int shard) const;                          // live tasks per queue and class (see above)
   std::string idempotency(std::string_view key) const;
   std::string paused_flags(int shard) const;
   std::string parked(int shard, std::string_view queue) const;

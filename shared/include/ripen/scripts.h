@@ -162,8 +162,9 @@ class SettleCall {
 
 struct StartRequest {
   std::string_view id;
-  uint64_t run = 0;      // unique among this worker's deliveries: the run token is "<worker>#<run>"
-  int64_t lease_ms = 0;  // how long the run holds the task against another delivery
+  uint64_t run = 0;        // unique among this worker's deliveries: the run token is "<worker>#<run>"
+  int64_t lease_ms = 0;    // how long the run holds the task against another delivery
+  std::string_view queue;  // the task's queue, as its envelope names it, for the live counts; empty: read it
 };
 enum class StartVerdict { run, busy, refused, missing };
 struct StartReply {

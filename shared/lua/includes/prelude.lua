@@ -268,6 +268,50 @@ local function minute_tally(prefix)
   return t
 end
 
+-- Live tasks per queue and class, per shard (KEY.counts), for `ripen stats`
+-- without a walk over every task: every script that moves a live task from one
+-- state to another tells move(queue, from, to) (states as STATUS names them;
+-- 'absent' or an ended state for none), and done() writes one HINCRBY per field
+-- that changed. A state's class is what stats shows; a move within a class
+-- (scheduled -> failed, a takeover) changes nothing. The counts are exact once
+-- an enqueue found the shard without live tasks and marked them so (fresh());
+-- a shard that had tasks before the counts were kept is walked instead.
+local COUNTED = { scheduled = 'scheduled', failed = 'scheduled', dispatched = 'in_flight', running = 'running',
+  paused = 'held' }
+local function live_counts(prefix)
+  local delta, any = {}, false
+  local c = {}
+  function c.move(queue, from, to)
+    local a, b = COUNTED[from], COUNTED[to]
+    if a == b or not queue or queue == '' then return end
+    any = true
+    if a then
+      local f = queue .. '|' .. a
+      delta[f] = (delta[f] or 0) - 1
+    end
+    if b then
+      local f = queue .. '|' .. b
+      delta[f] = (delta[f] or 0) + 1
+    end
+  end
+  -- When the shard has no live task, its counts start again from nothing, exact.
+  function c.fresh(tasks_key)
+    if redis.call('HLEN', tasks_key) == 0 then
+      local key = KEY.counts(prefix)
+      redis.call('DEL', key)
+      redis.call('HSET', key, KEY.counts_exact, '1')
+    end
+  end
+  function c.done()
+    if not any then return end
+    local key = KEY.counts(prefix)
+    for f, n in pairs(delta) do
+      if n ~= 0 then redis.call('HINCRBY', key, f, n) end
+    end
+  end
+  return c
+end
+
 -- A run's lateness in ms from its STATUS stamps, or nil.
 local function lateness(started, due)
   local s, d = tonumber(started), tonumber(due)
