@@ -773,7 +773,14 @@ class Worker::Impl {
       // half of what had passed, a 60 s grace held nine, and a task that
       // nine times in a row met the worker without its handler was
       // dead-lettered while the one with it was up (seen in the tests).
-      r.held_ms = std::min<int64_t>(grace - late, std::max<int64_t>(kUnhandledRecheck.count(), late / 8));
+      // Each wait is drawn from half to one and a half of that: two tasks
+      // bouncing between two workers (each with the other's handler) on the
+      // same schedule were delivered in turn, and the broker's round-robin
+      // then put each back on the wrong worker every time (seen in CI: 17
+      // passes in a row); a wide random wait breaks that lockstep.
+      const int64_t base = std::max<int64_t>(kUnhandledRecheck.count(), late / 8);
+      std::uniform_int_distribution<int64_t> spread(base / 2, base + base / 2);
+      r.held_ms = std::min<int64_t>(grace - late, spread(rng_));
       return deferral(r);
     }
     unhandled_since_.erase(r.delivery.task.id);

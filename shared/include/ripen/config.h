@@ -49,7 +49,7 @@ struct QueueSettings {
 struct WorkerConfig {
   std::vector<std::string> queues = {"default"};
   int concurrency = 4;  // handlers running at once
-  int prefetch = 0;     // unacked deliveries the broker may hand over, all queues together; 0 = auto (see auto_prefetch())
+  int prefetch = 0;  // unacked deliveries the broker may hand over, all queues together; 0 = auto (see auto_prefetch())
   // Tasks whose start is recorded, waiting for a handler thread. 0: as many as
   // keep the handlers busy for about a second at their recent pace (at least
   // concurrency, at most 1024), so a task never waits long with its run lease
