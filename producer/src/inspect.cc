@@ -289,16 +289,18 @@ Result<Stats> collect_stats(const Config& config, Redis& redis, const Keys& keys
     return q;
   };
 
+  // A '<queue>|<class>' count, from the live counts or a walk's tally (both
+  // name classes as the scripts' prelude does).
   auto add = [&](const std::string& field, int64_t n) {
-    auto [name, state] = split_queue(field);
+    auto [name, cls] = split_queue(field);
     QueueStats& q = queue(name);
-    if (state == "scheduled" || state == "failed") {
+    if (cls == "scheduled") {
       q.scheduled += n;
-    } else if (state == "dispatched" || state == "in_flight") {
+    } else if (cls == "in_flight") {
       q.in_flight += n;
-    } else if (state == "running") {
+    } else if (cls == "running") {
       q.running += n;
-    } else if (state == "paused" || state == "held") {
+    } else if (cls == "held") {
       q.held += n;
     }
   };

@@ -85,9 +85,9 @@ local function run(KEYS, A, o, n)
       if not inflight_head[2] or deadline < tonumber(inflight_head[2]) then inflight_head = { '', deadline } end
     end
   end
+  counts.done()
   -- The next moment this shard needs a look: its earliest due task, or the
   -- earliest in-flight lease to expire (a dead dispatcher's tasks come back then).
-  counts.done()
   local due_head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   for _, head in ipairs({ due_head, inflight_head }) do
     if head[2] and (out[2] < 0 or tonumber(head[2]) < out[2]) then out[2] = tonumber(head[2]) end

@@ -4,12 +4,11 @@
 -- woken). A parked entry whose task is no longer `paused` (cancelled meanwhile)
 -- is dropped.
 -- KEYS: due, status, the shard's pausedq, the queue's parked set
--- ARGV: wake_channel, shard, queue
+-- ARGV: wake_channel, shard, queue, prefix
 -- Reply: how many tasks went back.
 redis.call('HDEL', KEYS[3], ARGV[3])
 local moved = 0
--- The queue's live counts: its shard prefix is that of its keys.
-local counts = live_counts(match(KEYS[2], '^(.*)' .. KEY.status('') .. '$'))
+local counts = live_counts(ARGV[4])
 while true do
   local batch = redis.call('ZRANGE', KEYS[4], 0, 999, 'WITHSCORES')
   if #batch == 0 then break end

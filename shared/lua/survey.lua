@@ -23,7 +23,8 @@
 -- Reply: {pos, after, done (1: the phase has nothing left), examined, ...}, then
 --   mode 'ids': per matching task: id, pos, after (a walk resumed there starts right
 --               after it; in a hash, the ids of a chunk come in byte order)
---   mode 'tally': per (queue, state) met: '<queue>|<state>', count
+--   mode 'tally': per (queue, class) met: '<queue>|<class>', count, a live state's class
+--               as the live counts name it (prelude's COUNTED)
 local prefix, phase, pos, after = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local count, want_queue, want_state, mode = tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8]
 local tasks_key, status_key = KEYS[3], KEYS[4]
@@ -45,7 +46,7 @@ local function met(id, queue, state, at_pos, at_after)
     return
   end
   if mode == 'tally' then
-    local k = queue .. '|' .. state
+    local k = queue .. '|' .. (COUNTED[state] or state)
     tallies[k] = (tallies[k] or 0) + 1
   else
     out[#out + 1] = id

@@ -339,7 +339,7 @@ Result<int64_t> run_reschedule(Redis& redis, const Keys& keys, const std::string
 void append_resume(Redis& redis, const Keys& keys, int shard, const std::string& queue) {
   redis.append_eval(resume(),
                     {keys.due(shard), keys.status(shard), keys.paused_flags(shard), keys.parked(shard, queue)},
-                    {keys.wake_channel(), std::to_string(shard), queue});
+                    {keys.wake_channel(), std::to_string(shard), queue, keys.shard_prefix(shard)});
 }
 
 std::optional<std::string> read_lease(const RedisReply& reply) {

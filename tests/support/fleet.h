@@ -16,7 +16,6 @@
 #include "ripen/config.h"
 #include "ripen/dispatcher.h"
 #include "ripen/envelope.h"
-#include "ripen/inspect.h"
 #include "ripen/producer.h"
 #include "ripen/task_record.h"
 #include "ripen/worker.h"
@@ -64,7 +63,6 @@ using Handlers = std::map<std::string, Handler>;
 class FleetTest : public NamespaceTest {
  protected:
   void TearDown() override;
-  void expect_live_counts_exact();
 
   // The producer, made from config_ on first use: change config_ before.
   Producer& producer();
@@ -135,9 +133,6 @@ class FleetTest : public NamespaceTest {
 
   CallLog calls_;
   Gate gate_;
-  // TearDown compares the shards' live counts with a walk of every task (the
-  // fleet stopped): false for a test that writes tasks' records by hand.
-  bool check_live_counts_ = true;
 
  private:
   // A service and the thread that runs it, once started; the thread stops first.

@@ -430,7 +430,6 @@ class Worker::Impl {
   // A new delivery: its tasks wait for their starts to be recorded; a poison
   // message (or a bundle's poison element) is dead-lettered at once.
   void accept(Delivery d) {
-    spdlog::debug("worker {}: delivery {} (message {}, priority {})", name_, d.tag, d.message_id, d.priority);
     auto tasks = decode_message(d.body, static_cast<size_t>(config_.max_envelope_bytes));
     if (!tasks) {
       acks_.open(d.tag, 1);
