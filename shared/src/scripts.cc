@@ -203,12 +203,14 @@ Result<std::vector<SettleReply>> SettleCall::read(RedisReply::View r) {
 
 void StartCall::add(int shard, const std::vector<StartRequest>& deliveries) {
   std::vector<std::string> args = {keys_.shard_prefix(shard), worker_};
-  args.reserve(2 + deliveries.size() * 4);
+  args.reserve(2 + deliveries.size() * 6);
   for (const StartRequest& d : deliveries) {
     args.emplace_back(d.id);
     args.push_back(std::to_string(d.run));
     args.push_back(std::to_string(d.lease_ms));
     args.emplace_back(d.queue);
+    args.emplace_back(d.type);
+    args.emplace_back(d.payload_digest);
   }
   call_.add({keys_.status(shard), keys_.outstanding(shard)}, std::move(args));
 }
@@ -233,6 +235,8 @@ Result<std::vector<StartReply>> StartCall::read(RedisReply::View r) {
       o.state = parse_task_state(r.at(at + 1).sv()).value_or(TaskState::absent);
     } else if (verdict == "missing") {
       o.verdict = StartVerdict::missing;
+    } else if (verdict == "mismatch") {
+      o.verdict = StartVerdict::mismatch;
     } else {
       return bad_reply("start");
     }

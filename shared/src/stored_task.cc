@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include <openssl/sha.h>
 #include <nlohmann/json.hpp>
 
 #include "ripen/topology.h"  // kMaxPriority
@@ -82,6 +83,18 @@ std::string pack_task_head(const Envelope& task) {
 
 std::string encode_payload(const nlohmann::json& payload) {
   return payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string payload_digest(std::string_view payload_json) {
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(payload_json.data()), payload_json.size(), digest);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(2 * SHA_DIGEST_LENGTH, '0');
+  for (size_t i = 0; i < SHA_DIGEST_LENGTH; ++i) {
+    out[2 * i] = kHex[digest[i] >> 4];
+    out[2 * i + 1] = kHex[digest[i] & 0xf];
+  }
+  return out;
 }
 
 std::string pack_task_tail(const Envelope& task) { return pack_task_tail(task, encode_payload(task.payload)); }

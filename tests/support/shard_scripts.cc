@@ -1,5 +1,7 @@
 #include "shard_scripts.h"
 
+#include "ripen/stored_task.h"
+
 namespace ripen::testing {
 
 void ShardScriptsTest::SetUp() {
@@ -32,8 +34,23 @@ scripts::SettleReply ShardScriptsTest::settle(const std::string& id, scripts::Se
 
 std::vector<scripts::StartReply> ShardScriptsTest::start_all(const std::vector<scripts::StartRequest>& deliveries,
                                                              const std::string& worker) {
+  // A request that names no type is the genuine delivery of its task: it says
+  // what the stored TASK says, as the dispatcher's message would.
+  std::vector<scripts::StartRequest> requests = deliveries;
+  std::deque<std::string> held;  // what the requests' views look at
+  for (auto& d : requests) {
+    if (!d.type.empty()) continue;
+    auto packed = redis_->command({"HGET", keys_->tasks(0), std::string(d.id)});
+    if (!packed || !packed->is_string()) continue;
+    const std::string& task_text = held.emplace_back(packed->str());
+    if (auto task = parse_stored_task(std::string_view(task_text))) {
+      d.queue = task->queue;
+      d.type = task->type;
+      d.payload_digest = held.emplace_back(payload_digest(task->payload));
+    }
+  }
   scripts::StartCall call(*keys_, worker);
-  call.add(0, deliveries);
+  call.add(0, requests);
   auto r = scripts::StartCall::read(run(call));
   EXPECT_TRUE(r.ok()) << (r ? "" : r.error().describe());
   return r ? *r : std::vector<scripts::StartReply>(deliveries.size());

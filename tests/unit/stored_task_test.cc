@@ -134,5 +134,35 @@ TEST(FieldSafe, ControlCharactersBecomeSpacesButNewlinesAndTabsStay) {
             "a b c\nd\te ");
 }
 
+// A worker's start compares the digest of the payload it was sent, decoded and
+// encoded again, with the stored payload's (start.lua): encoding what an
+// encoding parses to must give the same bytes, or a genuine task would be
+// refused as forged.
+TEST(StoredTask, AnEncodedPayloadEncodesToItselfAfterParsing) {
+  const char* payloads[] = {
+      R"({"a":1,"b":[1.5,-0.0,1e300,2.2250738585072014e-308,0.1,1.0,-17],"z":null})",
+      R"({"big":18446744073709551615,"neg":-9223372036854775808,"s":"\u0000\u001f\"\\\/é☃😀"})",
+      R"({"b":2,"a":{"y":true,"x":false}})",
+      R"("just a string with \n and \t")",
+      R"([[],{},"",0])",
+      "12345678901234567890123",
+      "3.141592653589793",
+  };
+  for (const char* text : payloads) {
+    const std::string stored = encode_payload(nlohmann::json::parse(text));
+    EXPECT_EQ(encode_payload(nlohmann::json::parse(stored)), stored) << text;
+  }
+  // Invalid UTF-8 is replaced once, then stays as it is.
+  const std::string replaced =
+      encode_payload(nlohmann::json(std::string("a\xff"
+                                                "b")));
+  EXPECT_EQ(encode_payload(nlohmann::json::parse(replaced)), replaced);
+}
+
+TEST(StoredTask, PayloadDigestIsSha1HexAsRedisComputesIt) {
+  EXPECT_EQ(payload_digest("abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+  EXPECT_EQ(payload_digest(""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+}
+
 }  // namespace
 }  // namespace ripen

@@ -57,6 +57,7 @@ struct Delivery {
   std::string body;   // this task's envelope JSON as received; empty for a bundle's (encoded when needed)
   std::string message_id;
   Envelope task;
+  std::string payload_digest;  // of its payload as the TASK stores it: its start checks it (start.lua)
   int attempt = 0;
   int max_attempts = 0;
   int64_t due_ms = 0;
@@ -458,6 +459,7 @@ class Worker::Impl {
         continue;
       }
       one.task = std::move(*t.envelope);
+      one.payload_digest = payload_digest(encode_payload(one.task.payload));
       one.downstream = downstream_of(one.task);
       if (!one.downstream.empty()) meet(one.downstream);
       to_start(std::move(one));
@@ -1152,7 +1154,7 @@ class Worker::Impl {
       deliveries.reserve(members.size());
       for (size_t i : members) {
         const Delivery& d = starting_[i];
-        deliveries.push_back({d.task.id, d.run, run_lease_ms(d.task), d.task.queue});
+        deliveries.push_back({d.task.id, d.run, run_lease_ms(d.task), d.task.queue, d.task.type, d.payload_digest});
       }
       starts.add(shard, deliveries);
     }
@@ -1246,6 +1248,16 @@ class Worker::Impl {
                       d.task.id);
         dead_letter(d, "no task record", "no record for task " + d.task.id + " in namespace " + config_.ns, 0, "",
                     AfterCopy::ack, Finish{});
+        return;
+      case scripts::StartVerdict::mismatch:
+        // Not the message the dispatcher published for it: someone who may
+        // publish to the queue sent a known id with a type or payload of their own.
+        spdlog::error(
+            "worker {}: a delivery of task {} does not match the stored task (queue, type or payload); "
+            "dead-lettered unrun",
+            name_, d.task.id);
+        dead_letter(d, "does not match its task", "queue, type or payload differ from the stored task " + d.task.id, 0,
+                    "", AfterCopy::ack, Finish{});
         return;
       case scripts::StartVerdict::run:
         break;

@@ -162,11 +162,14 @@ class SettleCall {
 
 struct StartRequest {
   std::string_view id;
-  uint64_t run = 0;        // unique among this worker's deliveries: the run token is "<worker>#<run>"
-  int64_t lease_ms = 0;    // how long the run holds the task against another delivery
-  std::string_view queue;  // the task's queue, as its envelope names it, for the live counts; empty: read it
+  uint64_t run = 0;      // unique among this worker's deliveries: the run token is "<worker>#<run>"
+  int64_t lease_ms = 0;  // how long the run holds the task against another delivery
+  // What the delivery says the task is: a run starts only if they are the
+  // stored task's (a forged message must not run a known id with its own type
+  // or payload). payload_digest: payload_digest(encode_payload(payload)).
+  std::string_view queue, type, payload_digest;
 };
-enum class StartVerdict { run, busy, refused, missing };
+enum class StartVerdict { run, busy, refused, missing, mismatch };
 struct StartReply {
   StartVerdict verdict = StartVerdict::missing;
   int attempt = 0;                      // run: the attempt this run is (1 = first)

@@ -54,8 +54,13 @@ inline constexpr char kSep = '\x1f';
 std::string pack_task_tail(const Envelope& task);
 // The same, with the payload already encoded (compact JSON).
 std::string pack_task_tail(const Envelope& task, std::string_view payload_json);
-// A payload as the TASK stores it: compact JSON, invalid UTF-8 replaced.
+// A payload as the TASK stores it: compact JSON, invalid UTF-8 replaced. What
+// this returns parses back to a value it encodes to again, byte for byte (a
+// worker's start compares the digest of the payload it was sent with the stored one's).
 std::string encode_payload(const nlohmann::json& payload);
+// The SHA-1 of an encoded payload, 40 lowercase hex digits (as Redis's
+// redis.sha1hex() computes it in start.lua).
+std::string payload_digest(std::string_view payload_json);
 
 // The marker of the current record format.
 inline constexpr std::string_view kFormat = "v2";

@@ -77,6 +77,15 @@ local function queue_in(task)
   return match(task, '^[^\31]*\31[^\31]*\31([^\31]*)')
 end
 
+-- Whether a TASK is the one a delivery names: its queue, type and the SHA-1 of
+-- its payload (the payload as the TASK stores it, compact JSON).
+local TASK_V2 = '^v2\31[^\31]*\31[^\31]*\31([^\31]*)\31([^\31]*)\31[^\31]*\31[^\31]*\31(.*)$'
+local TASK_V1 = '^[^\31]*\31[^\31]*\31([^\31]*)\31([^\31]*)\31[^\31]*\31[^\31]*\31(.*)$'
+local function task_matches(task, queue, type, digest)
+  local q, t, payload = match(task, byte(task, 1) == V and TASK_V2 or TASK_V1)
+  return q == queue and t == type and redis.sha1hex(payload or '') == digest
+end
+
 -- The queue of a live task, from the head the caller has, else its TASK.
 local function queue_of(prefix, id, head)
   if not head or head == '' then head = redis.call('HGET', KEY.tasks(prefix), id) or '' end
