@@ -27,9 +27,16 @@ local function run(KEYS, A, o, n)
     local id, due_arg, delay, max, idem, tail = A[i], A[i + 1], A[i + 2], A[i + 3], A[i + 4], A[i + 5]
     local existing = nil
     if idem ~= '' then
+      -- Keys are taken per queue and type (keys.h); a key taken before they
+      -- were (its bare name) still holds its task until that task ends.
+      local queue, type = match(tail, '^([^\31]*)\31([^\31]*)\31')
+      local bare = idem
+      idem = queue .. '/' .. type .. '/' .. bare
       existing = keyed[idem]
-      if not existing then
-        local idem_key = KEY.idem(prefix, idem)
+      local names = {idem, bare}
+      for n = 1, 2 do
+        if existing then break end
+        local idem_key = KEY.idem(prefix, names[n])
         existing = redis.call('GET', idem_key)
         -- A key whose task is gone is a done marker while it has a TTL (the task
         -- succeeded less than idempotency_retention ago), else stale.

@@ -59,8 +59,10 @@ std::string Keys::parked(int shard, std::string_view queue) const {
   return shard_prefix(shard) + kParked + std::string(queue);
 }
 std::string Keys::paused_queues() const { return ns_ + ":paused"; }
-std::string Keys::idempotency(std::string_view key) const {
-  return shard_prefix(shard_of(key)) + kIdem + std::string(key);
+std::string Keys::idempotency(std::string_view queue, std::string_view type, std::string_view key) const {
+  // Neither a queue name nor a type holds '/' (envelope.h): the three parts
+  // cannot run into each other. The task's shard is its key's alone.
+  return shard_prefix(shard_of(key)) + kIdem + std::string(queue) + "/" + std::string(type) + "/" + std::string(key);
 }
 
 std::string Keys::lua_key_builders() {
@@ -82,7 +84,7 @@ std::string Keys::lua_key_builders() {
   out += "KEY.counts_exact = '" + std::string(kExactCounts) + "'\n";
   out += with("minute", kMinute);
   out += with("parked", kParked);
-  out += with("idem", kIdem);
+  out += with("idem", kIdem);  // KEY.idem(prefix, '<queue>/<type>/<key>'), or a key from before scoping
   // The buckets of ended records: <prefix>ended:<width ms>:<n> (keys.h).
   out += std::string("function KEY.ended_bucket(prefix, width, n) return prefix .. '") + kEnded +
          ":' .. width .. ':' .. n end\n";

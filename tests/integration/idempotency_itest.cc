@@ -10,6 +10,7 @@
 
 #include "fleet.h"
 #include "ripen/ids.h"
+#include "ripen/stored_task.h"
 
 namespace ripen::testing {
 namespace {
@@ -175,6 +176,62 @@ TEST_F(Idempotency, CliEnqueueTwiceWithTheSameKeyPrintsTheSameId) {
   EXPECT_EQ(j["id"], id);
   EXPECT_EQ(j["created"], false);
   EXPECT_EQ(task_records(), 1u);
+}
+
+// A key is taken per queue and type: whoever may enqueue one type cannot take
+// (and so hijack or block) a key another type's tasks use.
+TEST_F(Idempotency, TheSameKeyInAnotherQueueOrTypeIsAnotherTask) {
+  Envelope work = keyed("order-9", {{"n", 1}});
+  Envelope other_type = keyed("order-9", {{"n", 2}});
+  other_type.type = "refund";
+  Envelope other_queue = keyed("order-9", {{"n", 3}});
+  other_queue.queue = "mail";
+  queues_.push_back("mail");
+  const auto ids = enqueue({work, other_type, other_queue});
+  ASSERT_EQ(ids.size(), 3u);
+  EXPECT_NE(ids[0], ids[1]);
+  EXPECT_NE(ids[0], ids[2]);
+  EXPECT_NE(ids[1], ids[2]);
+  auto again = producer().enqueue(keyed("order-9", {{"n", 4}}));
+  ASSERT_TRUE(again.ok()) << again.error().describe();
+  EXPECT_FALSE(again->created);
+  EXPECT_EQ(again->id.get(), ids[0]);
+  EXPECT_EQ(task_records(), 3u);
+}
+
+// A key taken before keys were scoped (its bare name, keys.h) still holds its
+// task, and is freed when that task ends.
+TEST_F(Idempotency, AKeyTakenBeforeScopingHoldsItsTaskUntilItEnds) {
+  config_.idempotency_retention_ms = 0;
+  const std::string id = enqueue({make_task("work", {{"old", true}})}).at(0);
+  auto redis = connect_redis(config_);
+  const Keys keys(config_.ns, config_.shards);
+  // As an older ripen left it: the bare key, and the key in the TASK.
+  std::string key = "legacy-0";  // one in the task's shard, as an older ripen would have drawn the id
+  for (int i = 1; keys.shard_of(key) != keys.shard_of(id); ++i) key = "legacy-" + std::to_string(i);
+  const std::string bare = keys.shard_prefix(keys.shard_of(id)) + "idem:" + key;
+  ASSERT_TRUE(redis->command({"SET", bare, id}).ok());
+  auto packed = redis->command({"HGET", keys.tasks(keys.shard_of(id)), id});
+  ASSERT_TRUE(packed.ok() && packed->is_string());
+  const std::string stored = packed->str();
+  auto fields = split_fields(stored, 8);
+  ASSERT_EQ(fields.size(), 8u);
+  fields[5] = key;
+  std::string rewritten;
+  for (size_t f = 0; f < fields.size(); ++f) rewritten += (f ? std::string(1, kSep) : "") + std::string(fields[f]);
+  ASSERT_TRUE(redis->command({"HSET", keys.tasks(keys.shard_of(id)), id, rewritten}).ok());
+
+  auto dup = producer().enqueue(keyed(key, {{"new", true}}));
+  ASSERT_TRUE(dup.ok()) << dup.error().describe();
+  EXPECT_FALSE(dup->created) << "the old key still holds its task";
+  EXPECT_EQ(dup->id.get(), id);
+
+  start_worker({{"work", recorder()}});
+  start_dispatcher();
+  ASSERT_TRUE(reaches(id, "succeeded", 20s));
+  auto left = redis->command({"EXISTS", bare});
+  ASSERT_TRUE(left.ok());
+  EXPECT_EQ(left->integer(), 0) << "the bare key was freed with its task";
 }
 
 }  // namespace

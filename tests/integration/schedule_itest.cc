@@ -232,7 +232,7 @@ TEST_F(Schedules, TicksMissedWhileNothingRanFollowTheMisfirePolicy) {
     std::vector<int64_t> ran;
     for (int64_t tick : missed) {
       const std::string key = "schedule:m-" + policy + ":" + std::to_string(tick);
-      auto held = producer().redis().command({"EXISTS", producer().keys().idempotency(key)});
+      auto held = producer().redis().command({"EXISTS", producer().keys().idempotency("default", "tick", key)});
       ASSERT_TRUE(held.ok());
       if (held->integer() == 1) ran.push_back(tick);
     }

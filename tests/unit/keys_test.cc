@@ -118,16 +118,16 @@ TEST(KeysRedis, IdempotencyKeyLandsInShardOfItsKey) {
   Keys keys("ripen", 16);
   for (int i = 0; i < 500; ++i) {
     const std::string idem = "order-" + std::to_string(i);
-    const std::string key = keys.idempotency(idem);
+    const std::string key = keys.idempotency("mail", "send", idem);
     EXPECT_EQ(hash_tag(key), "s" + std::to_string(keys.shard_of(idem))) << key;
-    EXPECT_EQ(key, keys.shard_prefix(keys.shard_of(idem)) + "idem:" + idem);
+    EXPECT_EQ(key, keys.shard_prefix(keys.shard_of(idem)) + "idem:mail/send/" + idem);
   }
 }
 
 TEST(KeysRedis, IdempotencyKeyWithBracesDoesNotMoveTheHashTag) {
   // Redis uses the first {...}; the shard tag comes before anything the user wrote.
   Keys keys("ripen", 16);
-  const std::string key = keys.idempotency("{evil}");
+  const std::string key = keys.idempotency("q", "t", "{evil}");
   EXPECT_EQ(hash_tag(key), "s" + std::to_string(keys.shard_of("{evil}")));
 }
 

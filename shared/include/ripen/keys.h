@@ -12,7 +12,10 @@
 //   <ns>:{sN}:ended       ZSET  member = a bucket of ENDED records, score = when it is deleted (epoch ms)
 //   <ns>:{sN}:ended:<w>:<n>  HASH task id -> ENDED, the compact record of a finished task, for the
 //                         tasks that ended in the n-th stretch of w ms (built by the scripts)
-//   <ns>:{sN}:idem:<key>  STRING task id holding this idempotency key (until the task ends)
+//   <ns>:{sN}:idem:<queue>/<type>/<key>  STRING task id holding this idempotency key (until the task
+//                         ends): a key is taken per queue and task type, so a publisher allowed one
+//                         type cannot take another type's keys. (Before keys were scoped:
+//                         <ns>:{sN}:idem:<key>, still read and freed until no task can hold one.)
 //   <ns>:{sN}:minute:<m>  HASH  how runs ended in epoch minute m (epoch ms / 60000), per queue:
 //                         "<queue>|succeeded", "<queue>|failed" (a retry waits), "<queue>|dead",
 //                         "<queue>|late|<le>" lateness histogram (le: bucket bound, ms, or "inf");
@@ -88,7 +91,7 @@ class Keys {
   std::string ended_index(int shard) const;                          // the buckets of ended tasks' records (see above)
   std::string minute_counts(int shard, int64_t epoch_minute) const;  // how runs ended that minute (see above)
   std::string live_counts(int shard) const;                          // live tasks per queue and class (see above)
-  std::string idempotency(std::string_view key) const;
+  std::string idempotency(std::string_view queue, std::string_view type, std::string_view key) const;
   std::string paused_flags(int shard) const;
   std::string parked(int shard, std::string_view queue) const;
   std::string paused_queues() const;

@@ -71,6 +71,17 @@ local function task_head(task)
   return match(task, HEAD_V1)
 end
 
+-- The idempotency key of a TASK or head as its Redis key names it, scoped by
+-- queue and type ('<queue>/<type>/<key>'; keys.h), and the key alone (how it
+-- was named before keys were scoped); nil when it has none.
+local IDEM_V2 = '^v2\31[^\31]*\31[^\31]*\31([^\31]*)\31([^\31]*)\31([^\31]*)'
+local IDEM_V1 = '^[^\31]*\31[^\31]*\31([^\31]*)\31([^\31]*)\31([^\31]*)'
+local function scoped_idem(task)
+  local q, t, key = match(task, byte(task, 1) == V and IDEM_V2 or IDEM_V1)
+  if not key or key == '' then return nil end
+  return q .. '/' .. t .. '/' .. key, key
+end
+
 -- The queue a TASK or head names.
 local function queue_in(task)
   if byte(task, 1) == V then return match(task, '^v2\31[^\31]*\31[^\31]*\31([^\31]*)') end
@@ -191,17 +202,14 @@ local function retirer(prefix, retention)
   local ids, records = {}, {}
   local r = {}
   function r.add(id, ended_status, head, keep_ms)
-    local idem
-    if head and head ~= '' then
-      local _
-      _, idem = task_head(head)
-    else
+    if not head or head == '' then
       local task = redis.call('HGET', KEY.tasks(prefix), id)
-      head = ''
-      if task then head, idem = task_head(task) end
-      head = head or ''
+      head = task and task_head(task) or ''
     end
-    if idem and idem ~= '' then
+    local scoped, legacy = nil, nil
+    if head ~= '' then scoped, legacy = scoped_idem(head) end
+    -- The key as scoped, and as named before scoping (a task enqueued then).
+    for _, idem in ipairs(scoped and {scoped, legacy} or {}) do
       local idem_key = KEY.idem(prefix, idem)
       if redis.call('GET', idem_key) == id then
         if keep_ms and keep_ms > 0 then
