@@ -54,6 +54,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "ripen/clock.h"
 #include "ripen/config.h"
@@ -134,15 +135,44 @@ class Worker {
   std::unique_ptr<Impl> impl_;
 };
 
+// A run's time limit (TaskContext::timeout_ms): the task's own timeout_ms,
+// clamped to its type's max_timeout (else worker.max_task_timeout), else its
+// type's timeout, else worker.exec_timeout. The clamp holds only the task's own
+// value: what the operator configured is taken as it is.
+int64_t run_timeout_ms(const Config& config, const std::string& type, int64_t own_timeout_ms);
+
 // Built-in handlers.
 // `log`: logs the task at info level.
 Handler make_log_handler();
+
+// How an exec handler's command runs, besides its command line.
+struct ExecOptions {
+  // The worker's environment variables passed on (a trailing '*' matches a
+  // prefix); WorkerConfig::exec_env.
+  std::vector<std::string> env = WorkerConfig{}.exec_env;
+  ExecLimits limits;  // user, group and rlimits ([worker.exec_limits.<type>])
+};
+
 // `exec`: runs `command` with /bin/sh -c, the payload JSON on stdin, and
 // RIPEN_TASK_ID, RIPEN_IDEMPOTENCY_KEY, RIPEN_ATTEMPT, RIPEN_TASK_TYPE, RIPEN_QUEUE
 // in its environment. Exit 0 is success; any other exit (code "exit_<status>"), a
-// signal ("signal_<n>"), or running past the task's timeout ("timeout"; default
-// `default_timeout_ms`; the whole process group is
-// killed) is a failure whose message ends with the command's stderr tail.
-Handler make_exec_handler(const std::string& command, int64_t default_timeout_ms);
+// signal ("signal_<n>"), running past the task's timeout ("timeout"; default
+// `default_timeout_ms`), or not being able to wait for it ("wait_failed") is a
+// failure whose message ends with the command's stderr tail (under 1 KiB).
+//
+// The child: in a process group of its own, which is killed (SIGKILL) once the
+// command exits or its time is up, so nothing it started in the background
+// outlives the run; no descriptor of the worker's but stdin/stdout/stderr
+// (pipes); only the environment variables `options.env` allows, plus the task's;
+// `options.limits` applied (rlimits, then group and user) before it execs.
+// Throws ConfigError at once for an unknown user or group, or another user
+// without root.
+Handler make_exec_handler(const std::string& command, int64_t default_timeout_ms, const ExecOptions& options = {});
+
+// Registers the built-in handlers `config` asks for on `worker`: `log`; the http
+// handler (http_handler.h) for each type of [handlers.http.types], and for no
+// other; an exec handler per worker.exec type, with worker.exec_env and its
+// [worker.exec_limits.<type>]. Throws ConfigError naming the key.
+void handle_builtins(Worker& worker, const Config& config);
 
 }  // namespace ripen
