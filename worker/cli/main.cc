@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
     ripen::setup_logging("ripen-worker", config.log_level, config.log_format);
 
     ripen::Worker worker(config, name);
-    ripen::handle_builtins(worker, config);
+    for (auto& [type, handler] : ripen::builtin_handlers(config)) worker.handle(type, std::move(handler));
     g_worker = &worker;
     std::signal(SIGTERM, on_signal);
     std::signal(SIGINT, on_signal);

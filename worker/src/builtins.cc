@@ -18,22 +18,24 @@ int64_t run_timeout_ms(const Config& config, const std::string& type, int64_t ow
   return config.worker.exec_timeout_ms;
 }
 
-void handle_builtins(Worker& worker, const Config& config) {
-  worker.handle("log", make_log_handler());
+std::map<std::string, Handler> builtin_handlers(const Config& config) {
+  std::map<std::string, Handler> out;
+  out["log"] = make_log_handler();
   if (!config.http.types.empty()) {
     const Handler http = make_http_handler(config.http);
-    for (const auto& [type, prefixes] : config.http.types) worker.handle(type, http);
+    for (const auto& [type, prefixes] : config.http.types) out[type] = http;
   }
   for (const auto& [type, command] : config.worker.exec) {
     ExecOptions options;
     options.env = config.worker.exec_env;
     if (auto l = config.worker.exec_limits.find(type); l != config.worker.exec_limits.end()) options.limits = l->second;
     try {
-      worker.handle(type, make_exec_handler(command, config.worker.exec_timeout_ms, options));
+      out[type] = make_exec_handler(command, config.worker.exec_timeout_ms, options);
     } catch (const ConfigError& e) {
       throw ConfigError("worker.exec_limits." + type + ": " + e.what());
     }
   }
+  return out;
 }
 
 }  // namespace ripen

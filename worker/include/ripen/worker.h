@@ -50,6 +50,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -169,10 +170,11 @@ struct ExecOptions {
 // without root.
 Handler make_exec_handler(const std::string& command, int64_t default_timeout_ms, const ExecOptions& options = {});
 
-// Registers the built-in handlers `config` asks for on `worker`: `log`; the http
-// handler (http_handler.h) for each type of [handlers.http.types], and for no
-// other; an exec handler per worker.exec type, with worker.exec_env and its
-// [worker.exec_limits.<type>]. Throws ConfigError naming the key.
-void handle_builtins(Worker& worker, const Config& config);
+// The built-in handlers `config` asks for, by task type, for Worker::handle():
+// `log`; the http handler (http_handler.h) for each type of
+// [handlers.http.types], and for no other; an exec handler per worker.exec
+// type, with worker.exec_env and its [worker.exec_limits.<type>]. Throws
+// ConfigError naming the key.
+std::map<std::string, Handler> builtin_handlers(const Config& config);
 
 }  // namespace ripen
