@@ -171,7 +171,6 @@ int64_t env_int(const std::string& name, const std::string& value, int64_t lo, i
   return v;
 }
 
-
 // ---- the http handler and exec hygiene ------------------------------------------
 
 // A URL prefix of [handlers.http.types.<type>] allow: checked here for its
@@ -250,9 +249,8 @@ void read_exec_limits(const toml::table& t, const std::string& source, std::map<
 void check_exec_env(const std::vector<std::string>& names, const std::string& where) {
   for (const auto& n : names) {
     const std::string_view name = !n.empty() && n.back() == '*' ? std::string_view(n).substr(0, n.size() - 1) : n;
-    const bool ok = !name.empty() && std::all_of(name.begin(), name.end(), [](unsigned char c) {
-      return std::isalnum(c) != 0 || c == '_';
-    });
+    const bool ok = !name.empty() && std::all_of(name.begin(), name.end(),
+                                                 [](unsigned char c) { return std::isalnum(c) != 0 || c == '_'; });
     if (!ok) {
       throw ConfigError(where + ": '" + quote_cut(n) +
                         "' is not a variable name (letters, digits, '_', and an optional trailing '*')");

@@ -73,7 +73,7 @@ std::string ip_text(const IpBytes& ip) {
 const char* special_address_kind(const IpBytes& ip) {
   // Forms that carry an IPv4 address: the connection reaches (or is
   // translated to) that address, so it is what counts.
-  if (starts(ip, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}) ||  // IPv4-mapped
+  if (starts(ip, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}) ||     // IPv4-mapped
       starts(ip, {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0})) {  // NAT64
     return ipv4_kind(ip[12], ip[13], ip[14], ip[15]);
   }

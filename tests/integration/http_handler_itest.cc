@@ -73,9 +73,9 @@ TEST(HttpHandler, SuccessOn2xxSendsMethodHeadersBodyAndIdempotencyKey) {
   HttpServer server;
   server.set_handler(answer(201));
   const Ran ran = run(local(server), {{"url", server.url("/items?x=1")},
-                       {"method", "PUT"},
-                       {"headers", {{"X-Trace", "abc"}}},
-                       {"body", "plain text"}});
+                                      {"method", "PUT"},
+                                      {"headers", {{"X-Trace", "abc"}}},
+                                      {"body", "plain text"}});
   EXPECT_EQ(ran.outcome, Outcome::success) << ran.message;
   ASSERT_EQ(server.requests(), 1);
   const auto req = *server.last_request();
@@ -87,7 +87,8 @@ TEST(HttpHandler, SuccessOn2xxSendsMethodHeadersBodyAndIdempotencyKey) {
   EXPECT_EQ(req.headers.count("content-type"), 0u) << "a string body is sent as is, not labelled as a form";
 
   // The payload's own Idempotency-Key wins, in any case.
-  EXPECT_EQ(run(local(server), {{"url", server.url()}, {"headers", {{"idempotency-key", "mine"}}}}).outcome, Outcome::success);
+  EXPECT_EQ(run(local(server), {{"url", server.url()}, {"headers", {{"idempotency-key", "mine"}}}}).outcome,
+            Outcome::success);
   EXPECT_EQ(server.last_request()->headers.at("idempotency-key"), "mine");
 
   for (const char* method : {"GET", "DELETE", "PATCH", "HEAD"}) {
@@ -110,9 +111,10 @@ TEST(HttpHandler, JsonBodyIsSentAsJson) {
   EXPECT_EQ(json::parse(req.body), body);
 
   // A Content-Type in the payload's headers is kept.
-  EXPECT_EQ(
-      run(local(server), {{"url", server.url()}, {"headers", {{"Content-Type", "application/vnd.x+json"}}}, {"body", {1, 2}}}).outcome,
-      Outcome::success);
+  EXPECT_EQ(run(local(server),
+                {{"url", server.url()}, {"headers", {{"Content-Type", "application/vnd.x+json"}}}, {"body", {1, 2}}})
+                .outcome,
+            Outcome::success);
   req = *server.last_request();
   EXPECT_EQ(req.headers.at("content-type"), "application/vnd.x+json");
   EXPECT_EQ(req.body, "[1,2]");
@@ -247,15 +249,13 @@ TEST(HttpHandler, DownstreamIsTheUrlsHostAndPort) {
   EXPECT_EQ(http_downstream(nullptr), "");
 }
 
-
 // ---- the fence ------------------------------------------------------------------
 
 TEST(HttpFence, ALoopbackUrlIsRefusedWithoutTheAllow) {
   HttpServer server;
   const Ran ran = run(make_http_handler(allowing({server.url("/")}, false)), {{"url", server.url("/hook")}});
   EXPECT_EQ(ran.outcome, Outcome::permanent);
-  EXPECT_NE(ran.message.find("refused to connect: 127.0.0.1 is a loopback address"), std::string::npos)
-      << ran.message;
+  EXPECT_NE(ran.message.find("refused to connect: 127.0.0.1 is a loopback address"), std::string::npos) << ran.message;
   EXPECT_NE(ran.message.find("handlers.http.allow_networks"), std::string::npos) << ran.message;
   EXPECT_EQ(server.requests(), 0);
 
@@ -294,17 +294,17 @@ TEST(HttpFence, AUrlOutsideItsTypesPrefixesIsRefusedNamingTheRule) {
   EXPECT_EQ(run(handler, {{"url", server.url("/v2")}}).outcome, Outcome::success);
   EXPECT_EQ(run(handler, {{"url", server.url("/v2/x")}}).outcome, Outcome::success);
   EXPECT_EQ(server.requests(), 3);
-  refused(server.url("/v1"));            // "/v1/" covers what is under it only
-  refused(server.url("/v20"));           // "/v2" covers whole segments
+  refused(server.url("/v1"));   // "/v1/" covers what is under it only
+  refused(server.url("/v20"));  // "/v2" covers whole segments
   refused(server.url("/admin"));
-  refused(server.url("/v1/../admin"));   // dot segments removed before the comparison
+  refused(server.url("/v1/../admin"));  // dot segments removed before the comparison
   refused(server.url("/v1/%2e%2e/admin"));
   refused(server.url("/v1/..%2fadmin"));
   refused("http://127.0.0.1:" + std::to_string(testing::free_port()) + "/v1/");  // another port
   refused("https://127.0.0.1:" + port + "/v1/");                                 // another scheme
   refused("http://localhost:" + port + "/v1/");                                  // another host name
   refused("http://127.0.0.1:" + port + "@127.0.0.2:" + port + "/v1/");           // the host after the '@'
-  refused(server.url("/v1/items"), "other");  // another type's prefixes
+  refused(server.url("/v1/items"), "other");                                     // another type's prefixes
   EXPECT_EQ(server.requests(), 3) << "nothing refused was sent";
 }
 

@@ -105,7 +105,6 @@ TEST_F(TaskTypes, TasksAWorkerCannotRunReachOneThatCanWithinTheGrace) {
   EXPECT_EQ(without.stats().dead, 0u);
 }
 
-
 TEST_F(TaskTypes, ATasksOwnTimeoutIsClampedToItsTypesMaximumOrTheFleets) {
   config_.types["capped"].max_timeout_ms = 2000;
   config_.worker.max_task_timeout_ms = 5000;

@@ -88,7 +88,6 @@ TEST_F(Registry, ATripElsewhereInTheFleetHoldsOursOpenForWhatIsLeft) {
   EXPECT_EQ(breakers_.snapshot("mail").state, BreakerState::closed) << "nothing left: no hold";
 }
 
-
 TEST_F(Registry, DownstreamsNotConfiguredShareTheDefaultBreaker) {
   for (int i = 0; i < 10'000; ++i) {
     const std::string name = "made-up-" + std::to_string(i);

@@ -694,7 +694,6 @@ TEST(ParseAmqpUrl, RedactedHidesThePassword) {
   EXPECT_THAT(u->redacted(), Not(HasSubstr("s3cret")));
 }
 
-
 // ---- the http handler, exec hygiene and timeouts (issue 15) ---------------
 
 TEST(HttpHandlerConfig, OffByDefaultAndReadFromHandlersHttp) {
@@ -748,8 +747,7 @@ TEST(HttpHandlerConfig, ATypeServedByExecAndHttpIsRefused) {
 }
 
 TEST(ExecConfig, EnvironmentAllowListAndLimitsPerType) {
-  EXPECT_EQ(Config{}.worker.exec_env,
-            (std::vector<std::string>{"PATH", "HOME", "LANG", "LC_*", "TZ", "TMPDIR"}));
+  EXPECT_EQ(Config{}.worker.exec_env, (std::vector<std::string>{"PATH", "HOME", "LANG", "LC_*", "TZ", "TMPDIR"}));
   const Config c = from_toml(
       "[worker]\nexec_env = [\"PATH\", \"APP_*\"]\n"
       "[worker.exec_limits.report]\nuser = \"nobody\"\ngroup = \"nogroup\"\ncpu_seconds = 10\nmemory_mb = 512\n"
@@ -772,13 +770,15 @@ TEST(ExecConfig, EnvironmentAllowListAndLimitsPerType) {
 
 TEST(TimeoutConfig, TypeMaxTimeoutAndTheFleetDefault) {
   EXPECT_EQ(Config{}.worker.max_task_timeout_ms, 3600 * 1000);
-  const Config c = from_toml("[worker]\nmax_task_timeout = \"10m\"\n[types.sms]\ntimeout = \"5s\"\nmax_timeout = \"30s\"\n");
+  const Config c =
+      from_toml("[worker]\nmax_task_timeout = \"10m\"\n[types.sms]\ntimeout = \"5s\"\nmax_timeout = \"30s\"\n");
   EXPECT_EQ(c.worker.max_task_timeout_ms, 600'000);
   EXPECT_EQ(c.types.at("sms").max_timeout_ms, 30'000);
   EXPECT_THAT(toml_error("[types.sms]\ntimeout = \"31s\"\nmax_timeout = \"30s\"\n"),
               HasSubstr("[types.sms] timeout: must be at most max_timeout"));
   EXPECT_NO_THROW(from_toml("[types.sms]\ntimeout = \"30s\"\nmax_timeout = \"30s\"\n")) << "equal is fine";
-  EXPECT_THAT(toml_error("[worker]\nmax_task_timeout = 0\n"), HasSubstr("'worker.max_task_timeout': must be at least 1"));
+  EXPECT_THAT(toml_error("[worker]\nmax_task_timeout = 0\n"),
+              HasSubstr("'worker.max_task_timeout': must be at least 1"));
 }
 
 }  // namespace

@@ -11,7 +11,8 @@ int64_t run_timeout_ms(const Config& config, const std::string& type, int64_t ow
     // Clamped, not refused: the task still runs, for as long as the operator
     // lets any task of its type run. The envelope allows up to 7 days, and a
     // run's lease (and a handler thread) lasts as long.
-    const int64_t most = tc != nullptr && tc->max_timeout_ms > 0 ? tc->max_timeout_ms : config.worker.max_task_timeout_ms;
+    const int64_t most =
+        tc != nullptr && tc->max_timeout_ms > 0 ? tc->max_timeout_ms : config.worker.max_task_timeout_ms;
     return std::min(own_timeout_ms, most);
   }
   if (tc != nullptr && tc->timeout_ms > 0) return tc->timeout_ms;

@@ -303,8 +303,8 @@ Handler make_exec_handler(const std::string& command, int64_t default_timeout_ms
     // What the command wrote before it ended (no longer waited for: read what is there).
     for (int k = 0; k < 2; ++k) {
       int& fd = k == 0 ? p.out[0] : p.err[0];
-      for (int reads = 0; fd >= 0 && reads < 256 && read_some(fd, k == 0 ? out : err, k == 0 ? kStdoutLogged : kStderrTail);
-           ++reads) {
+      for (int reads = 0;
+           fd >= 0 && reads < 256 && read_some(fd, k == 0 ? out : err, k == 0 ? kStdoutLogged : kStderrTail); ++reads) {
       }
     }
     int status = 0;
@@ -320,9 +320,9 @@ Handler make_exec_handler(const std::string& command, int64_t default_timeout_ms
     }
     if (end == End::timed_out) {
       if (cancelled()) throw Failure("exec: the worker shut down; killed the process group" + stderr_tail);
-      throw Failure("exec: timed out after " + std::to_string(timeout_ms) + " ms; killed the process group" +
-                        stderr_tail,
-                    "timeout");
+      throw Failure(
+          "exec: timed out after " + std::to_string(timeout_ms) + " ms; killed the process group" + stderr_tail,
+          "timeout");
     }
     if (!out.empty()) spdlog::debug("task {} exec stdout: {}", ctx.id, tail(out, kStdoutLogged));
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;

@@ -7,8 +7,8 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
-#include <memory>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -115,8 +115,8 @@ bool under(const Target& url, const Target& prefix) {
 // segments that climb out of the prefix ("/v1/%2e%2e/admin").
 bool path_is_ambiguous(const std::string& path) {
   const std::string p = lower(path);
-  return p.find('\\') != std::string::npos || p.find("%2e") != std::string::npos || p.find("%2f") != std::string::npos ||
-         p.find("%5c") != std::string::npos;
+  return p.find('\\') != std::string::npos || p.find("%2e") != std::string::npos ||
+         p.find("%2f") != std::string::npos || p.find("%5c") != std::string::npos;
 }
 
 bool is_token(std::string_view name) {
@@ -143,9 +143,9 @@ bool iequals(std::string_view a, std::string_view b) {
 // Headers the handler's own framing sets: one from the payload could smuggle
 // a second request past a proxy, or reach another virtual host.
 bool is_framing_header(std::string_view name) {
-  static constexpr std::string_view kFraming[] = {"host",    "content-length", "transfer-encoding", "connection",
-                                                  "upgrade", "te",             "trailer",           "keep-alive",
-                                                  "proxy-connection"};
+  static constexpr std::string_view kFraming[] = {"host",       "content-length", "transfer-encoding",
+                                                  "connection", "upgrade",        "te",
+                                                  "trailer",    "keep-alive",     "proxy-connection"};
   return std::any_of(std::begin(kFraming), std::end(kFraming), [&](std::string_view f) { return iequals(f, name); });
 }
 
@@ -357,8 +357,10 @@ Handler make_http_handler(const HttpHandlerConfig& config) {
                       "http_not_allowed");
     }
     if (path_is_ambiguous(target.path)) {
-      throw Permanent(what + ": the URL's path has an encoded '.', '/' or '\\', or a '\\': refused, as servers read them "
-                             "differently (" + rule + ")",
+      throw Permanent(what +
+                          ": the URL's path has an encoded '.', '/' or '\\', or a '\\': refused, as servers read them "
+                          "differently (" +
+                          rule + ")",
                       "http_not_allowed");
     }
     const std::atomic<bool>* cancelled = ctx.cancelled;

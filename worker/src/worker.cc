@@ -18,6 +18,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "error_text.h"
 #include "ripen/ack_ledger.h"
 #include "ripen/admission.h"
 #include "ripen/amqp.h"
@@ -34,7 +35,6 @@
 #include "ripen/scripts.h"
 #include "ripen/stored_task.h"
 #include "ripen/topology.h"
-#include "error_text.h"
 
 namespace ripen {
 namespace {
@@ -793,8 +793,7 @@ class Worker::Impl {
     const auto opened = breakers_.report(r.delivery.downstream, r.error.empty() || r.permanent, r.took);
     if (!opened) return;
     spdlog::warn("worker {}: breaker '{}' opened for {} ms ({}; last error: {})", name_,
-                 breakers_.breaker_of(r.delivery.downstream),
-                 opened->open_for.count(),
+                 breakers_.breaker_of(r.delivery.downstream), opened->open_for.count(),
                  opened->before == BreakerState::half_open
                      ? std::string("a trial call failed")
                      : fmt::format("{} failed of the last {} calls", opened->failures + 1, opened->calls + 1),

@@ -50,12 +50,12 @@ struct QueueSettings {
 // What an exec type's command runs as and within. Each limit is applied with
 // setrlimit in the child before it execs; 0 leaves the worker's own.
 struct ExecLimits {
-  std::string user;          // run as this user (its uid, and its gid unless `group`); "": the worker's
-  std::string group;         // run with this group; "": the user's, or the worker's
-  int64_t cpu_seconds = 0;   // RLIMIT_CPU
-  int64_t memory_mb = 0;     // RLIMIT_AS, MiB
-  int64_t open_files = 0;    // RLIMIT_NOFILE
-  int64_t processes = 0;     // RLIMIT_NPROC (counted per user: best with `user`)
+  std::string user;         // run as this user (its uid, and its gid unless `group`); "": the worker's
+  std::string group;        // run with this group; "": the user's, or the worker's
+  int64_t cpu_seconds = 0;  // RLIMIT_CPU
+  int64_t memory_mb = 0;    // RLIMIT_AS, MiB
+  int64_t open_files = 0;   // RLIMIT_NOFILE
+  int64_t processes = 0;    // RLIMIT_NPROC (counted per user: best with `user`)
 };
 
 struct WorkerConfig {

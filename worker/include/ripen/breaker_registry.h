@@ -101,8 +101,8 @@ class BreakerRegistry {
   std::mutex mu_;
   std::map<std::string, Held> breakers_;  // by breaker_of() name
   std::vector<std::string> freed_;        // freed since the last sync
-  std::vector<std::string> opened_;  // opened here since the last sync
-  bool met_new_ = false;             // a breaker was made since the last sync
+  std::vector<std::string> opened_;       // opened here since the last sync
+  bool met_new_ = false;                  // a breaker was made since the last sync
   Clock::time_point next_sync_{};
 };
 
