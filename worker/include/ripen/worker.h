@@ -19,7 +19,8 @@
 //
 // Circuit breakers: a task that names a `downstream` (an http task without one:
 // its URL's host) passes that downstream's breaker (breaker.h; thresholds from
-// config.breakers) before it starts. While the breaker holds it back, the task is
+// config.breakers) before it starts. Only configured downstreams have breakers
+// of their own; any other name shares "default" (breaker_registry.h). While the breaker holds it back, the task is
 // not run and not failed: it goes back into the timer wheel until the breaker's
 // next trial, its attempts untouched, and is counted in WorkerStats::deferred. A
 // handler's failure counts against the breaker, and so does a slow run; a
