@@ -1,5 +1,7 @@
 #include "ripen/config.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -10,6 +12,7 @@
 #include "ripen/amqp.h"
 #include "ripen/duration.h"
 #include "ripen/envelope.h"
+#include "ripen/net_address.h"
 #include "ripen/redis.h"
 
 namespace ripen {
@@ -20,6 +23,9 @@ std::string fmt_number(double v) {
   out << v;
   return out.str();
 }
+
+// Quoted config text in an error: a short prefix, so a pasted blob does not fill the message.
+std::string quote_cut(const std::string& text) { return text.size() <= 80 ? text : text.substr(0, 80) + "..."; }
 
 // Walks one TOML table, handing each known key to its reader and refusing the
 // rest: a misspelt key silently ignored is a setting that never took effect.
@@ -165,6 +171,93 @@ int64_t env_int(const std::string& name, const std::string& value, int64_t lo, i
   return v;
 }
 
+// ---- the http handler and exec hygiene ------------------------------------------
+
+// A URL prefix of [handlers.http.types.<type>] allow: checked here for its
+// shape; the handler parses it again with curl at start and compares parsed
+// URLs (worker/src/http_handler.cc).
+std::string http_prefix_problem(const std::string& prefix) {
+  const size_t scheme_end = prefix.find("://");
+  if (scheme_end == std::string::npos) return "must start with http:// or https://";
+  std::string scheme = prefix.substr(0, scheme_end);
+  std::transform(scheme.begin(), scheme.end(), scheme.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (scheme != "http" && scheme != "https") return "must start with http:// or https://";
+  const std::string rest = prefix.substr(scheme_end + 3);
+  if (rest.empty() || rest[0] == '/' || rest[0] == ':') return "must name a host";
+  for (unsigned char c : prefix) {
+    if (c <= 0x20 || c == 0x7f) return "must not contain spaces or control characters";
+  }
+  if (rest.find_first_of("?#") != std::string::npos) return "must not have a query or fragment";
+  if (rest.substr(0, rest.find('/')).find('@') != std::string::npos) return "must not have user or password";
+  return {};
+}
+
+void read_http_handler(const toml::table& t, const std::string& source, HttpHandlerConfig& h) {
+  TableReader r(t, "handlers.http", source);
+  r.read("allow_private", h.allow_private);
+  r.read_strings("allow_networks", h.allow_networks);
+  for (const auto& n : h.allow_networks) {
+    if (auto net = parse_ip_network(n); !net) {
+      throw ConfigError(r.where("allow_networks", *t.get("allow_networks")) + ": " + net.error().message);
+    }
+  }
+  r.read("max_response_bytes", h.max_response_bytes, 1, 1LL << 30);
+  r.read("low_speed_bytes", h.low_speed_bytes, 1, 1LL << 30);
+  r.read_duration("low_speed_time", h.low_speed_time_ms, 1000);
+  if (const auto* types = r.sub("types")) {
+    TableReader all(*types, "handlers.http.types", source);
+    for (const auto& [name, node] : *types) {
+      const std::string type(name.str());
+      const auto* table = all.sub(type);
+      if (!is_downstream_name(type)) {
+        throw ConfigError(all.where(type, node) + ": not a task type (1-128 characters of [A-Za-z0-9._:-])");
+      }
+      TableReader tr(*table, "handlers.http.types." + type, source);
+      std::vector<std::string> allow;
+      tr.read_strings("allow", allow);
+      if (allow.empty()) {
+        throw ConfigError(source + ": [handlers.http.types." + type +
+                          "] allow: must list at least one URL prefix, e.g. [\"https://api.example.com/v1/\"]");
+      }
+      for (const auto& prefix : allow) {
+        if (auto problem = http_prefix_problem(prefix); !problem.empty()) {
+          throw ConfigError(tr.where("allow", *table->get("allow")) + ": '" + quote_cut(prefix) + "' " + problem);
+        }
+      }
+      h.types[type] = std::move(allow);
+    }
+  }
+}
+
+void read_exec_limits(const toml::table& t, const std::string& source, std::map<std::string, ExecLimits>& out) {
+  TableReader all(t, "worker.exec_limits", source);
+  for (const auto& [name, node] : t) {
+    const std::string type(name.str());
+    const auto* table = all.sub(type);
+    TableReader r(*table, "worker.exec_limits." + type, source);
+    ExecLimits l;
+    r.read("user", l.user);
+    r.read("group", l.group);
+    r.read("cpu_seconds", l.cpu_seconds, 1, 1LL << 31);
+    r.read("memory_mb", l.memory_mb, 1, 1LL << 24);
+    r.read("open_files", l.open_files, 3, 1LL << 20);
+    r.read("processes", l.processes, 1, 1LL << 22);
+    out[type] = l;
+  }
+}
+
+void check_exec_env(const std::vector<std::string>& names, const std::string& where) {
+  for (const auto& n : names) {
+    const std::string_view name = !n.empty() && n.back() == '*' ? std::string_view(n).substr(0, n.size() - 1) : n;
+    const bool ok = !name.empty() && std::all_of(name.begin(), name.end(),
+                                                 [](unsigned char c) { return std::isalnum(c) != 0 || c == '_'; });
+    if (!ok) {
+      throw ConfigError(where + ": '" + quote_cut(n) +
+                        "' is not a variable name (letters, digits, '_', and an optional trailing '*')");
+    }
+  }
+}
+
 }  // namespace
 
 EnvLookup process_env() {
@@ -218,6 +311,10 @@ void apply_toml(Config& c, const std::string& text, const std::string& source) {
       }
       if (has_retry) tc.retry = backoff;
       r.read_duration("timeout", tc.timeout_ms, 1);
+      r.read_duration("max_timeout", tc.max_timeout_ms, 1);
+      if (tc.max_timeout_ms > 0 && tc.timeout_ms > tc.max_timeout_ms) {
+        throw ConfigError(source + ": [types." + type + "] timeout: must be at most max_timeout");
+      }
       r.read_strings("permanent_errors", tc.permanent_errors);
       std::string blocking = "concurrent";
       r.read("blocking", blocking);
@@ -247,6 +344,10 @@ void apply_toml(Config& c, const std::string& text, const std::string& source) {
       read_breaker(*table, "breakers." + ds, source, p);
       c.breakers[ds] = p;
     }
+  }
+  if (const auto* t = top.sub("handlers")) {
+    TableReader r(*t, "handlers", source);
+    if (const auto* http = r.sub("http")) read_http_handler(*http, source, c.http);
   }
   if (const auto* t = top.sub("log")) {
     TableReader r(*t, "log", source);
@@ -290,6 +391,10 @@ void apply_toml(Config& c, const std::string& text, const std::string& source) {
       }
     }
     r.read_duration("exec_timeout", w.exec_timeout_ms, 1);
+    r.read_duration("max_task_timeout", w.max_task_timeout_ms, 1);
+    r.read_strings("exec_env", w.exec_env);
+    if (t->contains("exec_env")) check_exec_env(w.exec_env, r.where("exec_env", *t->get("exec_env")));
+    if (const auto* l = r.sub("exec_limits")) read_exec_limits(*l, source, w.exec_limits);
     r.read_duration("shutdown_grace", w.shutdown_grace_ms, 0);
     r.read_duration("lease_grace", w.lease_grace_ms, 0);
     r.read_duration("unknown_type_grace", w.unknown_type_grace_ms, 0);
@@ -349,6 +454,12 @@ void validate_config(const Config& c) {
     throw ConfigError("dispatcher.inflight_lease: must be longer than dispatcher.max_poll");
   }
   if (c.worker.concurrency < 1) throw ConfigError("worker.concurrency: must be at least 1");
+  for (const auto& [type, prefixes] : c.http.types) {
+    if (c.worker.exec.count(type) != 0 || type == "log") {
+      throw ConfigError("handlers.http.types." + type + ": the type is also served by " +
+                        (type == "log" ? std::string("the built-in log handler") : "worker.exec." + type));
+    }
+  }
 }
 
 }  // namespace ripen

@@ -26,6 +26,9 @@ class Breakers : public FleetTest {
     FleetTest::SetUp();
     config_.retry_backoff = {50, 200};
     config_.worker.concurrency = 2;
+    // http tasks may reach the test server (its host gets a breaker of its own).
+    config_.http.types["http"] = {server_.url("/")};
+    config_.http.allow_networks = {"127.0.0.1/32"};
     server_.set_handler([this](const HttpServer::Request&) {
       HttpServer::Response r;
       r.status = status_.load();
@@ -69,7 +72,7 @@ TEST_F(Breakers, FailingDownstreamOpensTheBreakerTasksAreDeferredAndAllCompleteW
   const auto ids = enqueue_calls(30);
   ASSERT_EQ(ids.size(), 30u);
 
-  Worker& worker = start_worker({{"http", make_http_handler()}});
+  Worker& worker = start_worker({{"http", make_http_handler(config_.http)}});
   start_dispatcher();
   auto redis = connect_redis(config_);
 
@@ -107,8 +110,8 @@ TEST_F(Breakers, ABreakerOneWorkerOpenedHoldsTheDownstreamBackOnAnother) {
   Config on_a = config_, on_b = config_;
   on_a.worker.queues = {"a"};
   on_b.worker.queues = {"b"};
-  start_worker(on_a, {{"http", make_http_handler()}}, "worker-a");
-  Worker& b = start_worker(on_b, {{"http", make_http_handler()}}, "worker-b");
+  start_worker(on_a, {{"http", make_http_handler(config_.http)}}, "worker-a");
+  Worker& b = start_worker(on_b, {{"http", make_http_handler(config_.http)}}, "worker-b");
 
   enqueue_calls(3, "a");
   auto redis = connect_redis(config_);
@@ -141,7 +144,7 @@ TEST_F(Breakers, PermanentFailuresDoNotOpenTheBreaker) {
   config_.breakers["default"] = policy;
   status_ = 404;  // the downstream answers: the requests are wrong, it is not failing
   const auto ids = enqueue_calls(6);
-  Worker& worker = start_worker({{"http", make_http_handler()}});
+  Worker& worker = start_worker({{"http", make_http_handler(config_.http)}});
   start_dispatcher();
   for (const auto& id : ids) {
     auto rec = wait_for_state(id, "dead", 20s);

@@ -5,11 +5,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "fleet.h"
+#include "http_server.h"
 
 namespace ripen::testing {
 namespace {
@@ -100,6 +103,46 @@ TEST_F(TaskTypes, TasksAWorkerCannotRunReachOneThatCanWithinTheGrace) {
   }
   EXPECT_EQ(calls_.size(), 10u);
   EXPECT_EQ(without.stats().dead, 0u);
+}
+
+TEST_F(TaskTypes, ATasksOwnTimeoutIsClampedToItsTypesMaximumOrTheFleets) {
+  config_.types["capped"].max_timeout_ms = 2000;
+  config_.worker.max_task_timeout_ms = 5000;
+  auto& seen = keep<std::map<std::string, int64_t>>();
+  auto& mu = keep<std::mutex>();
+  const Handler note = [&seen, &mu](const TaskContext& ctx) {
+    std::lock_guard lock(mu);
+    seen[ctx.task.payload.get<std::string>()] = ctx.timeout_ms;
+  };
+  start_worker({{"capped", note}, {"plain", note}});
+  start_dispatcher();
+  Envelope days = make_task("capped", "days");
+  days.timeout_ms = 7LL * 24 * 3600 * 1000;
+  Envelope under = make_task("capped", "under");
+  under.timeout_ms = 1500;
+  Envelope fleet = make_task("plain", "fleet");
+  fleet.timeout_ms = 3600 * 1000;
+  for (const auto& id : enqueue({days, under, fleet})) ASSERT_TRUE(reaches(id, "succeeded", 20s));
+  std::lock_guard lock(mu);
+  EXPECT_EQ(seen["days"], 2000) << "clamped to [types.capped] max_timeout, and run";
+  EXPECT_EQ(seen["under"], 1500);
+  EXPECT_EQ(seen["fleet"], 5000) << "clamped to worker.max_task_timeout";
+}
+
+TEST_F(TaskTypes, ATypeNotConfiguredForHttpHasNoHttpHandler) {
+  auto& server = keep<HttpServer>();
+  config_.http.types["webhook"] = {server.url("/")};
+  config_.http.allow_networks = {"127.0.0.1/32"};
+  config_.worker.unknown_type_grace_ms = 300;
+  start_worker(builtin_handlers(config_));
+  start_dispatcher();
+  const std::string hook = producer().enqueue(make_task("webhook", {{"url", server.url("/hook")}}))->id.get();
+  const std::string http = producer().enqueue(make_task("http", {{"url", server.url("/hook")}}))->id.get();
+  EXPECT_TRUE(reaches(hook, "succeeded", 20s));
+  auto rec = wait_for_state(http, "dead", 20s);
+  ASSERT_TRUE(rec.has_value());
+  EXPECT_NE(rec->last_error.find("no worker handles task type 'http'"), std::string::npos) << rec->last_error;
+  EXPECT_EQ(server.requests(), 1) << "only the configured type's request was sent";
 }
 
 }  // namespace

@@ -88,5 +88,63 @@ TEST_F(Registry, ATripElsewhereInTheFleetHoldsOursOpenForWhatIsLeft) {
   EXPECT_EQ(breakers_.snapshot("mail").state, BreakerState::closed) << "nothing left: no hold";
 }
 
+TEST_F(Registry, DownstreamsNotConfiguredShareTheDefaultBreaker) {
+  for (int i = 0; i < 10'000; ++i) {
+    const std::string name = "made-up-" + std::to_string(i);
+    breakers_.meet(name);
+    ASSERT_FALSE(breakers_.hold_back(name));
+    breakers_.report(name, true, 1ms);
+  }
+  EXPECT_EQ(breakers_.size(), 1u) << "10k names a task chose cost one breaker";
+  EXPECT_EQ(breakers_.breaker_of("made-up-7"), "default");
+  EXPECT_EQ(breakers_.breaker_of("sms"), "sms") << "configured: its own";
+  const auto sync = breakers_.plan_sync(1s);
+  ASSERT_TRUE(sync.has_value());
+  ASSERT_EQ(sync->all.size(), 1u);
+  EXPECT_EQ(sync->all[0].first, "default");
+}
+
+TEST_F(Registry, AKnownDownstreamGetsItsOwnBreakerWithTheDefaultPolicy) {
+  BreakerRegistry known({{"default", quick_trip()}}, clock_, {"api.example.com"});
+  EXPECT_EQ(known.breaker_of("api.example.com"), "api.example.com");
+  EXPECT_EQ(known.breaker_of("evil.example.com"), "default");
+  known.report("api.example.com", false, 1ms);
+  EXPECT_TRUE(known.report("api.example.com", false, 1ms).has_value()) << "the default policy: quick_trip";
+  EXPECT_EQ(known.snapshot("evil.example.com").state, BreakerState::closed) << "another breaker";
+}
+
+TEST_F(Registry, AnIdleClosedBreakerIsFreedAtTheSyncAfterItsIdleTime) {
+  BreakerRegistry idle({{"default", BreakerPolicy{}}, {"sms", quick_trip()}}, clock_, {}, 10min);
+  ASSERT_FALSE(idle.hold_back("sms"));
+  idle.report("sms", true, 1ms);
+  clock_.advance(10min - 1ms);
+  auto sync = idle.plan_sync(1ms);
+  ASSERT_TRUE(sync.has_value());
+  EXPECT_TRUE(sync->freed.empty());
+  EXPECT_EQ(idle.size(), 1u) << "1 ms short of its idle time";
+  clock_.advance(1ms);
+  sync = idle.plan_sync(1ms);
+  ASSERT_TRUE(sync.has_value()) << "a freed breaker is told to the fleet";
+  EXPECT_EQ(sync->freed, (std::vector<std::string>{"sms"}));
+  EXPECT_TRUE(sync->all.empty());
+  EXPECT_EQ(idle.size(), 0u);
+  clock_.advance(1s);
+  EXPECT_FALSE(idle.plan_sync(1ms).has_value()) << "nothing left to tell";
+  EXPECT_EQ(idle.snapshot("sms").calls, 0) << "met again: a fresh breaker";
+}
+
+TEST_F(Registry, AnOpenBreakerIsNotFreedHoweverIdle) {
+  BreakerPolicy slow = quick_trip();
+  slow.open_ms = 3'600'000;
+  slow.max_open_ms = 3'600'000;
+  BreakerRegistry idle({{"default", BreakerPolicy{}}, {"sms", slow}}, clock_, {}, 10min);
+  idle.report("sms", false, 1ms);
+  ASSERT_TRUE(idle.report("sms", false, 1ms).has_value());
+  clock_.advance(30min);
+  ASSERT_TRUE(idle.plan_sync(1s).has_value());
+  EXPECT_EQ(idle.size(), 1u);
+  EXPECT_EQ(idle.snapshot("sms").state, BreakerState::open);
+}
+
 }  // namespace
 }  // namespace ripen

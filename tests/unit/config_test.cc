@@ -694,5 +694,92 @@ TEST(ParseAmqpUrl, RedactedHidesThePassword) {
   EXPECT_THAT(u->redacted(), Not(HasSubstr("s3cret")));
 }
 
+// ---- the http handler, exec hygiene and timeouts (issue 15) ---------------
+
+TEST(HttpHandlerConfig, OffByDefaultAndReadFromHandlersHttp) {
+  EXPECT_TRUE(Config{}.http.types.empty()) << "no type is served by http unless configured";
+  EXPECT_FALSE(Config{}.http.allow_private);
+  EXPECT_EQ(Config{}.http.max_response_bytes, 1024 * 1024);
+  const Config c = from_toml(
+      "[handlers.http]\nallow_private = true\nallow_networks = [\"10.1.0.0/16\", \"::1\"]\n"
+      "max_response_bytes = 4096\nlow_speed_bytes = 100\nlow_speed_time = \"5s\"\n"
+      "[handlers.http.types.webhook]\nallow = [\"https://api.example.com/v1/\", \"http://hooks.example.com:8080\"]\n");
+  EXPECT_TRUE(c.http.allow_private);
+  EXPECT_EQ(c.http.allow_networks, (std::vector<std::string>{"10.1.0.0/16", "::1"}));
+  EXPECT_EQ(c.http.max_response_bytes, 4096);
+  EXPECT_EQ(c.http.low_speed_bytes, 100);
+  EXPECT_EQ(c.http.low_speed_time_ms, 5000);
+  ASSERT_EQ(c.http.types.count("webhook"), 1u);
+  EXPECT_EQ(c.http.types.at("webhook").size(), 2u);
+}
+
+TEST(HttpHandlerConfig, BadPrefixesNetworksAndKeysNameTheKey) {
+  EXPECT_THAT(toml_error("[handlers.http.types.w]\nallow = [\"ftp://x/\"]\n"),
+              HasSubstr("'handlers.http.types.w.allow': 'ftp://x/' must start with http:// or https://"));
+  EXPECT_THAT(toml_error("[handlers.http.types.w]\nallow = [\"api.example.com/v1\"]\n"),
+              HasSubstr("must start with http:// or https://"));
+  EXPECT_THAT(toml_error("[handlers.http.types.w]\nallow = [\"https:///v1\"]\n"), HasSubstr("must name a host"));
+  EXPECT_THAT(toml_error("[handlers.http.types.w]\nallow = [\"https://a/v1?x=1\"]\n"),
+              HasSubstr("must not have a query"));
+  EXPECT_THAT(toml_error("[handlers.http.types.w]\nallow = [\"https://u:p@a/v1\"]\n"),
+              HasSubstr("must not have user or password"));
+  EXPECT_THAT(toml_error("[handlers.http.types.w]\nallow = []\n"),
+              HasSubstr("[handlers.http.types.w] allow: must list at least one URL prefix"));
+  EXPECT_THAT(toml_error("[handlers.http.types.w]\nallow = [\"https://a/\"]\nallowed = [\"https://a/\"]\n"),
+              HasSubstr("'handlers.http.types.w.allowed': unknown key"));
+  EXPECT_THAT(toml_error("[handlers.http]\nallow_networks = [\"10.0.0.1/8\"]\n"),
+              HasSubstr("'handlers.http.allow_networks': network '10.0.0.1/8': bits are set past the prefix length"));
+  EXPECT_THAT(toml_error("[handlers.http]\nallow_networks = [\"localhost\"]\n"),
+              HasSubstr("network 'localhost': not an IPv4 or IPv6 address"));
+  EXPECT_THAT(toml_error("[handlers.http]\nmax_response_bytes = 0\n"),
+              HasSubstr("'handlers.http.max_response_bytes': must be between 1"));
+  EXPECT_THAT(toml_error("[handlers.ftp]\nx = 1\n"), HasSubstr("'handlers.ftp': unknown key"));
+  const std::string long_prefix = "gopher://" + std::string(10'000, 'a');
+  const std::string msg = toml_error("[handlers.http.types.w]\nallow = [\"" + long_prefix + "\"]\n");
+  EXPECT_THAT(msg, HasSubstr("must start with http://"));
+  EXPECT_LT(msg.size(), 300u) << "the quoted prefix is cut";
+}
+
+TEST(HttpHandlerConfig, ATypeServedByExecAndHttpIsRefused) {
+  Config c = from_toml("[handlers.http.types.hook]\nallow = [\"https://a/\"]\n[worker.exec]\nhook = \"true\"\n");
+  EXPECT_THAT(config_error_of([&] { validate_config(c); }),
+              HasSubstr("handlers.http.types.hook: the type is also served by worker.exec.hook"));
+}
+
+TEST(ExecConfig, EnvironmentAllowListAndLimitsPerType) {
+  EXPECT_EQ(Config{}.worker.exec_env, (std::vector<std::string>{"PATH", "HOME", "LANG", "LC_*", "TZ", "TMPDIR"}));
+  const Config c = from_toml(
+      "[worker]\nexec_env = [\"PATH\", \"APP_*\"]\n"
+      "[worker.exec_limits.report]\nuser = \"nobody\"\ngroup = \"nogroup\"\ncpu_seconds = 10\nmemory_mb = 512\n"
+      "open_files = 64\nprocesses = 32\n");
+  EXPECT_EQ(c.worker.exec_env, (std::vector<std::string>{"PATH", "APP_*"}));
+  const ExecLimits& l = c.worker.exec_limits.at("report");
+  EXPECT_EQ(l.user, "nobody");
+  EXPECT_EQ(l.group, "nogroup");
+  EXPECT_EQ(l.cpu_seconds, 10);
+  EXPECT_EQ(l.memory_mb, 512);
+  EXPECT_EQ(l.open_files, 64);
+  EXPECT_EQ(l.processes, 32);
+  EXPECT_THAT(toml_error("[worker]\nexec_env = [\"PA TH\"]\n"),
+              HasSubstr("'worker.exec_env': 'PA TH' is not a variable name"));
+  EXPECT_THAT(toml_error("[worker]\nexec_env = [\"*\"]\n"), HasSubstr("'*' is not a variable name"));
+  EXPECT_THAT(toml_error("[worker.exec_limits.r]\nopen_files = 2\n"),
+              HasSubstr("'worker.exec_limits.r.open_files': must be between 3"));
+  EXPECT_THAT(toml_error("[worker.exec_limits.r]\nuid = 5\n"), HasSubstr("'worker.exec_limits.r.uid': unknown key"));
+}
+
+TEST(TimeoutConfig, TypeMaxTimeoutAndTheFleetDefault) {
+  EXPECT_EQ(Config{}.worker.max_task_timeout_ms, 3600 * 1000);
+  const Config c =
+      from_toml("[worker]\nmax_task_timeout = \"10m\"\n[types.sms]\ntimeout = \"5s\"\nmax_timeout = \"30s\"\n");
+  EXPECT_EQ(c.worker.max_task_timeout_ms, 600'000);
+  EXPECT_EQ(c.types.at("sms").max_timeout_ms, 30'000);
+  EXPECT_THAT(toml_error("[types.sms]\ntimeout = \"31s\"\nmax_timeout = \"30s\"\n"),
+              HasSubstr("[types.sms] timeout: must be at most max_timeout"));
+  EXPECT_NO_THROW(from_toml("[types.sms]\ntimeout = \"30s\"\nmax_timeout = \"30s\"\n")) << "equal is fine";
+  EXPECT_THAT(toml_error("[worker]\nmax_task_timeout = 0\n"),
+              HasSubstr("'worker.max_task_timeout': must be at least 1"));
+}
+
 }  // namespace
 }  // namespace ripen

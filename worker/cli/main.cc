@@ -1,6 +1,7 @@
 // ripen-worker: runs tasks from ripen queues with the built-in handlers:
 //   log           prints the task
 //   exec          --exec TYPE='command args' runs the command per task of TYPE
+//   http          one request per task, for the types [handlers.http.types] lists
 #include <csignal>
 #include <iostream>
 #include <string>
@@ -9,7 +10,6 @@
 #include <CLI/CLI.hpp>
 
 #include "ripen/config.h"
-#include "ripen/http_handler.h"
 #include "ripen/log.h"
 #include "ripen/worker.h"
 
@@ -56,20 +56,12 @@ int main(int argc, char** argv) {
       }
       config.worker.exec[e.substr(0, eq)] = e.substr(eq + 1);
     }
-    for (const char* builtin : {"log", "http"}) {
-      if (config.worker.exec.count(builtin) != 0) {
-        throw ripen::ConfigError(std::string("--exec: '") + builtin + "' is a built-in handler type");
-      }
-    }
+    if (config.worker.exec.count("log") != 0) throw ripen::ConfigError("--exec: 'log' is a built-in handler type");
     ripen::validate_config(config);
     ripen::setup_logging("ripen-worker", config.log_level, config.log_format);
 
     ripen::Worker worker(config, name);
-    worker.handle("log", ripen::make_log_handler());
-    worker.handle("http", ripen::make_http_handler());
-    for (const auto& [type, command] : config.worker.exec) {
-      worker.handle(type, ripen::make_exec_handler(command, config.worker.exec_timeout_ms));
-    }
+    for (auto& [type, handler] : ripen::builtin_handlers(config)) worker.handle(type, std::move(handler));
     g_worker = &worker;
     std::signal(SIGTERM, on_signal);
     std::signal(SIGINT, on_signal);

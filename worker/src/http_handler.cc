@@ -1,13 +1,16 @@
 #include "ripen/http_handler.h"
 
 #include <curl/curl.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -16,11 +19,15 @@
 
 #include <spdlog/spdlog.h>
 
+#include "error_text.h"
+#include "ripen/net_address.h"
+
 namespace ripen {
 namespace {
 
 constexpr size_t kBodyKept = 4096;             // response bytes kept; the rest is read and dropped
 constexpr size_t kBodyInMessage = 200;         // of those, the bytes an error message shows
+constexpr size_t kNameInMessage = 64;          // bytes of a payload's field or header name an error quotes
 constexpr int64_t kDefaultTimeoutMs = 30'000;  // when neither the payload nor the task sets a limit
 
 struct UrlFree {
@@ -59,11 +66,57 @@ UrlPtr parse_url(const std::string& text) {
   return u;
 }
 
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+// The port a connection to `u` goes to: the URL's, else its scheme's.
+std::string effective_port(CURLU* u) {
+  char* s = nullptr;
+  if (curl_url_get(u, CURLUPART_PORT, &s, CURLU_DEFAULT_PORT) != CURLUE_OK || s == nullptr) return {};
+  std::string out(s);
+  curl_free(s);
+  return out;
+}
+
 std::string host_port(CURLU* u) {
-  std::string host = url_part(u, CURLUPART_HOST);
-  std::transform(host.begin(), host.end(), host.begin(), [](unsigned char c) { return std::tolower(c); });
+  const std::string host = lower(url_part(u, CURLUPART_HOST));
   const std::string port = url_part(u, CURLUPART_PORT);  // empty unless the URL gives one
-  return port.empty() ? host : host + ":" + port;
+  // The scheme's own port written out names the same downstream as no port.
+  const std::string standard = lower(url_part(u, CURLUPART_SCHEME)) == "https" ? "443" : "80";
+  return port.empty() || port == standard ? host : host + ":" + port;
+}
+
+// Where a URL goes, as compared with an allowed prefix: scheme, host and port
+// as curl parsed them (the host lowercased, the port made explicit), and the
+// path with its dot segments removed (curl_url_set does that, and what is
+// sent is that same parsed URL).
+struct Target {
+  std::string scheme, host, port, path;
+};
+
+Target target_of(CURLU* u) {
+  std::string path = url_part(u, CURLUPART_PATH);
+  if (path.empty()) path = "/";
+  return {lower(url_part(u, CURLUPART_SCHEME)), lower(url_part(u, CURLUPART_HOST)), effective_port(u), path};
+}
+
+// Whether `url` is under `prefix`: the same scheme, host and port, and the
+// path under the prefix's by whole segments ("/v1" covers "/v1" and "/v1/x",
+// not "/v10"; "/v1/" covers "/v1/x").
+bool under(const Target& url, const Target& prefix) {
+  if (url.scheme != prefix.scheme || url.host != prefix.host || url.port != prefix.port) return false;
+  if (url.path.compare(0, prefix.path.size(), prefix.path) != 0) return false;
+  return prefix.path.back() == '/' || url.path.size() == prefix.path.size() || url.path[prefix.path.size()] == '/';
+}
+
+// A path whose encoded dots, slashes or backslashes a server may decode into
+// segments that climb out of the prefix ("/v1/%2e%2e/admin").
+bool path_is_ambiguous(const std::string& path) {
+  const std::string p = lower(path);
+  return p.find('\\') != std::string::npos || p.find("%2e") != std::string::npos ||
+         p.find("%2f") != std::string::npos || p.find("%5c") != std::string::npos;
 }
 
 bool is_token(std::string_view name) {
@@ -84,7 +137,16 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 [[noreturn]] void field_error(const std::string& field, const std::string& what) {
-  throw Permanent("http: field '" + field + "': " + what);
+  throw Permanent("http: field '" + cut_text(field, kNameInMessage) + "': " + what);
+}
+
+// Headers the handler's own framing sets: one from the payload could smuggle
+// a second request past a proxy, or reach another virtual host.
+bool is_framing_header(std::string_view name) {
+  static constexpr std::string_view kFraming[] = {"host",       "content-length", "transfer-encoding",
+                                                  "connection", "upgrade",        "te",
+                                                  "trailer",    "keep-alive",     "proxy-connection"};
+  return std::any_of(std::begin(kFraming), std::end(kFraming), [&](std::string_view f) { return iequals(f, name); });
 }
 
 struct Request {
@@ -134,6 +196,11 @@ Request parse_payload(const nlohmann::json& p) {
     if (!p["headers"].is_object()) field_error("headers", "must be an object of strings");
     for (const auto& [name, value] : p["headers"].items()) {
       if (!is_token(name)) field_error("headers." + name, "is not a valid header name");
+      if (is_framing_header(name)) {
+        field_error("headers." + name,
+                    "is set by the handler and may not be given (Host, Content-Length, Transfer-Encoding, Connection, "
+                    "Upgrade, TE, Trailer, Keep-Alive, Proxy-Connection)");
+      }
       if (!value.is_string()) field_error("headers." + name, "must be a string");
       std::string v = value.get<std::string>();
       if (!is_one_line(v)) field_error("headers." + name, "must not contain CR, LF or NUL");
@@ -176,17 +243,68 @@ std::string snippet(const std::string& body) {
   return n < body.size() ? s + "..." : s;
 }
 
+// The response body: its head kept for a message, the rest counted and
+// dropped, up to the cap.
+struct Sink {
+  std::string head;
+  int64_t total = 0;
+  int64_t max = 0;
+  bool too_big = false;
+};
+
 size_t keep_head(char* data, size_t size, size_t n, void* user) {
-  auto* kept = static_cast<std::string*>(user);
+  auto* sink = static_cast<Sink*>(user);
   const size_t bytes = size * n;
-  if (kept->size() < kBodyKept) kept->append(data, std::min(bytes, kBodyKept - kept->size()));
-  return bytes;  // all of it "taken": a short count would abort the transfer
+  sink->total += static_cast<int64_t>(bytes);
+  if (sink->total > sink->max) {
+    sink->too_big = true;
+    return 0;  // a short count aborts the transfer
+  }
+  if (sink->head.size() < kBodyKept) sink->head.append(data, std::min(bytes, kBodyKept - sink->head.size()));
+  return bytes;
+}
+
+// The connection fence: every address curl is about to connect to, after DNS
+// resolution (so a name that resolves, or later re-resolves, to an internal
+// address is caught), is checked before the socket exists.
+struct Fence {
+  bool allow_private = false;
+  const std::vector<IpNetwork>* networks = nullptr;
+  std::string refused;  // why the last address was refused
+};
+
+curl_socket_t open_socket(void* user, curlsocktype, curl_sockaddr* a) {
+  auto* fence = static_cast<Fence*>(user);
+  const auto ip = ip_of(&a->addr);
+  if (!ip) {
+    fence->refused = "not an IP address";
+    return CURL_SOCKET_BAD;
+  }
+  if (!fence->allow_private) {
+    if (const char* kind = special_address_kind(*ip)) {
+      const bool allowed = std::any_of(fence->networks->begin(), fence->networks->end(),
+                                       [&](const IpNetwork& n) { return n.contains(*ip); });
+      if (!allowed) {
+        fence->refused = ip_text(*ip) + " is a " + kind + " address";
+        return CURL_SOCKET_BAD;
+      }
+    }
+  }
+  // Close-on-exec: an exec handler's child must not inherit it.
+  return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
 int abort_if_cancelled(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   const auto* cancelled = *static_cast<const std::atomic<bool>**>(user);
   return cancelled != nullptr && cancelled->load() ? 1 : 0;
 }
+
+// The handler's settings, parsed once at start.
+struct Settings {
+  HttpHandlerConfig config;
+  std::map<std::string, std::vector<Target>> prefixes;  // by task type
+  std::vector<IpNetwork> networks;
+};
 
 }  // namespace
 
@@ -196,11 +314,55 @@ std::string http_downstream(const nlohmann::json& payload) {
   return u ? host_port(u.get()) : std::string();
 }
 
-Handler make_http_handler() {
+std::set<std::string> http_known_downstreams(const HttpHandlerConfig& config) {
+  std::set<std::string> out;
+  for (const auto& [type, prefixes] : config.types) {
+    for (const auto& prefix : prefixes) {
+      if (UrlPtr u = parse_url(prefix)) out.insert(host_port(u.get()));
+    }
+  }
+  return out;
+}
+
+Handler make_http_handler(const HttpHandlerConfig& config) {
   global_init();
-  return [](const TaskContext& ctx) {
+  auto settings = std::make_shared<Settings>();
+  settings->config = config;
+  for (const auto& [type, prefixes] : config.types) {
+    for (const auto& prefix : prefixes) {
+      UrlPtr u = parse_url(prefix);
+      if (!u || !url_part(u.get(), CURLUPART_QUERY).empty() || !url_part(u.get(), CURLUPART_USER).empty()) {
+        throw ConfigError("handlers.http.types." + type + ".allow: '" + cut_text(prefix, 80) +
+                          "' is not an http(s) URL prefix with a host and no user or query");
+      }
+      settings->prefixes[type].push_back(target_of(u.get()));
+    }
+  }
+  for (const auto& n : config.allow_networks) {
+    auto net = parse_ip_network(n);
+    if (!net) throw ConfigError("handlers.http.allow_networks: " + net.error().message);
+    settings->networks.push_back(*net);
+  }
+  return [settings](const TaskContext& ctx) {
+    const HttpHandlerConfig& conf = settings->config;
     const Request req = parse_payload(ctx.task.payload);
     const std::string what = "http: " + req.method + " " + req.host;
+    const std::string rule = "handlers.http.types." + ctx.task.type + ".allow";
+    const auto allowed = settings->prefixes.find(ctx.task.type);
+    const Target target = target_of(req.url.get());
+    if (allowed == settings->prefixes.end() ||
+        std::none_of(allowed->second.begin(), allowed->second.end(),
+                     [&](const Target& prefix) { return under(target, prefix); })) {
+      throw Permanent(what + ": the URL is not under a prefix of " + rule + " (scheme, host, port and path compared)",
+                      "http_not_allowed");
+    }
+    if (path_is_ambiguous(target.path)) {
+      throw Permanent(what +
+                          ": the URL's path has an encoded '.', '/' or '\\', or a '\\': refused, as servers read them "
+                          "differently (" +
+                          rule + ")",
+                      "http_not_allowed");
+    }
     const std::atomic<bool>* cancelled = ctx.cancelled;
     if (cancelled != nullptr && cancelled->load()) throw std::runtime_error(what + ": the worker shut down; not sent");
 
@@ -222,9 +384,18 @@ Handler make_http_handler() {
     if (!easy) throw std::runtime_error("http: curl_easy_init failed");
     CURL* h = easy.get();
     char errbuf[CURL_ERROR_SIZE] = {};
-    std::string response;
+    Sink response;
+    response.max = conf.max_response_bytes;
+    Fence fence{conf.allow_private, &settings->networks, {}};
     curl_easy_setopt(h, CURLOPT_CURLU, req.url.get());
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_PROXY, "");  // no proxy from http_proxy & co.: the fence checks where we connect
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, &open_socket);
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, &fence);
+    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(conf.max_response_bytes));
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, static_cast<long>(conf.low_speed_bytes));
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, static_cast<long>((conf.low_speed_time_ms + 999) / 1000));
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);  // no SIGALRM for DNS timeouts: handlers run on many threads
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(limit_ms));
@@ -271,6 +442,22 @@ Handler make_http_handler() {
 
     const CURLcode rc = curl_easy_perform(h);
     if (rc == CURLE_ABORTED_BY_CALLBACK) throw std::runtime_error(what + ": the worker shut down; aborted the request");
+    if (rc != CURLE_OK && !fence.refused.empty()) {
+      throw Permanent(what + ": refused to connect: " + fence.refused +
+                          " (allow it with handlers.http.allow_networks or allow_private)",
+                      "http_address_refused");
+    }
+    if (response.too_big || rc == CURLE_FILESIZE_EXCEEDED) {
+      throw Permanent(what + ": the response is larger than handlers.http.max_response_bytes (" +
+                          std::to_string(conf.max_response_bytes) + " bytes)",
+                      "http_response_too_large");
+    }
+    if (rc == CURLE_OPERATION_TIMEDOUT && std::string_view(errbuf).rfind("Operation too slow", 0) == 0) {
+      throw Failure(what + ": too slow: under " + std::to_string(conf.low_speed_bytes) + " bytes/s for " +
+                        std::to_string((conf.low_speed_time_ms + 999) / 1000) +
+                        " s (handlers.http.low_speed_bytes, low_speed_time)",
+                    "too_slow");
+    }
     if (rc == CURLE_OPERATION_TIMEDOUT) {
       throw Failure(what + ": timed out after " + std::to_string(limit_ms) + " ms (" + limit_from + ")", "timeout");
     }
@@ -285,7 +472,7 @@ Handler make_http_handler() {
     }
     std::string msg = what + " answered " + std::to_string(status);
     if (status >= 300 && status < 400) msg += " (redirects are not followed)";
-    if (const std::string s = redact(snippet(response), req.secrets); !s.empty()) msg += ": " + s;
+    if (const std::string s = redact(snippet(response.head), req.secrets); !s.empty()) msg += ": " + s;
     const std::string code = "http_" + std::to_string(status);
     if (status >= 500 || status == 408 || status == 429 || status < 200) throw Failure(msg, code);
     throw Permanent(msg, code);

@@ -18,6 +18,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "error_text.h"
 #include "ripen/ack_ledger.h"
 #include "ripen/admission.h"
 #include "ripen/amqp.h"
@@ -181,7 +182,7 @@ class Worker::Impl {
         stop_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
         done_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
         rng_(std::random_device{}()),
-        breakers_(config.breakers, clock) {}
+        breakers_(config.breakers, clock, http_known_downstreams(config.http)) {}
 
   ~Impl() {
     close(stop_fd_);
@@ -474,13 +475,7 @@ class Worker::Impl {
   // that finish within their lease.
   int64_t run_lease_ms(const Envelope& task) const { return timeout_ms(task) + config_.worker.lease_grace_ms; }
 
-  // A run's time limit: the task's own, else its type's, else worker.exec_timeout.
-  int64_t timeout_ms(const Envelope& task) const {
-    if (task.timeout_ms > 0) return task.timeout_ms;
-    auto type = config_.types.find(task.type);
-    if (type != config_.types.end() && type->second.timeout_ms > 0) return type->second.timeout_ms;
-    return config_.worker.exec_timeout_ms;
-  }
+  int64_t timeout_ms(const Envelope& task) const { return run_timeout_ms(config_, task.type, task.timeout_ms); }
 
   RetryPolicy retry_policy(const std::string& task_type) const {
     RetryPolicy p;
@@ -716,10 +711,10 @@ class Worker::Impl {
   // ---- circuit breakers ---------------------------------------------------------------
 
   // The downstream a task's breaker guards: its own `downstream`, else for an
-  // http task the URL's host.
-  static std::string downstream_of(const Envelope& task) {
+  // http task the URL's host. (Which breaker that is: breaker_registry.h.)
+  std::string downstream_of(const Envelope& task) const {
     if (!task.downstream.empty()) return task.downstream;
-    if (task.type == "http") return http_downstream(task.payload);
+    if (config_.http.types.count(task.type) != 0) return http_downstream(task.payload);
     return {};
   }
 
@@ -799,8 +794,8 @@ class Worker::Impl {
     if (!r.delivery.permit) return;
     const auto opened = breakers_.report(r.delivery.downstream, r.error.empty() || r.permanent, r.took);
     if (!opened) return;
-    spdlog::warn("worker {}: breaker for '{}' opened for {} ms ({}; last error: {})", name_, r.delivery.downstream,
-                 opened->open_for.count(),
+    spdlog::warn("worker {}: breaker '{}' opened for {} ms ({}; last error: {})", name_,
+                 breakers_.breaker_of(r.delivery.downstream), opened->open_for.count(),
                  opened->before == BreakerState::half_open
                      ? std::string("a trial call failed")
                      : fmt::format("{} failed of the last {} calls", opened->failures + 1, opened->calls + 1),
@@ -838,7 +833,12 @@ class Worker::Impl {
       hset.push_back(j.dump());
       redis_.append({"PTTL", keys_.breaker_open(ds)});
     }
-    redis_.append(hset);
+    if (!sync->all.empty()) redis_.append(hset);
+    if (!sync->freed.empty()) {
+      std::vector<std::string> hdel = {"HDEL", keys_.breakers(name_)};
+      hdel.insert(hdel.end(), sync->freed.begin(), sync->freed.end());
+      redis_.append(hdel);
+    }
     redis_.append({"PEXPIRE", keys_.breakers(name_), std::to_string(kBreakerSnapshotTtlMs)});
     auto replies = redis_.flush();
     if (!replies) {
@@ -879,11 +879,13 @@ class Worker::Impl {
     move(d, DeliveryStage::copying);
     DeadCopy c;
     c.props.message_id = d.message_id;
-    c.props.headers = {{"x-ripen-reason", reason},
-                       {"x-ripen-error", error},
+    // Cut again here, whatever the caller did: one header past the broker's
+    // frame fails the publish and drops the connection (see error_text.h).
+    c.props.headers = {{"x-ripen-reason", cut_text(reason)},
+                       {"x-ripen-error", cut_text(error)},
                        {"x-ripen-attempts", static_cast<int64_t>(attempts)},
                        {"x-ripen-worker", name_}};
-    if (!code.empty()) c.props.headers.emplace_back("x-ripen-error-code", code);
+    if (!code.empty()) c.props.headers.emplace_back("x-ripen-error-code", cut_text(code, kMaxErrorCode));
     c.delivery = d;
     if (c.delivery.body.empty()) c.delivery.body = encode_envelope(d.task);
     c.then = then;
@@ -1466,15 +1468,18 @@ class Worker::Impl {
                       &stopping_,
                       &cancelled_};
       const auto began = clock_.now();
+      // An error text is cut as it is caught: it becomes the task's
+      // last_error, a dead-letter header and log lines, none of which should
+      // carry a handler's 200 KB of stderr.
       try {
         handler->second(ctx);
       } catch (const Failure& e) {
-        ran.error = e.what();
+        ran.error = cut_text(e.what());
         if (ran.error.empty()) ran.error = "handler failed";
-        ran.code = e.code();
+        ran.code = cut_text(e.code(), kMaxErrorCode);
         ran.permanent = dynamic_cast<const Permanent*>(&e) != nullptr;
       } catch (const std::exception& e) {
-        ran.error = e.what();
+        ran.error = cut_text(e.what());
         if (ran.error.empty()) ran.error = "handler failed";
       } catch (...) {
         ran.error = "handler threw a non-standard exception";

@@ -46,6 +46,18 @@ struct QueueSettings {
   int concurrency = 0;  // most of its tasks started at once on this worker; 0 = worker.concurrency's bound only
 };
 
+// ---- exec hygiene (worker.exec_env, [worker.exec_limits.<type>]) ----------------
+// What an exec type's command runs as and within. Each limit is applied with
+// setrlimit in the child before it execs; 0 leaves the worker's own.
+struct ExecLimits {
+  std::string user;         // run as this user (its uid, and its gid unless `group`); "": the worker's
+  std::string group;        // run with this group; "": the user's, or the worker's
+  int64_t cpu_seconds = 0;  // RLIMIT_CPU
+  int64_t memory_mb = 0;    // RLIMIT_AS, MiB
+  int64_t open_files = 0;   // RLIMIT_NOFILE
+  int64_t processes = 0;    // RLIMIT_NPROC (counted per user: best with `user`)
+};
+
 struct WorkerConfig {
   std::vector<std::string> queues = {"default"};
   int concurrency = 4;  // handlers running at once
@@ -64,6 +76,15 @@ struct WorkerConfig {
   std::map<std::string, QueueSettings> queue;
   std::map<std::string, std::string> exec;  // task type -> command run by the exec handler
   int64_t exec_timeout_ms = 60'000;
+  // The worker's environment variables an exec command sees (a trailing '*'
+  // matches a prefix), besides the RIPEN_TASK_* ones: not the worker's
+  // credentials (RIPEN_REDIS_URL, RIPEN_AMQP_URL).
+  std::vector<std::string> exec_env = {"PATH", "HOME", "LANG", "LC_*", "TZ", "TMPDIR"};
+  std::map<std::string, ExecLimits> exec_limits;  // by exec task type
+  // The most a task's own timeout_ms may ask for (clamped, not refused) unless
+  // its type sets max_timeout: a task's envelope must not hold a run lease, or
+  // a worker's handler, for days.
+  int64_t max_task_timeout_ms = 3600LL * 1000;
   int64_t shutdown_grace_ms = 30'000;
   // A started run holds its task against a redelivery for its time limit plus
   // this (see worker.h); after a worker dies, its tasks run again elsewhere then.
@@ -88,7 +109,25 @@ struct TaskTypeConfig {
   int max_attempts = 0;                       // 0: default_max_attempts
   std::optional<BackoffPolicy> retry;         // retry_base / retry_cap; unset: [retry]
   int64_t timeout_ms = 0;                     // a run's time limit; 0: worker.exec_timeout
+  int64_t max_timeout_ms = 0;                 // the most a task's own timeout_ms may ask; 0: worker.max_task_timeout
   std::vector<std::string> permanent_errors;  // a failure with this code, or whose message contains one, is not retried
+};
+
+// ---- the http handler ([handlers.http]) -------------------------------------------
+// Off unless configured: a worker serves http tasks only of the types listed
+// under [handlers.http.types], each only to URLs under one of its prefixes.
+struct HttpHandlerConfig {
+  // Task type -> allowed URL prefixes ("https://api.example.com/v1/"): scheme,
+  // host and port equal, path under the prefix's path (whole segments).
+  std::map<std::string, std::vector<std::string>> types;
+  // Addresses that are loopback, link-local, private, CGNAT, ULA, multicast or
+  // unspecified are refused after DNS resolution unless allow_private, or one
+  // of allow_networks (CIDRs, e.g. "10.1.0.0/16", "::1/128") holds them.
+  bool allow_private = false;
+  std::vector<std::string> allow_networks;
+  int64_t max_response_bytes = 1024 * 1024;  // a longer response body fails the task
+  int64_t low_speed_bytes = 1;               // abort when slower than this (bytes/s) ...
+  int64_t low_speed_time_ms = 30'000;        // ... for this long
 };
 
 struct Config {
@@ -114,6 +153,7 @@ struct Config {
   // serves every downstream without its own, and each table starts from it.
   std::map<std::string, BreakerPolicy> breakers;
   std::map<std::string, TaskTypeConfig> types;  // by task type
+  HttpHandlerConfig http;                       // [handlers.http]
 };
 
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;

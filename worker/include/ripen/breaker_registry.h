@@ -4,6 +4,13 @@
 // moment a call would go; the I/O thread reports outcomes and shares state
 // with the fleet through Redis (plan_sync() says what to write and read,
 // fleet_open() takes what was read). Thread-safe.
+//
+// Bounded by config, whatever tasks name: a downstream gets a breaker of its
+// own only when it is configured ([breakers.<name>]) or known (an http
+// prefix's host); every other name shares the "default" breaker, so tasks
+// naming a million made-up downstreams cost one breaker, not a million. A
+// breaker that is closed and has not been asked, told or held open for
+// `idle_after` is freed (its window's results with it) at the next sync.
 #pragma once
 
 #include <chrono>
@@ -11,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -22,8 +30,16 @@ namespace ripen {
 
 class BreakerRegistry {
  public:
-  // `policies` by downstream, "default" for the rest (as Config::breakers).
-  BreakerRegistry(std::map<std::string, BreakerPolicy> policies, Clock& clock);
+  // `policies` by downstream, "default" for the rest (as Config::breakers);
+  // `known`: more downstreams that get a breaker of their own, with the
+  // default policy.
+  BreakerRegistry(std::map<std::string, BreakerPolicy> policies, Clock& clock, std::set<std::string> known = {},
+                  Millis idle_after = std::chrono::minutes(10));
+
+  // The breaker that guards `downstream`: its own name when configured or
+  // known, else "default". Every method below takes a downstream's name and
+  // acts on this breaker; plan_sync() names breakers this way.
+  std::string breaker_of(const std::string& downstream) const;
 
   // The I/O thread meets a task's downstream as its delivery arrives, so that
   // a downstream new to this worker is looked up in the fleet before the
@@ -57,6 +73,7 @@ class BreakerRegistry {
   struct Sync {
     std::vector<Announce> opened;                              // opened here since the last sync
     std::vector<std::pair<std::string, BreakerSnapshot>> all;  // every breaker, by downstream
+    std::vector<std::string> freed;                            // breakers freed as idle since the last sync
   };
   std::optional<Sync> plan_sync(std::chrono::milliseconds every);
 
@@ -66,15 +83,26 @@ class BreakerRegistry {
 
   BreakerSnapshot snapshot(const std::string& downstream);
 
+  // Breakers held now.
+  size_t size();
+
  private:
+  struct Held {
+    std::unique_ptr<CircuitBreaker> breaker;
+    Clock::time_point used;  // last asked, told or held open
+  };
   CircuitBreaker& get(const std::string& downstream);  // mu_ held
+  void free_idle(Clock::time_point now);               // mu_ held
 
   std::map<std::string, BreakerPolicy> policies_;
   Clock& clock_;
+  std::set<std::string> known_;
+  Millis idle_after_;
   std::mutex mu_;
-  std::map<std::string, std::unique_ptr<CircuitBreaker>> breakers_;
-  std::vector<std::string> opened_;  // opened here since the last sync
-  bool met_new_ = false;             // a breaker was made since the last sync
+  std::map<std::string, Held> breakers_;  // by breaker_of() name
+  std::vector<std::string> freed_;        // freed since the last sync
+  std::vector<std::string> opened_;       // opened here since the last sync
+  bool met_new_ = false;                  // a breaker was made since the last sync
   Clock::time_point next_sync_{};
 };
 

@@ -19,7 +19,8 @@
 //
 // Circuit breakers: a task that names a `downstream` (an http task without one:
 // its URL's host) passes that downstream's breaker (breaker.h; thresholds from
-// config.breakers) before it starts. While the breaker holds it back, the task is
+// config.breakers) before it starts. Only configured downstreams have breakers
+// of their own; any other name shares "default" (breaker_registry.h). While the breaker holds it back, the task is
 // not run and not failed: it goes back into the timer wheel until the breaker's
 // next trial, its attempts untouched, and is counted in WorkerStats::deferred. A
 // handler's failure counts against the breaker, and so does a slow run; a
@@ -50,10 +51,12 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "ripen/clock.h"
 #include "ripen/config.h"
@@ -134,15 +137,45 @@ class Worker {
   std::unique_ptr<Impl> impl_;
 };
 
+// A run's time limit (TaskContext::timeout_ms): the task's own timeout_ms,
+// clamped to its type's max_timeout (else worker.max_task_timeout), else its
+// type's timeout, else worker.exec_timeout. The clamp holds only the task's own
+// value: what the operator configured is taken as it is.
+int64_t run_timeout_ms(const Config& config, const std::string& type, int64_t own_timeout_ms);
+
 // Built-in handlers.
 // `log`: logs the task at info level.
 Handler make_log_handler();
+
+// How an exec handler's command runs, besides its command line.
+struct ExecOptions {
+  // The worker's environment variables passed on (a trailing '*' matches a
+  // prefix); WorkerConfig::exec_env.
+  std::vector<std::string> env = WorkerConfig{}.exec_env;
+  ExecLimits limits;  // user, group and rlimits ([worker.exec_limits.<type>])
+};
+
 // `exec`: runs `command` with /bin/sh -c, the payload JSON on stdin, and
 // RIPEN_TASK_ID, RIPEN_IDEMPOTENCY_KEY, RIPEN_ATTEMPT, RIPEN_TASK_TYPE, RIPEN_QUEUE
 // in its environment. Exit 0 is success; any other exit (code "exit_<status>"), a
-// signal ("signal_<n>"), or running past the task's timeout ("timeout"; default
-// `default_timeout_ms`; the whole process group is
-// killed) is a failure whose message ends with the command's stderr tail.
-Handler make_exec_handler(const std::string& command, int64_t default_timeout_ms);
+// signal ("signal_<n>"), running past the task's timeout ("timeout"; default
+// `default_timeout_ms`), or not being able to wait for it ("wait_failed") is a
+// failure whose message ends with the command's stderr tail (under 1 KiB).
+//
+// The child: in a process group of its own, which is killed (SIGKILL) once the
+// command exits or its time is up, so nothing it started in the background
+// outlives the run; no descriptor of the worker's but stdin/stdout/stderr
+// (pipes); only the environment variables `options.env` allows, plus the task's;
+// `options.limits` applied (rlimits, then group and user) before it execs.
+// Throws ConfigError at once for an unknown user or group, or another user
+// without root.
+Handler make_exec_handler(const std::string& command, int64_t default_timeout_ms, const ExecOptions& options = {});
+
+// The built-in handlers `config` asks for, by task type, for Worker::handle():
+// `log`; the http handler (http_handler.h) for each type of
+// [handlers.http.types], and for no other; an exec handler per worker.exec
+// type, with worker.exec_env and its [worker.exec_limits.<type>]. Throws
+// ConfigError naming the key.
+std::map<std::string, Handler> builtin_handlers(const Config& config);
 
 }  // namespace ripen
