@@ -450,7 +450,14 @@ class Dispatcher::Impl {
   }
 
   bool ensure_queue(const std::string& queue) {
-    if (declared_.count(queue) != 0 || !config_.dispatcher.auto_declare) return true;
+    using AutoDeclare = DispatcherConfig::AutoDeclare;
+    if (declared_.count(queue) != 0) return true;
+    // A queue no one configured is not made on a task's word (each name would
+    // be a durable queue and a dead-letter queue): its tasks are published
+    // and, unless a worker declared the queue, come back unroutable and end
+    // dead with the reason.
+    const auto mode = config_.dispatcher.auto_declare;
+    if (mode == AutoDeclare::none || (mode == AutoDeclare::configured && configured_.count(queue) == 0)) return true;
     if (auto st = declare_queue(amqp_, keys_, queue); !st) {
       spdlog::error("declaring queue '{}': {}", queue, st.error().message);
       release_pending();
@@ -935,6 +942,10 @@ class Dispatcher::Impl {
   uint64_t next_tag_ = 0;
   std::map<int, std::vector<scripts::SettleRequest>> settles_;  // outcomes not yet written to Redis
   std::set<std::string> declared_;
+  const std::set<std::string> configured_ = [this] {
+    const auto queues = configured_queues(config_);
+    return std::set<std::string>(queues.begin(), queues.end());
+  }();  // what auto_declare "configured" may declare
 
   mutable std::mutex stats_mu_;
   DispatcherStats stats_;

@@ -26,21 +26,48 @@ namespace {
 struct Delivery {
   uint64_t tag = 0;
   bool redelivered = false;
-  std::string body;
+  std::string body;   // the whole body, or only its first bytes when it is over the size limit
+  uint64_t size = 0;  // the body's size, as its content header says
   std::string message_id;
   std::string correlation_id;
   std::string reply_to;
+  std::string user_id;  // the publisher's AMQP user, when the message names it (the broker checks it)
 };
 
 // What became of one delivery of a batch.
 struct Outcome {
   std::optional<Enqueued> task;  // stored, or found already there
   std::string refusal;           // else: why it goes to the ingress dead-letter queue
+  const char* code = "invalid";  // and what kind of refusal: "invalid" or "forbidden" (a policy's)
 };
 
 std::string optional_prop(const amqp_basic_properties_t& p, amqp_flags_t flag, const amqp_bytes_t& value) {
   return (p._flags & flag) != 0 ? to_string(value) : std::string();
 }
+
+// Text from a message quoted in a header or a reply: never so long that the
+// header outgrows a frame (the publish would fail and the message come back
+// again and again).
+constexpr size_t kQuoteMax = 512;
+std::string cut(std::string text) {
+  if (text.size() <= kQuoteMax) return text;
+  const size_t was = text.size();
+  text.resize(kQuoteMax);
+  while (!text.empty() && (static_cast<unsigned char>(text.back()) & 0xC0) == 0x80) text.pop_back();  // whole UTF-8
+  if (!text.empty() && static_cast<unsigned char>(text.back()) >= 0xC0) text.pop_back();
+  return text + "...(" + std::to_string(was) + " bytes)";
+}
+
+bool listed(const std::vector<std::string>& names, const std::string& name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+bool any_or_listed(const std::vector<std::string>& names, const std::string& name) {
+  return names.empty() || listed(names, "*") || listed(names, name);
+}
+
+// RabbitMQ's direct reply-to: the broker rewrites it per asker, and only that
+// asker's channel receives what is sent to it.
+constexpr std::string_view kDirectReplyTo = "amq.rabbitmq.reply-to";
 
 // Redis unreachable or saying "not now" (redis_error_code): the batch is held
 // and tried again. Any other error (a script error, a key of the wrong type) is
@@ -58,6 +85,8 @@ class Ingress::Impl {
         name_(std::move(name)),
         clock_(clock),
         keys_(config.ns, config.shards),
+        allowed_queues_(config.ingress.allowed_queues.empty() ? configured_queues(config)
+                                                              : config.ingress.allowed_queues),
         producer_(config, clock),
         amqp_(amqp_url_of(config), std::chrono::seconds(5), clock) {}
 
@@ -94,7 +123,7 @@ class Ingress::Impl {
   bool ensure_connected() {
     if (amqp_.connected()) return true;
     Status st = amqp_.ensure_connected();
-    if (st) st = declare_ingress(amqp_, keys_);
+    if (st) st = declare_ingress(amqp_, keys_, config_.ingress.dead_letter_max_bytes);
     if (st) st = amqp_.confirm_select();
     if (st) st = amqp_.qos(static_cast<uint16_t>(config_.dispatcher.ingress_prefetch));
     if (st) {
@@ -137,18 +166,7 @@ class Ingress::Impl {
           Delivery d;
           d.tag = m->delivery_tag;
           d.redelivered = m->redelivered != 0;
-          amqp_message_t msg;
-          auto r = amqp_read_message(amqp_.raw(), frame.channel, &msg, 0);
-          if (auto ok = amqp_.check(r, "reading an ingress message"); !ok) {
-            amqp_log_.fail("ingress: " + ok.error().message);
-            return;
-          }
-          const auto& p = msg.properties;
-          d.body = to_string(msg.body);
-          d.message_id = optional_prop(p, AMQP_BASIC_MESSAGE_ID_FLAG, p.message_id);
-          d.correlation_id = optional_prop(p, AMQP_BASIC_CORRELATION_ID_FLAG, p.correlation_id);
-          d.reply_to = optional_prop(p, AMQP_BASIC_REPLY_TO_FLAG, p.reply_to);
-          amqp_destroy_message(&msg);
+          if (!read_content(frame.channel, d)) return;
           inbox_.push_back(std::move(d));
           break;
         }
@@ -183,6 +201,51 @@ class Ingress::Impl {
     }
   }
 
+  // A delivery's content: its header frame (properties and the body's size),
+  // then its body frames. A body over max_envelope_bytes is refused, so it is
+  // not kept whole: only its first ingress.dead_letter_body_bytes, for the
+  // dead-letter copy (the broker still sends it all, and it is read and dropped).
+  bool read_content(amqp_channel_t channel, Delivery& d) {
+    amqp_frame_t frame;
+    auto broken = [&](const std::string& what) {
+      amqp_log_.fail("ingress: " + amqp_.fail(AMQP_STATUS_UNEXPECTED_STATE, what).message);
+      return false;
+    };
+    if (int st = amqp_simple_wait_frame(amqp_.raw(), &frame); st != AMQP_STATUS_OK) {
+      amqp_log_.fail("ingress: " + amqp_.fail(st, "reading a message's header").message);
+      return false;
+    }
+    if (frame.frame_type != AMQP_FRAME_HEADER || frame.channel != channel) {
+      return broken("reading a message: no content header after basic.deliver");
+    }
+    d.size = frame.payload.properties.body_size;
+    const auto& p = *static_cast<const amqp_basic_properties_t*>(frame.payload.properties.decoded);
+    d.message_id = optional_prop(p, AMQP_BASIC_MESSAGE_ID_FLAG, p.message_id);
+    d.correlation_id = optional_prop(p, AMQP_BASIC_CORRELATION_ID_FLAG, p.correlation_id);
+    d.reply_to = optional_prop(p, AMQP_BASIC_REPLY_TO_FLAG, p.reply_to);
+    d.user_id = optional_prop(p, AMQP_BASIC_USER_ID_FLAG, p.user_id);
+    const uint64_t keep = d.size <= static_cast<uint64_t>(config_.max_envelope_bytes)
+                              ? d.size
+                              : std::min<uint64_t>(d.size, config_.ingress.dead_letter_body_bytes);
+    d.body.reserve(keep);
+    for (uint64_t got = 0; got < d.size;) {
+      if (int st = amqp_simple_wait_frame(amqp_.raw(), &frame); st != AMQP_STATUS_OK) {
+        amqp_log_.fail("ingress: " + amqp_.fail(st, "reading a message's body").message);
+        return false;
+      }
+      if (frame.frame_type != AMQP_FRAME_BODY || frame.channel != channel) {
+        return broken("reading a message: a frame other than its body");
+      }
+      const amqp_bytes_t& part = frame.payload.body_fragment;
+      got += part.len;
+      if (d.body.size() < keep) {
+        d.body.append(static_cast<const char*>(part.bytes), std::min<uint64_t>(part.len, keep - d.body.size()));
+      }
+      amqp_maybe_release_buffers_on_channel(amqp_.raw(), channel);
+    }
+    return true;
+  }
+
   void pause(std::chrono::milliseconds d) {
     const auto until = clock_.now() + d;
     while (!stopping_.load() && clock_.now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -202,6 +265,7 @@ class Ingress::Impl {
       auto env = read(batch[i]);
       if (!env) {
         outcomes[i].refusal = env.error().message;
+        if (env.error().code == Errc::forbidden) outcomes[i].code = "forbidden";
         continue;
       }
       valid.push_back(i);
@@ -235,13 +299,37 @@ class Ingress::Impl {
       (void)amqp_.ack(last_safe, /*multiple=*/true);  // if lost: redelivered; identities find the tasks
   }
 
-  // The envelope of a delivery, with its identity for a redelivery (see ingress.h).
+  // The envelope of a delivery, with its identity for a redelivery (see
+  // ingress.h), if the ingress policy lets its publisher enqueue it.
   Result<Envelope> read(const Delivery& d) const {
+    const auto& policy = config_.ingress;
+    if (d.size > static_cast<uint64_t>(config_.max_envelope_bytes)) {
+      return Error{Errc::invalid, "the message is " + std::to_string(d.size) + " bytes, over max_envelope_bytes (" +
+                                      std::to_string(config_.max_envelope_bytes) + ")"};
+    }
+    if (!policy.users.empty() && policy.users.count(d.user_id) == 0) {
+      return Error{Errc::forbidden,
+                   d.user_id.empty()
+                       ? std::string("the message has no user_id, and ingress.users lists who may enqueue")
+                       : "user '" + cut(d.user_id) + "' is not in ingress.users"};
+    }
     if (is_bundle(d.body)) {
       return Error{Errc::invalid, "the message is a JSON array: publish one envelope (a JSON object) per message"};
     }
     auto env = decode_envelope(d.body, static_cast<size_t>(config_.max_envelope_bytes));
     if (!env) return env;
+    if (!listed(allowed_queues_, "*") && !listed(allowed_queues_, env->queue)) {
+      return Error{Errc::forbidden, "queue '" + env->queue + "' is not in ingress.allowed_queues" +
+                                        (policy.allowed_queues.empty() ? " (by default: the configured queues)" : "")};
+    }
+    if (!any_or_listed(policy.allowed_types, env->type)) {
+      return Error{Errc::forbidden, "type '" + env->type + "' is not in ingress.allowed_types"};
+    }
+    if (!policy.users.empty() && !any_or_listed(policy.users.at(d.user_id), env->type)) {
+      return Error{Errc::forbidden, "user '" + d.user_id + "' may not enqueue type '" + env->type +
+                                        "' (ingress.users." + d.user_id + ")"};
+    }
+    if (auto st = check_caller_key(env->idempotency_key); !st) return st.error();
     if (env->idempotency_key.empty() && env->id.empty() && !d.message_id.empty()) {
       env->idempotency_key = "amqp:" + d.message_id;
     }
@@ -301,13 +389,15 @@ class Ingress::Impl {
     std::map<size_t, uint64_t> tag_of;
     for (size_t i : refused) {
       const Delivery& d = batch[i];
-      spdlog::warn("ingress {}: refused message {}: {}", name_, d.message_id.empty() ? "(no message_id)" : d.message_id,
-                   outcomes[i].refusal);
+      spdlog::warn("ingress {}: refused message {}: {}", name_,
+                   d.message_id.empty() ? "(no message_id)" : cut(d.message_id), cut(outcomes[i].refusal));
       AmqpMessageProps props;
       props.message_id = d.message_id;
       props.correlation_id = d.correlation_id;
-      props.headers = {{"x-ripen-reason", outcomes[i].refusal}, {"x-ripen-dispatcher", name_}};
-      if (!d.reply_to.empty()) props.headers.emplace_back("x-ripen-reply-to", d.reply_to);
+      props.headers = {{"x-ripen-reason", cut(outcomes[i].refusal)}, {"x-ripen-dispatcher", name_}};
+      if (!d.reply_to.empty()) props.headers.emplace_back("x-ripen-reply-to", cut(d.reply_to));
+      if (!d.user_id.empty()) props.headers.emplace_back("x-ripen-user-id", cut(d.user_id));
+      if (d.body.size() < d.size) props.headers.emplace_back("x-ripen-truncated-from", static_cast<int64_t>(d.size));
       // Never through Amqp's reconnect: the batch's delivery tags belong to this connection.
       if (!amqp_.connected()) {
         safe.assign(batch.size(), false);
@@ -332,8 +422,20 @@ class Ingress::Impl {
       pump(std::chrono::milliseconds(50));
     }
     for (const auto& [i, tag] : tag_of) {
-      safe[i] = confirms_[tag] == Confirm::acked;
+      const Confirm confirm = confirms_[tag];
       confirms_.erase(tag);
+      if (confirm == Confirm::nacked) {
+        // The dead-letter queue is full (ingress.dead_letter_max_bytes; it
+        // rejects what comes over). Handing the message back would bring it
+        // round again and again: the refused message is dropped. It never was
+        // a task, so no task is lost.
+        spdlog::error("ingress {}: the ingress dead-letter queue is full; refused message {} dropped: {}", name_,
+                      batch[i].message_id.empty() ? "(no message_id)" : cut(batch[i].message_id), outcomes[i].refusal);
+        std::lock_guard lock(stats_mu_);
+        ++stats_.dropped;
+        continue;
+      }
+      safe[i] = confirm == Confirm::acked;
       if (safe[i]) {
         std::lock_guard lock(stats_mu_);
         ++stats_.refused;
@@ -341,13 +443,31 @@ class Ingress::Impl {
     }
   }
 
+  // Whether a reply may go to `reply_to`: the default exchange routes a reply
+  // to the queue of that name, so any name would let a publisher drop JSON
+  // into any queue of the vhost.
+  bool may_reply_to(const std::string& reply_to) const {
+    const std::string& prefix = config_.ingress.reply_to_prefix;
+    return reply_to.rfind(kDirectReplyTo, 0) == 0 || (!prefix.empty() && reply_to.rfind(prefix, 0) == 0);
+  }
+
   void reply(const Delivery& d, const Outcome& o) {
     if (d.reply_to.empty() || !amqp_.connected()) return;
+    if (!may_reply_to(d.reply_to)) {
+      spdlog::warn("ingress {}: message {}: no reply to '{}': replies go to amq.rabbitmq.reply-to{}", name_,
+                   d.message_id.empty() ? "(no message_id)" : cut(d.message_id), cut(d.reply_to),
+                   config_.ingress.reply_to_prefix.empty()
+                       ? std::string()
+                       : " or queues named '" + config_.ingress.reply_to_prefix + "...'");
+      std::lock_guard lock(stats_mu_);
+      ++stats_.replies_refused;
+      return;
+    }
     nlohmann::json body;
     if (o.task) {
       body = {{"ok", true}, {"id", o.task->id.get()}, {"created", o.task->created}, {"due_ms", o.task->due_ms}};
     } else {
-      body = {{"ok", false}, {"code", "invalid"}, {"error", o.refusal}};
+      body = {{"ok", false}, {"code", o.code}, {"error", cut(o.refusal)}};
     }
     AmqpMessageProps props;
     props.correlation_id = d.correlation_id;
@@ -364,6 +484,7 @@ class Ingress::Impl {
   std::string name_;
   Clock& clock_;
   Keys keys_;
+  const std::vector<std::string> allowed_queues_;  // ingress.allowed_queues, or the configured queues
   Producer producer_;
   Amqp amqp_;
   std::atomic<bool> stopping_{false};

@@ -57,6 +57,7 @@ int run_enqueue(const Common& common, const EnqueueArgs& a) {
     env.timeout_ms = *d;
   }
   env.idempotency_key = a.idempotency_key;
+  if (auto st = ripen::check_caller_key(env.idempotency_key); !st) return fail(st.error());
   env.downstream = a.downstream;
   env.max_attempts = a.max_attempts;
   env.priority = a.priority;

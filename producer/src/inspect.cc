@@ -489,6 +489,9 @@ Result<size_t> enqueue_lines(Producer& producer, std::istream& in, size_t max_en
     ++tasks;
     auto env = decode_envelope(text, max_envelope_bytes);
     if (env) {
+      if (auto st = check_caller_key(env->idempotency_key); !st) env = st.error();
+    }
+    if (env) {
       slots.push_back({line, std::nullopt});
       envelopes.push_back(std::move(*env));
     } else {

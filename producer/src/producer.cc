@@ -29,6 +29,16 @@ struct Producer::Prepared {
   scripts::EnqueueRequest request;  // what the enqueue script is given (its id follows env.id)
 };
 
+Status check_caller_key(std::string_view key) {
+  for (std::string_view prefix : kReservedKeyPrefixes) {
+    if (key.substr(0, prefix.size()) == prefix) {
+      return make_error(Errc::invalid, "field 'idempotency_key': the prefix '" + std::string(prefix) +
+                                           "' is reserved for ripen's own keys");
+    }
+  }
+  return {};
+}
+
 Producer::Producer(const Config& config, Clock& clock)
     : config_(config), clock_(clock), keys_(config.ns, config.shards), redis_(redis_url_of(config)) {}
 

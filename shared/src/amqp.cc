@@ -330,6 +330,10 @@ Status Amqp::publish(const std::string& exchange, const std::string& routing_key
     p._flags |= AMQP_BASIC_REPLY_TO_FLAG;
     p.reply_to = bytes_of(props.reply_to);
   }
+  if (!props.user_id.empty()) {
+    p._flags |= AMQP_BASIC_USER_ID_FLAG;
+    p.user_id = bytes_of(props.user_id);
+  }
   if (props.priority) {
     p._flags |= AMQP_BASIC_PRIORITY_FLAG;
     p.priority = *props.priority;

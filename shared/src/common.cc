@@ -9,6 +9,8 @@ const char* to_string(Errc code) noexcept {
   switch (code) {
     case Errc::invalid:
       return "invalid";
+    case Errc::forbidden:
+      return "forbidden";
     case Errc::not_found:
       return "not found";
     case Errc::conflict:

@@ -246,6 +246,34 @@ void read_exec_limits(const toml::table& t, const std::string& source, std::map<
   }
 }
 
+// dispatcher.auto_declare: true / "configured", "any", false / "none".
+void read_auto_declare(TableReader& r, const toml::table& table, DispatcherConfig::AutoDeclare& out) {
+  using AutoDeclare = DispatcherConfig::AutoDeclare;
+  const toml::node* node = table.get("auto_declare");
+  if (node == nullptr) return;
+  if (node->is_boolean()) {
+    bool on = true;
+    r.read("auto_declare", on);
+    out = on ? AutoDeclare::configured : AutoDeclare::none;
+    return;
+  }
+  const auto word = node->value<std::string>();
+  if (!word) {
+    throw ConfigError(r.where("auto_declare", *node) + ": must be true, false, \"configured\", \"any\" or \"none\"");
+  }
+  std::string read_as;
+  r.read("auto_declare", read_as);  // marks the key read
+  if (*word == "configured") {
+    out = AutoDeclare::configured;
+  } else if (*word == "any") {
+    out = AutoDeclare::any;
+  } else if (*word == "none") {
+    out = AutoDeclare::none;
+  } else {
+    throw ConfigError(r.where("auto_declare", *node) + ": must be true, false, \"configured\", \"any\" or \"none\"");
+  }
+}
+
 void check_exec_env(const std::vector<std::string>& names, const std::string& where) {
   for (const auto& n : names) {
     const std::string_view name = !n.empty() && n.back() == '*' ? std::string_view(n).substr(0, n.size() - 1) : n;
@@ -365,10 +393,38 @@ void apply_toml(Config& c, const std::string& text, const std::string& source) {
     r.read_duration("shard_lease", d.shard_lease_ms, 300);
     r.read_duration("lost_after", d.lost_after_ms, 1000);
     r.read_duration("max_poll", d.max_poll_ms, 1);
-    r.read("auto_declare", d.auto_declare);
+    read_auto_declare(r, *t, d.auto_declare);
     r.read_strings("queues", d.queues);
     r.read("ingress", d.ingress);
     r.read("ingress_prefetch", d.ingress_prefetch, 1, 65535);
+  }
+  if (const auto* t = top.sub("ingress")) {
+    TableReader r(*t, "ingress", source);
+    auto& p = c.ingress;
+    r.read_strings("allowed_queues", p.allowed_queues);
+    r.read_strings("allowed_types", p.allowed_types);
+    r.read("reply_to_prefix", p.reply_to_prefix);
+    r.read("dead_letter_max_bytes", p.dead_letter_max_bytes, 1024, 1LL << 40);
+    r.read("dead_letter_body_bytes", p.dead_letter_body_bytes, 0, 1LL << 20);
+    if (const auto* u = r.sub("users")) {
+      TableReader users(*u, "ingress.users", source);
+      for (const auto& [name, node] : *u) {
+        std::vector<std::string> types;
+        users.read_strings(std::string(name.str()), types);
+        p.users[std::string(name.str())] = std::move(types);
+      }
+    }
+    auto check_names = [&](const std::vector<std::string>& names, const std::string& key, auto is_name,
+                           const char* what) {
+      if (!t->contains(key)) return;  // as an earlier file left it, checked then
+      for (const auto& n : names) {
+        if (n != "*" && !is_name(n)) {
+          throw ConfigError(r.where(key, *t->get_as<toml::array>(key)) + ": '" + quote_cut(n) + "' is not " + what);
+        }
+      }
+    };
+    check_names(p.allowed_queues, "allowed_queues", is_queue_name, "a queue name");
+    check_names(p.allowed_types, "allowed_types", is_downstream_name, "a task type");
   }
   if (const auto* t = top.sub("worker")) {
     TableReader r(*t, "worker", source);
@@ -433,6 +489,16 @@ Config load_config(const std::optional<std::string>& path, const EnvLookup& env)
   apply_env(c, env);
   validate_config(c);
   return c;
+}
+
+std::vector<std::string> configured_queues(const Config& c) {
+  std::set<std::string> out(c.dispatcher.queues.begin(), c.dispatcher.queues.end());
+  out.insert(c.worker.queues.begin(), c.worker.queues.end());
+  for (const auto& [name, settings] : c.worker.queue) out.insert(name);
+  for (const auto& q : c.ingress.allowed_queues) {
+    if (q != "*") out.insert(q);
+  }
+  return {out.begin(), out.end()};
 }
 
 void validate_config(const Config& c) {

@@ -79,13 +79,25 @@ Status declare_queue(Amqp& amqp, const Keys& keys, const std::string& queue) {
   if (auto st = amqp.bind_queue(q, keys.task_exchange(), queue); !st) return st;
   return amqp.bind_queue(dlq, keys.dead_exchange(), queue);
 }
-Status declare_ingress(Amqp& amqp, const Keys& keys) {
+Status declare_ingress(Amqp& amqp, const Keys& keys, int64_t dead_letter_max_bytes) {
   if (auto st = declare_exchanges(amqp, keys); !st) return st;
   if (auto st = amqp.declare_exchange(keys.ingress_exchange(), "fanout"); !st) return st;
   if (auto st = amqp.declare_queue(keys.ingress_queue()); !st) return st;
   if (auto st = amqp.bind_queue(keys.ingress_queue(), keys.ingress_exchange(), ""); !st) return st;
   const std::string refused = keys.dead_queue(Keys::kIngress);
-  if (auto st = amqp.declare_queue(refused); !st) return st;
+  const AmqpTable bounded = {{"x-max-length-bytes", dead_letter_max_bytes},
+                             {"x-overflow", std::string("reject-publish")}};
+  // Asked on a connection of its own: a declare whose arguments differ from the
+  // queue's closes the channel it is asked on.
+  Amqp probe(amqp.url());
+  if (auto st = probe.declare_queue(refused, bounded); !st) {
+    if (st.error().message.find("inequivalent arg") == std::string::npos) return st;
+    spdlog::warn(
+        "queue '{}' was declared without a length bound (by an older ripen, or with another bound): it is used as it "
+        "is; delete it (once read) to have it declared with x-max-length-bytes {}",
+        refused, dead_letter_max_bytes);
+  }
+  if (auto exists = amqp.queue_counts(refused); !exists) return exists.error();
   return amqp.bind_queue(refused, keys.dead_exchange(), std::string(Keys::kIngress));
 }
 

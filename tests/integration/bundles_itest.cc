@@ -126,7 +126,7 @@ TEST_F(Bundles, ABundlesBadElementIsDeadLetteredAloneAndTheOthersRun) {
 
 TEST_F(Bundles, UnroutableBundleLeavesEachTaskDeadWithItsOwnCopy) {
   queues_.push_back("nowhere");
-  config_.dispatcher.auto_declare = false;
+  config_.dispatcher.auto_declare = DispatcherConfig::AutoDeclare::none;
   const auto ids = enqueue(tasks(5, "send", "nowhere"));
   Dispatcher& dispatcher = start_dispatcher();
   for (const auto& id : ids) {

@@ -107,7 +107,7 @@ TEST_F(Faults, CliBadInputExitsTwoWithOneLineAndWritesNothing) {
 
 TEST_F(Faults, UnroutableTaskIsDeadWithItsReasonAndKeptInTheUnroutableQueue) {
   queues_.push_back("nowhere");
-  config_.dispatcher.auto_declare = false;
+  config_.dispatcher.auto_declare = DispatcherConfig::AutoDeclare::none;
   config_.dispatcher.queues = {"default"};
   Dispatcher& dispatcher = start_dispatcher();
 

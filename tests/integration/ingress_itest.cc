@@ -32,16 +32,31 @@ class Ingress : public FleetTest {
     // dispatcher has started; the reply queue stands for a client's own.
     ASSERT_TRUE(declare_ingress(*amqp_, *keys_).ok());
     ASSERT_TRUE(amqp_->declare_queue(reply_queue()).ok());
+    config_.ingress.reply_to_prefix = reply_queue();  // replies go only where configured (docs/security.md)
   }
 
   std::string reply_queue() const { return keys_->queue("replies"); }
 
-  void publish(const std::string& body, const std::string& message_id, const std::string& correlation_id = "") {
+  void publish(const std::string& body, const std::string& message_id, const std::string& correlation_id = "",
+               const std::string& user_id = "") {
     AmqpMessageProps props;
     props.message_id = message_id;
     props.correlation_id = correlation_id;
+    props.user_id = user_id;
     if (!correlation_id.empty()) props.reply_to = reply_queue();
     ASSERT_TRUE(amqp_->publish(keys_->ingress_exchange(), "any-key", body, props, false).ok());
+  }
+
+  // Every message in the ingress dead-letter queue once `count` are there, by message id.
+  std::map<std::string, AmqpMessage> dead_letters(size_t count) {
+    std::map<std::string, AmqpMessage> dead;
+    wait_until(
+        [&] {
+          while (auto m = get_message(*amqp_, keys_->dead_queue(Keys::kIngress))) dead[m->message_id] = *m;
+          return dead.size() >= count;
+        },
+        30s);
+    return dead;
   }
 
   // The replies, by correlation id, once `count` have come (or `timeout` passed).
@@ -144,7 +159,7 @@ TEST_F(Ingress, MalformedMessagesGoToTheIngressDeadLetterQueueWithTheirReason) {
       {"priority", priority.dump(), "field 'priority'"},
       {"delay-text", delay_text.dump(), "field 'delay_ms': must be an integer"},
       {"unknown-field", unknown.dump(), "field 'colour': unknown field"},
-      {"too-big", big.dump(), "over the limit of 2048"},
+      {"too-big", big.dump(), "over max_envelope_bytes (2048)"},
       {"bad-id", bad_id.dump(), "field 'id'"},
   };
   Dispatcher& dispatcher = start_dispatcher();
@@ -177,6 +192,128 @@ TEST_F(Ingress, MalformedMessagesGoToTheIngressDeadLetterQueueWithTheirReason) {
   EXPECT_EQ(due_count(producer().redis(), producer().keys()), 0) << "nothing half-written";
   EXPECT_EQ(message_count(*amqp_, keys_->ingress_queue()), 0);
   EXPECT_EQ(dispatcher.stats().ingress.refused, cases.size());
+}
+
+// The ingress policy (docs/security.md): a publisher enqueues only to the
+// configured queues, only allowed types, never under ripen's own key prefixes,
+// and, with ingress.users, only as a listed user (RabbitMQ checks user_id).
+TEST_F(Ingress, ThePolicyRefusesQueuesTypesKeysAndUsersItDoesNotAllow) {
+  config_.dispatcher.queues = {"default"};
+  config_.worker.queues = {"default"};
+  config_.ingress.allowed_types = {"greet", "report"};
+  config_.ingress.users = {{"guest", {"greet"}}};
+  struct Case {
+    std::string name;
+    json body;
+    std::string user;
+    std::string reason;  // a part of x-ripen-reason; empty: accepted
+  };
+  json other_queue = envelope("greet");
+  other_queue["queue"] = "payroll";
+  json schedule_key = envelope("greet");
+  schedule_key["idempotency_key"] = "schedule:nightly:1767225600000";
+  json amqp_key = envelope("greet");
+  amqp_key["idempotency_key"] = "amqp:someone-elses-message";
+  const std::vector<Case> cases = {
+      {"ok", envelope("greet"), "guest", ""},
+      {"no-user", envelope("greet"), "", "has no user_id"},
+      {"queue", other_queue, "guest", "queue 'payroll' is not in ingress.allowed_queues"},
+      {"type", envelope("shutdown"), "guest", "type 'shutdown' is not in ingress.allowed_types"},
+      {"user-type", envelope("report"), "guest", "user 'guest' may not enqueue type 'report'"},
+      {"schedule-key", schedule_key, "guest", "the prefix 'schedule:' is reserved"},
+      {"amqp-key", amqp_key, "guest", "the prefix 'amqp:' is reserved"},
+  };
+  Dispatcher& dispatcher = start_dispatcher();
+  for (auto c : cases) {
+    c.body["delay_ms"] = 3'600'000;  // stays in the wheel, to be counted
+    publish(c.body.dump(), c.name, "c-" + c.name, c.user);
+  }
+  auto dead = dead_letters(cases.size() - 1);
+  auto replies = read_replies(cases.size(), 10s);
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const json& r = replies["c-" + c.name];
+    if (c.reason.empty()) {
+      EXPECT_TRUE(r.value("ok", false)) << r.dump();
+      EXPECT_EQ(dead.count(c.name), 0u);
+      continue;
+    }
+    ASSERT_EQ(dead.count(c.name), 1u) << "not dead-lettered";
+    const std::string reason = dead[c.name].headers["x-ripen-reason"];
+    EXPECT_NE(reason.find(c.reason), std::string::npos) << reason;
+    EXPECT_FALSE(r.value("ok", true)) << r.dump();
+    EXPECT_EQ(r.value("code", ""), c.name == "schedule-key" || c.name == "amqp-key" ? "invalid" : "forbidden");
+  }
+  EXPECT_EQ(dispatcher.stats().ingress.enqueued, 1u);
+  EXPECT_EQ(due_count(producer().redis(), producer().keys()), 1) << "only the allowed task";
+}
+
+// reply_to names the queue a reply is published to, by the default exchange:
+// only RabbitMQ's direct reply-to or a configured prefix is answered, so a
+// publisher cannot drop JSON into another queue of the vhost.
+TEST_F(Ingress, AReplyGoesOnlyToADirectReplyToOrTheConfiguredPrefix) {
+  queues_.push_back("victim");
+  const std::string victim = keys_->queue("victim");
+  ASSERT_TRUE(amqp_->declare_queue(victim).ok());
+  Dispatcher& dispatcher = start_dispatcher();
+  AmqpMessageProps props;
+  props.message_id = "m-aimed";
+  props.correlation_id = "c-aimed";
+  props.reply_to = victim;
+  ASSERT_TRUE(amqp_->publish(keys_->ingress_exchange(), "", envelope("greet").dump(), props, false).ok());
+  publish(envelope("greet").dump(), "m-fine", "c-fine");  // to the configured prefix: answered
+  auto replies = read_replies(1, 20s);
+  ASSERT_EQ(replies.count("c-fine"), 1u);
+  ASSERT_TRUE(wait_until([&] { return dispatcher.stats().ingress.replies_refused == 1; }, 10s));
+  EXPECT_EQ(message_count(*amqp_, victim), 0) << "nothing published into the queue reply_to named";
+  EXPECT_EQ(dispatcher.stats().ingress.enqueued, 2u) << "the task itself is taken";
+}
+
+// A body over max_envelope_bytes is refused from its content header's size and
+// kept in the dead-letter queue as its first bytes; a field name or value of
+// any size is quoted short, so the reason always fits its header (a 140 KB
+// name once made the copy's publish fail, the connection drop, and the message
+// come back for good).
+TEST_F(Ingress, OversizeBodiesAreKeptCutAndHugeNamesAreQuotedShort) {
+  config_.ingress.dead_letter_body_bytes = 1000;
+  json huge_name = envelope("greet");
+  huge_name[std::string(140 * 1024, 'k')] = 1;
+  const std::string oversize(1024 * 1024, 'x');
+  Dispatcher& dispatcher = start_dispatcher();
+  publish(huge_name.dump(), "m-name");
+  publish(oversize, "m-oversize");
+  publish(envelope("greet").dump(), "m-after");
+  auto dead = dead_letters(2);
+  ASSERT_EQ(dead.count("m-name"), 1u);
+  ASSERT_EQ(dead.count("m-oversize"), 1u);
+  const std::string name_reason = dead["m-name"].headers["x-ripen-reason"];
+  EXPECT_LT(name_reason.size(), 1024u);
+  EXPECT_NE(name_reason.find("kkkk"), std::string::npos) << name_reason.substr(0, 200);
+  EXPECT_EQ(dead["m-oversize"].body, oversize.substr(0, 1000));
+  EXPECT_EQ(dead["m-oversize"].headers["x-ripen-truncated-from"], std::to_string(oversize.size()));
+  EXPECT_NE(dead["m-oversize"].headers["x-ripen-reason"].find("1048576 bytes, over max_envelope_bytes"),
+            std::string::npos);
+  ASSERT_TRUE(wait_until([&] { return dispatcher.stats().ingress.enqueued == 1; }, 20s));
+  EXPECT_EQ(message_count(*amqp_, keys_->ingress_queue()), 0);
+}
+
+// The ingress dead-letter queue is bounded (anyone who may publish can fill
+// it): once full, what is refused is dropped, counted and logged, and the
+// ingress goes on; handing such messages back would loop them for good.
+TEST_F(Ingress, AFullDeadLetterQueueDropsRefusedMessagesAndTheIngressGoesOn) {
+  config_.ingress.dead_letter_max_bytes = 1024;
+  // The queue is declared bounded by whoever declares it first: here, with this bound.
+  ASSERT_TRUE(amqp_->delete_queue(keys_->dead_queue(Keys::kIngress)).ok());
+  ASSERT_TRUE(declare_ingress(*amqp_, *keys_, config_.ingress.dead_letter_max_bytes).ok());
+  Dispatcher& dispatcher = start_dispatcher();
+  for (int i = 0; i < 6; ++i) publish("not json " + std::string(600, 'x'), "m-bad-" + std::to_string(i));
+  publish(envelope("greet").dump(), "m-good");
+  ASSERT_TRUE(wait_until([&] { return dispatcher.stats().ingress.enqueued == 1; }, 30s));
+  ASSERT_TRUE(wait_until([&] { return message_count(*amqp_, keys_->ingress_queue()) == 0; }, 30s));
+  const auto stats = dispatcher.stats().ingress;
+  EXPECT_EQ(stats.refused + stats.dropped, 6u);
+  EXPECT_GE(stats.dropped, 4u) << "1 KiB holds at most one 600-byte message";
+  EXPECT_LE(message_count(*amqp_, keys_->dead_queue(Keys::kIngress)), 1);
 }
 
 TEST_F(Ingress, ARefusedMessageWhoseCopyIsNotConfirmedGoesBackNotAway) {

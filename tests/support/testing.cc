@@ -89,8 +89,10 @@ std::string write_config_file(const Config& c, const std::string& name) {
       << "[dispatcher]\nbatch = " << c.dispatcher.batch << "\nconfirm_window = " << c.dispatcher.confirm_window
       << "\nbundle = " << c.dispatcher.bundle << "\ntick = " << c.dispatcher.tick_ms
       << "\ninflight_lease = " << c.dispatcher.inflight_lease_ms << "\nshard_lease = " << c.dispatcher.shard_lease_ms
-      << "\nmax_poll = " << c.dispatcher.max_poll_ms
-      << "\nauto_declare = " << (c.dispatcher.auto_declare ? "true" : "false")
+      << "\nmax_poll = " << c.dispatcher.max_poll_ms << "\nauto_declare = "
+      << (c.dispatcher.auto_declare == DispatcherConfig::AutoDeclare::any          ? "\"any\""
+          : c.dispatcher.auto_declare == DispatcherConfig::AutoDeclare::configured ? "\"configured\""
+                                                                                   : "\"none\"")
       << "\nqueues = " << list(c.dispatcher.queues) << "\n"
       << "[worker]\nqueues = " << list(c.worker.queues) << "\nconcurrency = " << c.worker.concurrency
       << "\nexec_timeout = " << c.worker.exec_timeout_ms << "\nshutdown_grace = " << c.worker.shutdown_grace_ms

@@ -127,7 +127,7 @@ TEST(ApplyToml, FullFileSetsEveryField) {
   EXPECT_EQ(c.dispatcher.inflight_lease_ms, 45'000);
   EXPECT_EQ(c.dispatcher.shard_lease_ms, 15'000);
   EXPECT_EQ(c.dispatcher.max_poll_ms, 250);
-  EXPECT_FALSE(c.dispatcher.auto_declare);
+  EXPECT_EQ(c.dispatcher.auto_declare, DispatcherConfig::AutoDeclare::none);
   EXPECT_EQ(c.dispatcher.queues, (std::vector<std::string>{"emails", "billing"}));
   EXPECT_EQ(c.worker.queues, (std::vector<std::string>{"emails"}));
   EXPECT_EQ(c.worker.concurrency, 16);
@@ -243,6 +243,46 @@ TEST(ApplyToml, HandingBackIsOffUnlessAsked) {
   EXPECT_FALSE(Config{}.worker.hand_back);
   EXPECT_TRUE(from_toml("[worker]\nhand_back = true\n").worker.hand_back);
   EXPECT_THAT(toml_error("[worker]\nhand_back = 1\n"), HasSubstr("'worker.hand_back'"));
+}
+
+TEST(ApplyToml, IngressPolicyIsReadAndItsNamesChecked) {
+  Config c;
+  apply_toml(c, R"([dispatcher]
+queues = ["default"]
+auto_declare = "any"
+[worker]
+queues = ["mail"]
+[worker.queue.reports]
+weight = 2
+[ingress]
+allowed_types = ["send", "report"]
+reply_to_prefix = "app.replies."
+dead_letter_max_bytes = 4096
+dead_letter_body_bytes = 100
+[ingress.users]
+web = ["send"]
+batch = ["*"]
+)",
+             "ripen.toml");
+  EXPECT_EQ(c.dispatcher.auto_declare, DispatcherConfig::AutoDeclare::any);
+  EXPECT_EQ(c.ingress.allowed_types, (std::vector<std::string>{"send", "report"}));
+  EXPECT_TRUE(c.ingress.allowed_queues.empty()) << "unset: the configured queues";
+  EXPECT_EQ(configured_queues(c), (std::vector<std::string>{"default", "mail", "reports"}));
+  EXPECT_EQ(c.ingress.reply_to_prefix, "app.replies.");
+  EXPECT_EQ(c.ingress.dead_letter_max_bytes, 4096);
+  EXPECT_EQ(c.ingress.dead_letter_body_bytes, 100);
+  EXPECT_EQ(c.ingress.users.at("web"), (std::vector<std::string>{"send"}));
+  EXPECT_EQ(c.ingress.users.at("batch"), (std::vector<std::string>{"*"}));
+
+  Config d;
+  EXPECT_EQ(d.dispatcher.auto_declare, DispatcherConfig::AutoDeclare::configured) << "the default";
+  apply_toml(d, "[dispatcher]\nauto_declare = true\n", "f");
+  EXPECT_EQ(d.dispatcher.auto_declare, DispatcherConfig::AutoDeclare::configured);
+  EXPECT_THROW(apply_toml(d, "[ingress]\nallowed_queues = [\"a b\"]\n", "f"), ConfigError);
+  EXPECT_THROW(apply_toml(d, "[ingress]\nallowed_types = [\"\"]\n", "f"), ConfigError);
+  EXPECT_THROW(apply_toml(d, "[ingress]\nshape = 1\n", "f"), ConfigError);
+  EXPECT_THROW(apply_toml(d, "[ingress.users]\nweb = \"send\"\n", "f"), ConfigError);
+  EXPECT_THROW(apply_toml(d, "[dispatcher]\nauto_declare = \"sometimes\"\n", "f"), ConfigError);
 }
 
 TEST(ApplyToml, BadBreakerSettingsNameTheKey) {
@@ -363,9 +403,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadFile{"IntForRedisUrl", "redis_url = 6379\n", "ripen.toml:1: key 'redis_url': must be a string"},
         BadFile{"ArrayForNamespace", "namespace = [\"a\"]\n", "key 'namespace': must be a string"},
         BadFile{"IntForAutoDeclare", "[dispatcher]\nauto_declare = 1\n",
-                "key 'dispatcher.auto_declare': must be true or false"},
+                "key 'dispatcher.auto_declare': must be true, false, \"configured\", \"any\" or \"none\""},
         BadFile{"StringForAutoDeclare", "[dispatcher]\nauto_declare = \"true\"\n",
-                "key 'dispatcher.auto_declare': must be true or false"},
+                "key 'dispatcher.auto_declare': must be true, false, \"configured\", \"any\" or \"none\""},
         BadFile{"StringForQueues", "[worker]\nqueues = \"emails\"\n",
                 "key 'worker.queues': must be an array of strings"},
         BadFile{"NumbersInQueues", "[dispatcher]\nqueues = [\"a\", 2]\n",

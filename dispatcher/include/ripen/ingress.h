@@ -34,11 +34,13 @@
 namespace ripen {
 
 struct IngressStats {
-  uint64_t received = 0;    // deliveries taken
-  uint64_t enqueued = 0;    // tasks created
-  uint64_t duplicates = 0;  // messages that named a task already there
-  uint64_t refused = 0;     // messages dead-lettered with their reason
-  uint64_t replies = 0;     // replies published
+  uint64_t received = 0;         // deliveries taken
+  uint64_t enqueued = 0;         // tasks created
+  uint64_t duplicates = 0;       // messages that named a task already there
+  uint64_t refused = 0;          // messages dead-lettered with their reason
+  uint64_t replies = 0;          // replies published
+  uint64_t replies_refused = 0;  // replies not sent: reply_to named no reply queue (ingress.reply_to_prefix)
+  uint64_t dropped = 0;          // refused messages dropped: the ingress dead-letter queue was full
 };
 
 class Ingress {

@@ -44,8 +44,9 @@ const channel = await connection.createConfirmChannel();
 channel.on('error', (err) => fail(`${err.message} (has a ripen dispatcher run in this namespace?)`));
 channel.on('return', () => fail('no ingress queue is bound yet: start a ripen dispatcher first'));
 
-// A private, server-named queue for the reply.
-const { queue: replyQueue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
+// The reply comes by RabbitMQ's direct reply-to, to this channel only (the
+// dispatcher answers no other reply_to unless configured: docs/security.md).
+const replyQueue = 'amq.rabbitmq.reply-to';
 const correlationId = randomUUID();
 const timer = setTimeout(() => fail(`no reply within ${args.timeout} s (is a dispatcher running?)`),
   Number(args.timeout) * 1000);

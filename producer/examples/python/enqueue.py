@@ -41,8 +41,12 @@ def main() -> int:
 
     connection = pika.BlockingConnection(pika.URLParameters(args.amqp_url))
     channel = connection.channel()
-    # A private, server-named queue for the reply.
-    reply_queue = channel.queue_declare(queue="", exclusive=True, auto_delete=True).method.queue
+    # The reply comes by RabbitMQ's direct reply-to, to this channel only (the
+    # dispatcher answers no other reply_to unless configured: docs/security.md).
+    replies = []
+    channel.basic_consume(
+        "amq.rabbitmq.reply-to", lambda _ch, _method, props, body: replies.append((props, body)), auto_ack=True
+    )
     channel.confirm_delivery()
     correlation_id = str(uuid.uuid4())
     try:
@@ -55,7 +59,7 @@ def main() -> int:
                 delivery_mode=2,  # persistent
                 message_id=str(uuid.uuid4()),
                 correlation_id=correlation_id,
-                reply_to=reply_queue,
+                reply_to="amq.rabbitmq.reply-to",
             ),
             mandatory=True,
         )
@@ -67,11 +71,9 @@ def main() -> int:
         return 1
 
     deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline:
-        method, props, body = channel.basic_get(reply_queue, auto_ack=True)
-        if method is None:
-            connection.sleep(0.02)
-            continue
+    while time.monotonic() < deadline and not replies:
+        connection.process_data_events(time_limit=0.05)
+    for props, body in replies:
         if props.correlation_id != correlation_id:
             continue
         reply = json.loads(body)

@@ -38,6 +38,14 @@ struct Enqueued {
   int64_t due_ms = 0;   // epoch ms by Redis TIME
 };
 
+// Idempotency keys beginning "schedule:" (a schedule's ticks) or "amqp:" (an
+// ingress message's id) are ripen's own: a key from a caller (the CLI, the
+// ingress) must not take one, or it could take a schedule's next tick for good.
+// The C++ API itself does not refuse them: whoever holds the Redis credentials
+// it needs can write any key anyway.
+inline constexpr std::string_view kReservedKeyPrefixes[] = {"schedule:", "amqp:"};
+Status check_caller_key(std::string_view idempotency_key);
+
 class Producer {
  public:
   // Throws ConfigError for a malformed Redis URL; connects on first use.

@@ -47,6 +47,7 @@ struct AmqpMessageProps {
   std::optional<uint8_t> priority;
   std::string correlation_id;
   std::string reply_to;
+  std::string user_id;  // the connection's user, checked by the broker; empty: not set
   AmqpTable headers;
 };
 

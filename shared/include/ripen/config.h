@@ -32,8 +32,12 @@ struct DispatcherConfig {
   // a run this long past its lease, is presumed lost with its message (a purged
   // queue, a lost node) and published again, once its queue has no backlog.
   int64_t lost_after_ms = 300'000;
-  int64_t max_poll_ms = 1000;                     // longest sleep without looking at the wheel
-  bool auto_declare = true;                       // declare a queue the first time a task names it
+  int64_t max_poll_ms = 1000;  // longest sleep without looking at the wheel
+  // Declare a queue the first time a task names it: only a configured one
+  // (configured_queues(); "configured", true in a file), any ("any": for
+  // producers that are all trusted, since each new name makes a durable queue
+  // and its dead-letter queue), or none (false).
+  enum class AutoDeclare { none, configured, any } auto_declare = AutoDeclare::configured;
   std::vector<std::string> queues = {"default"};  // declared at start
   bool ingress = true;                            // consume the AMQP ingress (keys.h: <ns>.ingress)
   int ingress_prefetch = 256;                     // ingress messages taken at once, and enqueued in one round trip
@@ -130,6 +134,30 @@ struct HttpHandlerConfig {
   int64_t low_speed_time_ms = 30'000;        // ... for this long
 };
 
+// What the AMQP ingress accepts ([ingress]); docs/security.md has the trust
+// model. A message that breaks a rule is refused to the ingress dead-letter
+// queue with the rule's name.
+struct IngressPolicy {
+  // Queues a message may name. Empty: the configured queues (configured_queues()); ["*"]: any.
+  std::vector<std::string> allowed_queues;
+  // Task types a message may name. Empty or ["*"]: any.
+  std::vector<std::string> allowed_types;
+  // When not empty ([ingress.users]): who may enqueue, by the message's user_id
+  // property (RabbitMQ refuses a message whose user_id is not its connection's
+  // user), each with the task types it may enqueue (["*"]: any allowed type).
+  // A message without user_id, or from a user not listed, is refused.
+  std::map<std::string, std::vector<std::string>> users;
+  // A reply is sent only to RabbitMQ's direct reply-to (amq.rabbitmq.reply-to)
+  // or a queue whose name starts with this ("": none): reply_to is never a way
+  // to publish into another queue of the vhost.
+  std::string reply_to_prefix;
+  // The ingress dead-letter queue's bound (x-max-length-bytes, overflow
+  // reject-publish): once full, refused messages are dropped, logged, counted.
+  int64_t dead_letter_max_bytes = 256LL * 1024 * 1024;
+  // An oversize refused message is kept in it as its first this many bytes.
+  int64_t dead_letter_body_bytes = 4096;
+};
+
 struct Config {
   std::string redis_url = "redis://127.0.0.1:6379/0";
   std::string amqp_url = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -148,6 +176,7 @@ struct Config {
   std::string log_level = "info";
   std::string log_format = "text";  // text | json
   DispatcherConfig dispatcher;
+  IngressPolicy ingress;
   WorkerConfig worker;
   // Circuit breaker thresholds by downstream ([breakers.<name>]); "default"
   // serves every downstream without its own, and each table starts from it.
@@ -164,6 +193,10 @@ EnvLookup process_env();
 Config load_config(const std::optional<std::string>& path, const EnvLookup& env = process_env());
 void apply_toml(Config& config, const std::string& toml_text, const std::string& source_name);
 void apply_env(Config& config, const EnvLookup& env);
+// The queues this configuration names: dispatcher.queues, worker.queues, the
+// [worker.queue.<name>] tables and ingress.allowed_queues (but "*"), sorted.
+std::vector<std::string> configured_queues(const Config& config);
+
 // Checks cross-field rules and URL syntax. Throws ConfigError.
 void validate_config(const Config& config);
 

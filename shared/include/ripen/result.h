@@ -14,6 +14,7 @@ namespace ripen {
 
 enum class Errc {
   invalid,      // the caller's input is wrong; retrying will not help
+  forbidden,    // the caller may not do this (a policy refuses it); retrying will not help
   not_found,    // the thing asked for does not exist
   conflict,     // the request clashes with the current state (e.g. already dispatched)
   unavailable,  // a server is unreachable or the connection broke; retry later

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "ripen/amqp.h"
+#include "ripen/config.h"
 #include "ripen/keys.h"
 
 namespace ripen {
@@ -26,7 +27,11 @@ Status declare_queue(Amqp& amqp, const Keys& keys, const std::string& queue);
 
 // The ingress: a durable fanout exchange (the routing key is ignored), the
 // durable queue the dispatchers consume from it, and the dead-letter queue for
-// refused messages, bound to the dead-letter exchange.
-Status declare_ingress(Amqp& amqp, const Keys& keys);
+// refused messages, bound to the dead-letter exchange. That one is bounded to
+// `dead_letter_max_bytes` (x-max-length-bytes; over it, the broker rejects what
+// comes): anyone who may publish to the ingress can fill it. One declared
+// without the bound (by an older ripen) is used as it is, with a warning.
+Status declare_ingress(Amqp& amqp, const Keys& keys,
+                       int64_t dead_letter_max_bytes = IngressPolicy().dead_letter_max_bytes);
 
 }  // namespace ripen
