@@ -14,9 +14,10 @@ RIPEN_PACKAGES=(
   librabbitmq-dev libhiredis-dev nlohmann-json3-dev libspdlog-dev libcli11-dev libcurl4-openssl-dev
   libtomlplusplus-dev libgtest-dev libgmock-dev libhowardhinnant-date-dev tzdata
   redis-server redis-tools rabbitmq-server
-  clang-format clang libclang-rt-14-dev
+  clang-format clang clang-tidy libclang-rt-14-dev
   procps curl ca-certificates jq
   python3-pika
+  libssl-dev openssl stunnel4
 )
 
 ripen_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
