@@ -148,7 +148,9 @@ build_ripen() {
     rm -rf "$dir/CMakeCache.txt" "$dir/CMakeFiles"
   fi
   ripen_log "building in $dir${*:+ ($*)}"
-  cmake -S "$ripen_root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" &&
+  # Warnings are errors in the builds of the dev and test scripts (RIPEN_WERROR
+  # is off by default, for users: see CMakeLists.txt).
+  cmake -S "$ripen_root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRIPEN_WERROR=ON "$@" &&
     cmake --build "$dir" -j"$(nproc)"
 }
 
