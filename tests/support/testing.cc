@@ -137,6 +137,7 @@ std::vector<std::string> child_environment(const std::map<std::string, std::stri
 
 std::vector<char*> c_strings(std::vector<std::string>& strings) {
   std::vector<char*> out;
+  out.reserve(strings.size() + 1);
   for (auto& s : strings) out.push_back(s.data());
   out.push_back(nullptr);
   return out;
@@ -408,7 +409,7 @@ std::string find_program(const std::string& program) {
   std::string dir;
   while (std::getline(dirs, dir, ':')) {
     for (const std::string& d : {dir, std::string("/usr/sbin"), std::string("/sbin")}) {
-      const std::string candidate = (d.empty() ? "." : d) + "/" + program;
+      std::string candidate = (d.empty() ? "." : d) + "/" + program;
       if (access(candidate.c_str(), X_OK) == 0) return candidate;
     }
   }
