@@ -14,9 +14,10 @@ RIPEN_PACKAGES=(
   librabbitmq-dev libhiredis-dev nlohmann-json3-dev libspdlog-dev libcli11-dev libcurl4-openssl-dev
   libtomlplusplus-dev libgtest-dev libgmock-dev libhowardhinnant-date-dev tzdata
   redis-server redis-tools rabbitmq-server
-  clang-format clang libclang-rt-14-dev
+  clang-format clang clang-tidy libclang-rt-14-dev
   procps curl ca-certificates jq
   python3-pika
+  libssl-dev openssl stunnel4
 )
 
 ripen_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -147,7 +148,9 @@ build_ripen() {
     rm -rf "$dir/CMakeCache.txt" "$dir/CMakeFiles"
   fi
   ripen_log "building in $dir${*:+ ($*)}"
-  cmake -S "$ripen_root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" &&
+  # Warnings are errors in the builds of the dev and test scripts (RIPEN_WERROR
+  # is off by default, for users: see CMakeLists.txt).
+  cmake -S "$ripen_root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRIPEN_WERROR=ON "$@" &&
     cmake --build "$dir" -j"$(nproc)"
 }
 

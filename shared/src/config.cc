@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -309,6 +311,20 @@ void apply_toml(Config& c, const std::string& text, const std::string& source) {
   top.read("redis_url", c.redis_url);
   top.read("amqp_url", c.amqp_url);
   top.read("namespace", c.ns);
+  // ---- transport and secrets ----
+  top.read("redis_password_file", c.redis_password_file);
+  top.read("amqp_password_file", c.amqp_password_file);
+  if (const auto* t = top.sub("amqp")) {
+    TableReader amqp(*t, "amqp", source);
+    if (const auto* tls = amqp.sub("tls")) {
+      TableReader r(*tls, "amqp.tls", source);
+      r.read("ca_file", c.amqp_tls.ca_file);
+      r.read("cert_file", c.amqp_tls.cert_file);
+      r.read("key_file", c.amqp_tls.key_file);
+      r.read("verify", c.amqp_tls.verify);
+    }
+  }
+  // ----
   top.read("shards", c.shards, 1, 1024);
   top.read("max_envelope_bytes", c.max_envelope_bytes, 1024, 64LL * 1024 * 1024);
   top.read("default_max_attempts", c.default_max_attempts, 1, 1000);
@@ -473,6 +489,50 @@ void apply_env(Config& c, const EnvLookup& env) {
   if (auto v = env("RIPEN_SHARDS")) c.shards = static_cast<int>(env_int("RIPEN_SHARDS", *v, 1, 1024));
   if (auto v = env("RIPEN_LOG_LEVEL")) c.log_level = *v;
   if (auto v = env("RIPEN_LOG_FORMAT")) c.log_format = *v;
+  // ---- transport and secrets ----
+  if (auto v = env("RIPEN_REDIS_PASSWORD_FILE")) c.redis_password_file = *v;
+  if (auto v = env("RIPEN_AMQP_PASSWORD_FILE")) c.amqp_password_file = *v;
+  if (auto v = env("RIPEN_REDIS_PASSWORD")) c.redis_password = *v;
+  if (auto v = env("RIPEN_AMQP_PASSWORD")) c.amqp_password = *v;
+  if (auto v = env("RIPEN_AMQP_TLS_CA_FILE")) c.amqp_tls.ca_file = *v;
+  if (auto v = env("RIPEN_AMQP_TLS_CERT_FILE")) c.amqp_tls.cert_file = *v;
+  if (auto v = env("RIPEN_AMQP_TLS_KEY_FILE")) c.amqp_tls.key_file = *v;
+  if (auto v = env("RIPEN_AMQP_TLS_VERIFY")) {
+    if (*v == "true" || *v == "1") {
+      c.amqp_tls.verify = true;
+    } else if (*v == "false" || *v == "0") {
+      c.amqp_tls.verify = false;
+    } else {
+      throw ConfigError("environment RIPEN_AMQP_TLS_VERIFY='" + v->substr(0, 16) + "': must be true, false, 1 or 0");
+    }
+  }
+}
+
+namespace {
+
+// The secret in `path`, without its trailing newline(s). The error names the
+// key and the path; the content is never quoted.
+std::string read_secret_file(const std::string& key, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(key + " '" + path + "': cannot be read: " + std::strerror(errno));
+  std::stringstream buf;
+  buf << in.rdbuf();
+  if (in.bad()) throw ConfigError(key + " '" + path + "': cannot be read");
+  std::string secret = buf.str();
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.empty()) throw ConfigError(key + " '" + path + "': the file is empty");
+  return secret;
+}
+
+}  // namespace
+
+void read_password_files(Config& c) {
+  if (!c.redis_password && !c.redis_password_file.empty()) {
+    c.redis_password = read_secret_file("redis_password_file", c.redis_password_file);
+  }
+  if (!c.amqp_password && !c.amqp_password_file.empty()) {
+    c.amqp_password = read_secret_file("amqp_password_file", c.amqp_password_file);
+  }
 }
 
 Config load_config(const std::optional<std::string>& path, const EnvLookup& env) {
@@ -487,6 +547,7 @@ Config load_config(const std::optional<std::string>& path, const EnvLookup& env)
     apply_toml(c, buf.str(), *file);
   }
   apply_env(c, env);
+  read_password_files(c);
   validate_config(c);
   return c;
 }
@@ -525,6 +586,10 @@ void validate_config(const Config& c) {
       throw ConfigError("handlers.http.types." + type + ": the type is also served by " +
                         (type == "log" ? std::string("the built-in log handler") : "worker.exec." + type));
     }
+  }
+  // ---- transport and secrets ----
+  if (c.amqp_tls.cert_file.empty() != c.amqp_tls.key_file.empty()) {
+    throw ConfigError("amqp.tls: cert_file and key_file go together (a client certificate and its key)");
   }
 }
 

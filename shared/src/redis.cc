@@ -46,36 +46,76 @@ bool parse_int(std::string_view s, int& out) {
 // ---- URL -------------------------------------------------------------------
 
 std::string RedisUrl::redacted() const {
-  return "redis://" + std::string(password.empty() ? "" : ":***@") + host + ":" + std::to_string(port) + "/" +
-         std::to_string(db);
+  const std::string cred = password.empty() ? (user.empty() ? "" : user + "@") : user + ":***@";
+  return "redis://" + cred + host + ":" + std::to_string(port) + "/" + std::to_string(db);
+}
+
+Result<std::string> percent_decode(std::string_view text) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '%') {
+      out.push_back(text[i]);
+      continue;
+    }
+    if (i + 2 >= text.size()) {
+      return make_error(Errc::invalid, "'%' must be followed by two hex digits");
+    }
+    const int hi = hex(text[i + 1]);
+    const int lo = hex(text[i + 2]);
+    if (hi < 0 || lo < 0) return make_error(Errc::invalid, "'%' must be followed by two hex digits");
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return out;
 }
 
 Result<RedisUrl> parse_redis_url(std::string_view url) {
+  // No part of the URL is quoted back in these errors: wherever a mistake is,
+  // a password may sit next to it (a scheme-less "user:pw@host", a password
+  // taken for a port in "redis://:pw", ...), and errors end up in logs.
   constexpr std::string_view scheme = "redis://";
   if (url.substr(0, scheme.size()) != scheme) {
-    return make_error(Errc::invalid, "redis URL must start with redis:// (got '" +
-                                         std::string(url.substr(0, url.find(':'))) + ":...')");
+    const bool other_scheme = url.find("://") != std::string_view::npos;
+    return make_error(Errc::invalid, other_scheme ? "redis URL must start with redis:// (rediss:// is not supported: "
+                                                    "see the README for TLS through a tunnel)"
+                                                  : "redis URL must start with redis://; it has no scheme");
   }
   std::string_view rest = url.substr(scheme.size());
   RedisUrl out;
+  // The last '@' ends the credentials: a raw '@' in a password still parses.
   if (auto at = rest.rfind('@'); at != std::string_view::npos) {
     std::string_view cred = rest.substr(0, at);
     rest = rest.substr(at + 1);
     auto colon = cred.find(':');
-    out.password = std::string(colon == std::string_view::npos ? cred : cred.substr(colon + 1));
+    // "redis://secret@host" has been read as a password alone; keep it so.
+    std::string_view user = colon == std::string_view::npos ? std::string_view() : cred.substr(0, colon);
+    std::string_view password = colon == std::string_view::npos ? cred : cred.substr(colon + 1);
+    auto u = percent_decode(user);
+    if (!u) return make_error(Errc::invalid, "redis URL: the user name is badly percent-encoded: " + u.error().message);
+    auto p = percent_decode(password);
+    if (!p) return make_error(Errc::invalid, "redis URL: the password is badly percent-encoded: " + p.error().message);
+    out.user = std::move(*u);
+    out.password = std::move(*p);
   }
   std::string_view hostport = rest;
   if (auto slash = rest.find('/'); slash != std::string_view::npos) {
     hostport = rest.substr(0, slash);
     std::string_view db = rest.substr(slash + 1);
     if (!db.empty() && (!parse_int(db, out.db) || out.db < 0)) {
-      return make_error(Errc::invalid, "redis URL: database '" + std::string(db) + "' is not a number");
+      return make_error(Errc::invalid, "redis URL: the database (after the host) is not a number");
     }
   }
   if (auto colon = hostport.rfind(':'); colon != std::string_view::npos) {
     std::string_view port = hostport.substr(colon + 1);
     if (!parse_int(port, out.port) || out.port <= 0 || out.port > 65535) {
-      return make_error(Errc::invalid, "redis URL: port '" + std::string(port) + "' is not a valid port");
+      return make_error(Errc::invalid, "redis URL: the port is not a number from 1 to 65535");
     }
     hostport = hostport.substr(0, colon);
   }
@@ -87,6 +127,7 @@ Result<RedisUrl> parse_redis_url(std::string_view url) {
 RedisUrl redis_url_of(const Config& config) {
   auto url = parse_redis_url(config.redis_url);
   if (!url) throw ConfigError("redis_url: " + url.error().message);
+  if (config.redis_password) url->password = *config.redis_password;
   return *url;
 }
 
@@ -192,7 +233,11 @@ Status Redis::connect() {
     }
     return {};
   };
-  if (!url_.password.empty()) {
+  if (!url_.user.empty()) {
+    // An ACL user (Redis 6+). Sent even without a password: AUTH is how a
+    // client names its user, and the server says whether it may log in.
+    if (auto st = handshake({"AUTH", url_.user, url_.password}); !st) return st;
+  } else if (!url_.password.empty()) {
     if (auto st = handshake({"AUTH", url_.password}); !st) return st;
   }
   if (url_.db != 0) {

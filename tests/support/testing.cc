@@ -16,6 +16,7 @@
 #include <cctype>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -138,6 +139,7 @@ std::vector<std::string> child_environment(const std::map<std::string, std::stri
 
 std::vector<char*> c_strings(std::vector<std::string>& strings) {
   std::vector<char*> out;
+  out.reserve(strings.size() + 1);
   for (auto& s : strings) out.push_back(s.data());
   out.push_back(nullptr);
   return out;
@@ -409,7 +411,7 @@ std::string find_program(const std::string& program) {
   std::string dir;
   while (std::getline(dirs, dir, ':')) {
     for (const std::string& d : {dir, std::string("/usr/sbin"), std::string("/sbin")}) {
-      const std::string candidate = (d.empty() ? "." : d) + "/" + program;
+      std::string candidate = (d.empty() ? "." : d) + "/" + program;
       if (access(candidate.c_str(), X_OK) == 0) return candidate;
     }
   }
@@ -571,13 +573,34 @@ TcpProxy::~TcpProxy() {
   for (int fd : fds_) close(fd);
 }
 
+namespace {
+
+// `text` for the user or password part of a URL: the parsers percent-decode it.
+std::string url_encoded(const std::string& text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) != 0 || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string TcpProxy::url_for(const AmqpUrl& base) const {
   const std::string vhost = base.vhost == "/" ? "%2f" : base.vhost;
-  return "amqp://" + base.user + ":" + base.password + "@127.0.0.1:" + std::to_string(port_) + "/" + vhost;
+  return "amqp://" + url_encoded(base.user) + ":" + url_encoded(base.password) + "@127.0.0.1:" + std::to_string(port_) +
+         "/" + vhost;
 }
 
 std::string TcpProxy::url_for(const RedisUrl& base) const {
-  return "redis://" + (base.password.empty() ? std::string() : ":" + base.password + "@") +
+  const bool auth = !base.user.empty() || !base.password.empty();
+  return "redis://" + (auth ? url_encoded(base.user) + ":" + url_encoded(base.password) + "@" : std::string()) +
          "127.0.0.1:" + std::to_string(port_) + "/" + std::to_string(base.db);
 }
 

@@ -563,7 +563,11 @@ INSTANTIATE_TEST_SUITE_P(
         InvalidConfig{"RedisPortTooLarge", [](Config& c) { c.redis_url = "redis://host:99999/0"; }, "redis_url:"},
         InvalidConfig{"RedisDbNotNumber", [](Config& c) { c.redis_url = "redis://host:6379/zero"; }, "redis_url:"},
         InvalidConfig{"HttpAmqpUrl", [](Config& c) { c.amqp_url = "http://guest:guest@127.0.0.1:5672/"; }, "amqp_url:"},
-        InvalidConfig{"AmqpsUrl", [](Config& c) { c.amqp_url = "amqps://guest:guest@127.0.0.1:5671/"; }, "amqp_url:"},
+        InvalidConfig{"SchemelessAmqpUrl", [](Config& c) { c.amqp_url = "guest:guest@127.0.0.1:5671/"; }, "amqp_url:"},
+        InvalidConfig{"TlsCertWithoutKey", [](Config& c) { c.amqp_tls.cert_file = "/etc/ripen/client.pem"; },
+                      "amqp.tls: cert_file and key_file go together"},
+        InvalidConfig{"TlsKeyWithoutCert", [](Config& c) { c.amqp_tls.key_file = "/etc/ripen/client.key"; },
+                      "amqp.tls: cert_file and key_file go together"},
         InvalidConfig{"EmptyNamespace", [](Config& c) { c.ns = ""; }, "namespace '':"},
         InvalidConfig{"NamespaceWithBrace", [](Config& c) { c.ns = "ri{pen"; }, "namespace 'ri{pen'"},
         InvalidConfig{"NamespaceWithCloseBrace", [](Config& c) { c.ns = "ripen}"; }, "namespace 'ripen}'"},
@@ -615,6 +619,7 @@ TEST(ParseRedisUrl, FullUrl) {
   ASSERT_TRUE(u.ok()) << u.error().describe();
   EXPECT_EQ(u->host, "redis.internal");
   EXPECT_EQ(u->port, 6380);
+  EXPECT_EQ(u->user, "user") << "an ACL user is kept, to be sent with AUTH";
   EXPECT_EQ(u->password, "s3cret");
   EXPECT_EQ(u->db, 2);
 }
@@ -638,9 +643,30 @@ TEST(ParseRedisUrl, PasswordWithoutUserAndWithoutColon) {
   Result<RedisUrl> a = parse_redis_url("redis://:pw@h:1/0");
   ASSERT_TRUE(a.ok()) << a.error().describe();
   EXPECT_EQ(a->password, "pw");
+  EXPECT_EQ(a->user, "");
   Result<RedisUrl> b = parse_redis_url("redis://pw@h:1/0");
   ASSERT_TRUE(b.ok()) << b.error().describe();
   EXPECT_EQ(b->password, "pw");
+  EXPECT_EQ(b->user, "");
+}
+
+TEST(ParseRedisUrl, UserAndPasswordArePercentDecoded) {
+  Result<RedisUrl> u = parse_redis_url("redis://app%2Dworker%40eu:p%40ss%3Aw%25rd%2f@h:6379/0");
+  ASSERT_TRUE(u.ok()) << u.error().describe();
+  EXPECT_EQ(u->user, "app-worker@eu");
+  EXPECT_EQ(u->password, "p@ss:w%rd/");
+  EXPECT_EQ(u->host, "h");
+}
+
+TEST(ParseRedisUrl, BadPercentEncodingIsRefusedNamingThePart) {
+  for (const char* bad : {"redis://u:pw%@h", "redis://u:pw%4@h", "redis://u:pw%zz@h"}) {
+    Result<RedisUrl> u = parse_redis_url(bad);
+    ASSERT_FALSE(u.ok()) << bad;
+    EXPECT_THAT(u.error().message, HasSubstr("password is badly percent-encoded")) << bad;
+  }
+  Result<RedisUrl> u = parse_redis_url("redis://u%g1:pw@h");
+  ASSERT_FALSE(u.ok());
+  EXPECT_THAT(u.error().message, HasSubstr("user name is badly percent-encoded"));
 }
 
 TEST(ParseRedisUrl, PasswordMayContainAtAndColon) {
@@ -675,7 +701,7 @@ TEST(ParseRedisUrl, RefusesOtherSchemesBadDbAndEmptyHost) {
 TEST(ParseRedisUrl, RedactedHidesThePassword) {
   Result<RedisUrl> u = parse_redis_url("redis://user:s3cret@redis.internal:6380/2");
   ASSERT_TRUE(u.ok());
-  EXPECT_EQ(u->redacted(), "redis://:***@redis.internal:6380/2");
+  EXPECT_EQ(u->redacted(), "redis://user:***@redis.internal:6380/2");
   EXPECT_THAT(u->redacted(), Not(HasSubstr("s3cret")));
 }
 
@@ -720,11 +746,33 @@ TEST(ParseAmqpUrl, EncodedSlashInsideVhost) {
 }
 
 TEST(ParseAmqpUrl, RefusesOtherSchemesAndMalformedUrls) {
-  for (const char* bad : {"amqps://u:p@h:5671/", "http://u:p@h:5672/", "", "rabbit:5672", "amqp://u:p@h:notaport/"}) {
+  for (const char* bad : {"http://u:p@h:5672/", "", "rabbit:5672", "amqp://u:p@h:notaport/", "amqp://u:p@h/a/b"}) {
     Result<AmqpUrl> u = parse_amqp_url(bad);
     ASSERT_FALSE(u.ok()) << bad;
     EXPECT_EQ(u.error().code, Errc::invalid) << bad;
   }
+}
+
+TEST(ParseAmqpUrl, AmqpsMeansTlsOnPort5671ByDefault) {
+  Result<AmqpUrl> u = parse_amqp_url("amqps://ripen:s3cret@rabbit.internal/prod");
+  ASSERT_TRUE(u.ok()) << u.error().describe();
+  EXPECT_TRUE(u->tls);
+  EXPECT_EQ(u->port, 5671);
+  EXPECT_EQ(u->redacted(), "amqps://ripen:***@rabbit.internal:5671/prod");
+  Result<AmqpUrl> other_port = parse_amqp_url("amqps://ripen:s3cret@rabbit.internal:15671/prod");
+  ASSERT_TRUE(other_port.ok());
+  EXPECT_EQ(other_port->port, 15671);
+  Result<AmqpUrl> plain = parse_amqp_url("amqp://ripen:s3cret@rabbit.internal/prod");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->tls);
+  EXPECT_EQ(plain->port, 5672);
+}
+
+TEST(ParseAmqpUrl, UserAndPasswordArePercentDecoded) {
+  Result<AmqpUrl> u = parse_amqp_url("amqp://app%40eu:p%40ss%3Aw%25rd@h:5672/%2f");
+  ASSERT_TRUE(u.ok()) << u.error().describe();
+  EXPECT_EQ(u->user, "app@eu");
+  EXPECT_EQ(u->password, "p@ss:w%rd");
 }
 
 TEST(ParseAmqpUrl, RedactedHidesThePassword) {
@@ -819,6 +867,231 @@ TEST(TimeoutConfig, TypeMaxTimeoutAndTheFleetDefault) {
   EXPECT_NO_THROW(from_toml("[types.sms]\ntimeout = \"30s\"\nmax_timeout = \"30s\"\n")) << "equal is fine";
   EXPECT_THAT(toml_error("[worker]\nmax_task_timeout = 0\n"),
               HasSubstr("'worker.max_task_timeout': must be at least 1"));
+}
+
+// ---- no URL text in errors ---------------------------------------------------
+
+// Malformed URLs with the password "hunter2" in them, one per way a parser can
+// refuse: the error must not quote any of it (a scheme-less "user:pw@host" or a
+// password taken for a port used to be echoed whole).
+const char* const kBadRedisUrls[] = {
+    "hunter2@cache",                   // no scheme, no colon
+    "worker:hunter2@cache:6379/0",     // no scheme
+    "http://:hunter2@cache:6379/0",    // other scheme
+    "rediss://:hunter2@cache:6379/0",  // TLS scheme (not supported)
+    "redis://:hunter2",                // the password read as a port
+    "redis://cache:hunter2/0",         // port
+    "redis://cache:6379/hunter2",      // db
+    "redis://cache/hunter2",           // db without port
+    "redis://:hunter2%@cache",         // percent-encoding of the password
+    "redis://hunter2%zz:x@cache",      // percent-encoding of the user
+    "redis://:hunter2@",               // empty host
+    "redis://:hunter2@:6379/0",        // empty host with port
+    "redis://:hunter2@cache:0/0",      // port out of range
+};
+const char* const kBadAmqpUrls[] = {
+    "hunter2@rabbit",                   // no scheme
+    "guest:hunter2@rabbit:5672/%2f",    // no scheme
+    "http://guest:hunter2@rabbit/",     // other scheme
+    "amqp://guest:hunter2@rabbit:x/",   // port
+    "amqp://guest:hunter2@rabbit/a/b",  // vhost
+    "amqp://guest:hunter2@rabbit/%zz",  // vhost encoding
+    "amqp://guest:hunter2@rabbit/%2",   // vhost encoding cut short
+    "amqps://guest:hunter2@rabbit:99999999999/",
+};
+
+TEST(UrlErrors, NeverQuoteTheUrl) {
+  for (const char* url : kBadRedisUrls) {
+    Result<RedisUrl> u = parse_redis_url(url);
+    ASSERT_FALSE(u.ok()) << url;
+    EXPECT_THAT(u.error().message, Not(HasSubstr("unter2"))) << url;
+    Config c;
+    c.redis_url = url;
+    const std::string validated = config_error_of([&] { validate_config(c); });
+    EXPECT_THAT(validated, HasSubstr("redis_url:")) << url;
+    EXPECT_THAT(validated, Not(HasSubstr("unter2"))) << url;
+    const std::string resolved = config_error_of([&] { (void)redis_url_of(c); });
+    EXPECT_THAT(resolved, HasSubstr("redis_url:")) << url;
+    EXPECT_THAT(resolved, Not(HasSubstr("unter2"))) << url;
+  }
+  for (const char* url : kBadAmqpUrls) {
+    Result<AmqpUrl> u = parse_amqp_url(url);
+    ASSERT_FALSE(u.ok()) << url;
+    EXPECT_THAT(u.error().message, Not(HasSubstr("unter2"))) << url;
+    Config c;
+    c.amqp_url = url;
+    const std::string validated = config_error_of([&] { validate_config(c); });
+    EXPECT_THAT(validated, HasSubstr("amqp_url:")) << url;
+    EXPECT_THAT(validated, Not(HasSubstr("unter2"))) << url;
+    const std::string resolved = config_error_of([&] { (void)amqp_url_of(c); });
+    EXPECT_THAT(resolved, HasSubstr("amqp_url:")) << url;
+    EXPECT_THAT(resolved, Not(HasSubstr("unter2"))) << url;
+  }
+}
+
+TEST(UrlErrors, SchemelessUrlSaysItHasNoScheme) {
+  Result<RedisUrl> r = parse_redis_url("worker:hunter2@cache:6379/0");
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.error().message, HasSubstr("no scheme"));
+  Result<AmqpUrl> a = parse_amqp_url("guest:hunter2@rabbit:5672/%2f");
+  ASSERT_FALSE(a.ok());
+  EXPECT_THAT(a.error().message, HasSubstr("no scheme"));
+}
+
+// ---- [amqp.tls] -------------------------------------------------------------
+
+TEST(AmqpTls, DefaultsVerifyWithTheSystemStore) {
+  const Config c;
+  EXPECT_TRUE(c.amqp_tls.verify);
+  EXPECT_EQ(c.amqp_tls.ca_file, "");
+  EXPECT_EQ(c.amqp_tls.cert_file, "");
+  EXPECT_EQ(c.amqp_tls.key_file, "");
+}
+
+TEST(AmqpTls, ReadFromTheFile) {
+  const Config c = from_toml(R"(
+amqp_url = "amqps://ripen:pw@rabbit.internal/prod"
+[amqp.tls]
+ca_file = "/etc/ripen/ca.pem"
+cert_file = "/etc/ripen/client.pem"
+key_file = "/etc/ripen/client.key"
+verify = false
+)");
+  EXPECT_EQ(c.amqp_tls.ca_file, "/etc/ripen/ca.pem");
+  EXPECT_EQ(c.amqp_tls.cert_file, "/etc/ripen/client.pem");
+  EXPECT_EQ(c.amqp_tls.key_file, "/etc/ripen/client.key");
+  EXPECT_FALSE(c.amqp_tls.verify);
+  const AmqpUrl url = amqp_url_of(c);
+  EXPECT_TRUE(url.tls);
+  EXPECT_EQ(url.port, 5671);
+  EXPECT_EQ(url.tls_options.ca_file, "/etc/ripen/ca.pem");
+  EXPECT_EQ(url.tls_options.cert_file, "/etc/ripen/client.pem");
+  EXPECT_EQ(url.tls_options.key_file, "/etc/ripen/client.key");
+  EXPECT_FALSE(url.tls_options.verify);
+}
+
+TEST(AmqpTls, UnknownKeysAndWrongTypesAreRefused) {
+  EXPECT_THAT(toml_error("[amqp.tls]\ncafile = \"/x\"\n"), HasSubstr("key 'amqp.tls.cafile': unknown key"));
+  EXPECT_THAT(toml_error("[amqp.tls]\nverify = \"no\"\n"), HasSubstr("key 'amqp.tls.verify': must be true or false"));
+  EXPECT_THAT(toml_error("[amqp]\nport = 5671\n"), HasSubstr("key 'amqp.port': unknown key"));
+  EXPECT_THAT(toml_error("[amqp.tls]\nca_file = 1\n"), HasSubstr("key 'amqp.tls.ca_file': must be a string"));
+}
+
+TEST(AmqpTls, FromTheEnvironment) {
+  Config c;
+  apply_env(c, fake_env({{"RIPEN_AMQP_TLS_CA_FILE", "/run/ca.pem"},
+                         {"RIPEN_AMQP_TLS_CERT_FILE", "/run/c.pem"},
+                         {"RIPEN_AMQP_TLS_KEY_FILE", "/run/c.key"},
+                         {"RIPEN_AMQP_TLS_VERIFY", "false"}}));
+  EXPECT_EQ(c.amqp_tls.ca_file, "/run/ca.pem");
+  EXPECT_EQ(c.amqp_tls.cert_file, "/run/c.pem");
+  EXPECT_EQ(c.amqp_tls.key_file, "/run/c.key");
+  EXPECT_FALSE(c.amqp_tls.verify);
+  apply_env(c, fake_env({{"RIPEN_AMQP_TLS_VERIFY", "1"}}));
+  EXPECT_TRUE(c.amqp_tls.verify);
+  EXPECT_THAT(config_error_of([] {
+                Config d;
+                apply_env(d, fake_env({{"RIPEN_AMQP_TLS_VERIFY", "maybe"}}));
+              }),
+              HasSubstr("RIPEN_AMQP_TLS_VERIFY='maybe': must be true, false, 1 or 0"));
+}
+
+// ---- passwords from files and the environment --------------------------------
+
+// A file in the test's temp dir holding `content`; removed on destruction.
+class SecretFile {
+ public:
+  SecretFile(const std::string& name, const std::string& content) : path_(::testing::TempDir() + name) {
+    std::ofstream out(path_, std::ios::binary);
+    out << content;
+  }
+  ~SecretFile() { std::remove(path_.c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(PasswordFiles, FromTheEnvironmentReplaceTheUrlsPasswords) {
+  SecretFile redis("ripen_redis_pw", "r3dis-secret\n");
+  SecretFile amqp("ripen_amqp_pw", "amqp-secret\r\n");
+  const Config c = load_config(std::nullopt, fake_env({{"RIPEN_REDIS_URL", "redis://app:in-url@cache:6379/0"},
+                                                       {"RIPEN_AMQP_URL", "amqp://app:in-url@rabbit/%2f"},
+                                                       {"RIPEN_REDIS_PASSWORD_FILE", redis.path()},
+                                                       {"RIPEN_AMQP_PASSWORD_FILE", amqp.path()}}));
+  EXPECT_EQ(c.redis_password, "r3dis-secret") << "the trailing newline is not part of the password";
+  EXPECT_EQ(c.amqp_password, "amqp-secret");
+  const RedisUrl r = redis_url_of(c);
+  EXPECT_EQ(r.user, "app");
+  EXPECT_EQ(r.password, "r3dis-secret");
+  const AmqpUrl a = amqp_url_of(c);
+  EXPECT_EQ(a.user, "app");
+  EXPECT_EQ(a.password, "amqp-secret");
+}
+
+TEST(PasswordFiles, FromTheConfigFile) {
+  SecretFile redis("ripen_redis_pw2", "from-file");
+  SecretFile amqp("ripen_amqp_pw2", "amqp-from-file\n\n");
+  SecretFile toml("ripen_pw.toml", "redis_url = \"redis://cache\"\nredis_password_file = \"" + redis.path() +
+                                       "\"\namqp_password_file = \"" + amqp.path() + "\"\n");
+  const Config c = load_config(toml.path(), fake_env({}));
+  EXPECT_EQ(c.redis_password_file, redis.path());
+  EXPECT_EQ(redis_url_of(c).password, "from-file");
+  EXPECT_EQ(amqp_url_of(c).password, "amqp-from-file");
+}
+
+TEST(PasswordFiles, EnvironmentPasswordWinsOverAFile) {
+  SecretFile redis("ripen_redis_pw3", "from-file\n");
+  const Config c = load_config(std::nullopt, fake_env({{"RIPEN_REDIS_PASSWORD_FILE", redis.path()},
+                                                       {"RIPEN_REDIS_PASSWORD", "from-env"},
+                                                       {"RIPEN_AMQP_PASSWORD", "amqp-env"}}));
+  EXPECT_EQ(redis_url_of(c).password, "from-env");
+  EXPECT_EQ(amqp_url_of(c).password, "amqp-env");
+}
+
+TEST(PasswordFiles, NoneSetKeepsTheUrlsPasswords) {
+  const Config c = load_config(std::nullopt, fake_env({{"RIPEN_REDIS_URL", "redis://:in-url@cache"}}));
+  EXPECT_FALSE(c.redis_password.has_value());
+  EXPECT_FALSE(c.amqp_password.has_value());
+  EXPECT_EQ(redis_url_of(c).password, "in-url");
+  EXPECT_EQ(amqp_url_of(c).password, "guest");
+}
+
+TEST(PasswordFiles, UnreadableFileNamesTheKeyAndPath) {
+  const std::string missing = ::testing::TempDir() + "ripen_no_such_password_file";
+  const std::string redis_msg = config_error_of([&] {
+    (void)load_config(std::nullopt, fake_env({{"RIPEN_REDIS_PASSWORD_FILE", missing}}));
+  });
+  EXPECT_THAT(redis_msg, HasSubstr("redis_password_file '" + missing + "': cannot be read"));
+  const std::string amqp_msg = config_error_of([&] {
+    (void)load_config(std::nullopt, fake_env({{"RIPEN_AMQP_PASSWORD_FILE", missing}}));
+  });
+  EXPECT_THAT(amqp_msg, HasSubstr("amqp_password_file '" + missing + "': cannot be read"));
+  // A directory opens but does not read.
+  const std::string dir_msg = config_error_of([&] {
+    (void)load_config(std::nullopt, fake_env({{"RIPEN_REDIS_PASSWORD_FILE", ::testing::TempDir()}}));
+  });
+  EXPECT_THAT(dir_msg, HasSubstr("redis_password_file '"));
+}
+
+TEST(PasswordFiles, EmptyFileIsRefusedWithoutQuotingIt) {
+  SecretFile empty("ripen_empty_pw", "\n");
+  const std::string msg = config_error_of([&] {
+    (void)load_config(std::nullopt, fake_env({{"RIPEN_AMQP_PASSWORD_FILE", empty.path()}}));
+  });
+  EXPECT_THAT(msg, HasSubstr("amqp_password_file '" + empty.path() + "': the file is empty"));
+}
+
+TEST(PasswordFiles, ErrorsNeverQuoteTheSecret) {
+  // A file that is not a password at all (someone pointed the key at a config
+  // file) still reads; what must never happen is its content in an error.
+  SecretFile secret("ripen_pw_content", "hunter2\n");
+  Config c;
+  c.redis_password_file = secret.path();
+  c.redis_url = "redis://cache:bad/0";
+  read_password_files(c);
+  EXPECT_THAT(config_error_of([&] { validate_config(c); }), Not(HasSubstr("unter2")));
+  EXPECT_THAT(config_error_of([&] { (void)redis_url_of(c); }), Not(HasSubstr("unter2")));
 }
 
 }  // namespace

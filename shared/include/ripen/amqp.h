@@ -25,16 +25,23 @@ namespace ripen {
 
 struct AmqpUrl {
   std::string host = "127.0.0.1";
-  int port = 5672;
+  int port = 5672;  // 5671 for amqps:// without a port
   std::string user = "guest";
   std::string password = "guest";
   std::string vhost = "/";
+  // amqps://: TLS, with the broker's certificate checked per tls_options
+  // (chain and host name by default).
+  bool tls = false;
+  AmqpTlsConfig tls_options;
   std::string redacted() const;
 };
 
-// amqp://user:pass@host:port/vhost (vhost percent-encoded: "/" is %2f)
+// amqp[s]://user:pass@host:port/vhost (each part percent-encoded: "/" is %2f).
+// A refusal never quotes the URL: it may hold a password.
 Result<AmqpUrl> parse_amqp_url(std::string_view url);
-// The config's amqp_url, parsed; a ConfigError naming amqp_url when malformed.
+// The config's amqp_url, parsed, with config.amqp_password (a password file or
+// RIPEN_AMQP_PASSWORD) in place of the URL's and config.amqp_tls as its TLS
+// options; a ConfigError naming amqp_url when malformed.
 AmqpUrl amqp_url_of(const Config& config);
 
 using AmqpValue = std::variant<std::string, int64_t, bool>;
@@ -128,6 +135,9 @@ class Amqp {
   const AmqpUrl& url() const { return url_; }
 
  private:
+  // A TLS socket on conn_ set up from url_.tls_options.
+  Status tls_socket(amqp_socket_t*& socket);
+
   AmqpUrl url_;
   std::chrono::milliseconds timeout_;
   amqp_connection_state_t conn_ = nullptr;

@@ -158,6 +158,16 @@ struct IngressPolicy {
   int64_t dead_letter_body_bytes = 4096;
 };
 
+// ---- transport and secrets -------------------------------------------------
+
+// TLS to RabbitMQ ([amqp.tls]); used when amqp_url is amqps://.
+struct AmqpTlsConfig {
+  std::string ca_file;    // PEM CA certificates the broker's must chain to; empty: the system's trust store
+  std::string cert_file;  // client certificate (PEM chain), for a broker that asks for one; needs key_file
+  std::string key_file;   // its private key (PEM, unencrypted)
+  bool verify = true;     // check the broker's chain and that it names the URL's host; off only for tests
+};
+
 struct Config {
   std::string redis_url = "redis://127.0.0.1:6379/0";
   std::string amqp_url = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -183,13 +193,25 @@ struct Config {
   std::map<std::string, BreakerPolicy> breakers;
   std::map<std::string, TaskTypeConfig> types;  // by task type
   HttpHandlerConfig http;                       // [handlers.http]
+
+  // ---- transport and secrets ----
+  AmqpTlsConfig amqp_tls;
+  // Files holding the Redis / AMQP password (a trailing newline is dropped):
+  // read at start by load_config, so no password need be on a command line.
+  std::string redis_password_file;
+  std::string amqp_password_file;
+  // The passwords that replace the URLs' own when set: from the files above,
+  // or from RIPEN_REDIS_PASSWORD / RIPEN_AMQP_PASSWORD (which win over a file).
+  std::optional<std::string> redis_password;
+  std::optional<std::string> amqp_password;
 };
 
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
 EnvLookup process_env();
 
-// Reads the TOML file at `path` (if given) over the defaults, then the environment.
-// Throws ConfigError with the file, key and reason.
+// Reads the TOML file at `path` (if given) over the defaults, then the environment,
+// then the password files (read_password_files). Throws ConfigError with the
+// file, key and reason.
 Config load_config(const std::optional<std::string>& path, const EnvLookup& env = process_env());
 void apply_toml(Config& config, const std::string& toml_text, const std::string& source_name);
 void apply_env(Config& config, const EnvLookup& env);
@@ -197,6 +219,10 @@ void apply_env(Config& config, const EnvLookup& env);
 // [worker.queue.<name>] tables and ingress.allowed_queues (but "*"), sorted.
 std::vector<std::string> configured_queues(const Config& config);
 
+// Sets redis_password / amqp_password from redis_password_file /
+// amqp_password_file, unless already set (from the environment). An unreadable
+// file is a ConfigError naming the key and the path, never the content.
+void read_password_files(Config& config);
 // Checks cross-field rules and URL syntax. Throws ConfigError.
 void validate_config(const Config& config);
 

@@ -26,16 +26,23 @@ namespace ripen {
 struct RedisUrl {
   std::string host = "127.0.0.1";
   int port = 6379;
+  std::string user;  // an ACL user (Redis 6+); empty: AUTH with the password alone
   std::string password;
   int db = 0;
   // The URL with any password replaced by "***", safe for logs.
   std::string redacted() const;
 };
 
-// redis://[[user]:password@]host[:port][/db]
+// redis://[[user]:password@]host[:port][/db], or redis://password@host...
+// User and password are percent-decoded ("%40" for '@', "%3A" for ':'). A
+// refusal never quotes the URL: it may hold a password.
 Result<RedisUrl> parse_redis_url(std::string_view url);
-// The config's redis_url, parsed; a ConfigError naming redis_url when malformed.
+// The config's redis_url, parsed, with config.redis_password (a password file
+// or RIPEN_REDIS_PASSWORD) in place of the URL's; a ConfigError naming
+// redis_url when malformed.
 RedisUrl redis_url_of(const Config& config);
+// `text` percent-decoded; an error for a '%' not followed by two hex digits.
+Result<std::string> percent_decode(std::string_view text);
 
 // An owned reply. Arrays own their elements through the root.
 class RedisReply {
