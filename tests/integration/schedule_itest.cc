@@ -25,12 +25,12 @@ class Schedules : public FleetTest {
     store_ = std::make_unique<ScheduleStore>(producer().redis(), producer().keys());
   }
 
-  CommandResult cli(std::vector<std::string> args) {
+  CommandResult cli(const std::vector<std::string>& args) {
     return run_command(binary("producer/ripen"), args, child_env(config_));
   }
 
   std::string write_file(const std::string& text) {
-    const std::string path = ::testing::TempDir() + "/" + config_.ns + "-schedules.toml";
+    std::string path = ::testing::TempDir() + "/" + config_.ns + "-schedules.toml";
     std::ofstream(path) << text;
     return path;
   }

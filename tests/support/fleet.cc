@@ -128,6 +128,7 @@ std::vector<std::string> FleetTest::enqueue(Producer& producer, std::vector<Enve
 
 std::vector<Envelope> FleetTest::tasks(int n, const std::string& type, const std::string& queue) {
   std::vector<Envelope> out;
+  out.reserve(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) out.push_back(make_task(type, {{"i", i}}, queue));
   return out;
 }

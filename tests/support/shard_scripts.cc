@@ -17,7 +17,7 @@ void ShardScriptsTest::SetUp() {
 scripts::ClaimReply ShardScriptsTest::claim(int64_t inflight_lease_ms) {
   scripts::ClaimCall call(*keys_, inflight_lease_ms);
   call.add(0, lease_, 1000);
-  const auto c = scripts::ClaimCall::read(run(call));
+  auto c = scripts::ClaimCall::read(run(call));
   deadline_ = c.lease_deadline;
   return c;
 }

@@ -193,6 +193,7 @@ Handler make_exec_handler(const std::string& command, int64_t default_timeout_ms
     env_strings.push_back("RIPEN_TASK_TYPE=" + ctx.task.type);
     env_strings.push_back("RIPEN_QUEUE=" + ctx.task.queue);
     std::vector<char*> envp;
+    envp.reserve(env_strings.size() + 1);
     for (auto& s : env_strings) envp.push_back(s.data());
     envp.push_back(nullptr);
     std::string sh = "/bin/sh", dash_c = "-c", cmd = command;

@@ -171,7 +171,7 @@ void drain(int fd) {
 // after the outcome of its run is recorded.
 class Worker::Impl {
  public:
-  Impl(const Config& config, std::string name, Clock& clock)
+  Impl(const Config& config, const std::string& name, Clock& clock)
       : config_(config),
         clock_(clock),
         name_(field_safe(name.empty() ? default_name() : name)),  // stored in task records
@@ -208,6 +208,7 @@ class Worker::Impl {
                  fmt::join(config_.worker.queues, ", "), config_.worker.concurrency,
                  config_.worker.prefetch > 0 ? std::to_string(config_.worker.prefetch) : "auto", handler_names());
     std::vector<std::thread> pool;
+    pool.reserve(static_cast<size_t>(config_.worker.concurrency));
     for (int i = 0; i < config_.worker.concurrency; ++i) pool.emplace_back([this] { handler_thread(); });
     while (!stopping_.load()) {
       if (!amqp_.connected()) {
@@ -1625,8 +1626,8 @@ class Worker::Impl {
   WorkerStats stats_;
 };
 
-Worker::Worker(const Config& config, std::string name, Clock& clock)
-    : impl_(std::make_unique<Impl>(config, std::move(name), clock)) {}
+Worker::Worker(const Config& config, const std::string& name, Clock& clock)
+    : impl_(std::make_unique<Impl>(config, name, clock)) {}
 Worker::~Worker() = default;
 void Worker::handle(const std::string& type, Handler handler) { impl_->handle(type, std::move(handler)); }
 void Worker::run() { impl_->run(); }

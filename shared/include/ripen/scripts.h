@@ -59,7 +59,7 @@ class ScriptCall {
 
  private:
   const LuaScript& script_;
-  size_t keys_per_section_;
+  [[maybe_unused]] size_t keys_per_section_;  // checked by an assert
   size_t sections_ = 0;
   std::vector<std::string> keys_;
   std::vector<std::string> args_;

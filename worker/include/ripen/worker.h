@@ -114,7 +114,7 @@ struct WorkerStats {
 class Worker {
  public:
   // Throws ConfigError for bad URLs.
-  explicit Worker(const Config& config, std::string name = "", Clock& clock = SystemClock::instance());
+  explicit Worker(const Config& config, const std::string& name = "", Clock& clock = SystemClock::instance());
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
