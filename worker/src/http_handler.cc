@@ -16,6 +16,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "ripen/untrusted.h"
+
 namespace ripen {
 namespace {
 
@@ -84,7 +86,7 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 [[noreturn]] void field_error(const std::string& field, const std::string& what) {
-  throw Permanent("http: field '" + field + "': " + what);
+  throw Permanent("http: field " + quote_short(field) + ": " + what);  // a header name may be any length
 }
 
 struct Request {
@@ -194,6 +196,15 @@ std::string http_downstream(const nlohmann::json& payload) {
   if (!payload.is_object() || !payload.contains("url") || !payload["url"].is_string()) return {};
   UrlPtr u = parse_url(payload["url"].get<std::string>());
   return u ? host_port(u.get()) : std::string();
+}
+
+Status check_http_payload(const nlohmann::json& payload) {
+  try {
+    (void)parse_payload(payload);
+    return {};
+  } catch (const Permanent& e) {
+    return make_error(Errc::invalid, e.what());
+  }
 }
 
 Handler make_http_handler() {

@@ -41,4 +41,8 @@ Handler make_http_handler();
 // http(s) URL with a host.
 std::string http_downstream(const nlohmann::json& payload);
 
+// The checks the handler makes of a payload before it sends anything, alone: ok, or Errc::invalid with the
+// message of the ripen::Permanent the handler would throw. Pure (nothing is resolved or sent).
+Status check_http_payload(const nlohmann::json& payload);
+
 }  // namespace ripen

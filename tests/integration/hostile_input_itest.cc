@@ -1,0 +1,175 @@
+// Input written to do harm, with real servers: a message nested 100k levels deep
+// (once a stack overflow that killed the dispatcher or worker that decoded it,
+// over and over, since the message was never acked) is dead-lettered with a
+// reason naming the depth, and the process goes on with the next message; and
+// the JSON log lines the real binaries write stay valid JSON whatever the
+// messages they log about hold.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fleet.h"
+#include "ripen/topology.h"
+
+namespace ripen::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+constexpr size_t kHostileDepth = 100'000;
+
+std::string nested_arrays(size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
+std::string nested_objects(size_t depth) {
+  std::string out;
+  for (size_t i = 0; i < depth; ++i) out += "{\"\":";
+  out += "0";
+  out.append(depth, '}');
+  return out;
+}
+
+std::string envelope_with_raw_payload(const std::string& type, const std::string& payload) {
+  return R"({"v":1,"queue":"default","type":")" + type + R"(","payload":)" + payload + "}";
+}
+
+class HostileInput : public FleetTest {
+ protected:
+  void SetUp() override {
+    FleetTest::SetUp();
+    keys_ = std::make_unique<Keys>(config_.ns, config_.shards);
+    amqp_ = connect_amqp(config_);
+    ASSERT_TRUE(declare_ingress(*amqp_, *keys_).ok());
+    ASSERT_TRUE(declare_queue(*amqp_, *keys_, "default").ok());
+  }
+
+  void publish_ingress(const std::string& body, const std::string& message_id) {
+    AmqpMessageProps props;
+    props.message_id = message_id;
+    ASSERT_TRUE(amqp_->publish(keys_->ingress_exchange(), "any-key", body, props, false).ok());
+  }
+
+  void publish_task_queue(const std::string& body, const std::string& message_id) {
+    AmqpMessageProps props;
+    props.message_id = message_id;
+    ASSERT_TRUE(amqp_->publish(keys_->task_exchange(), "default", body, props, false).ok());
+  }
+
+  // The dead letters of `amqp_queue` by message id, once `count` have come.
+  std::map<std::string, AmqpMessage> dead_letters(const std::string& amqp_queue, size_t count) {
+    std::map<std::string, AmqpMessage> dead;
+    wait_until(
+        [&] {
+          while (auto m = get_message(*amqp_, amqp_queue)) dead[m->message_id] = *m;
+          return dead.size() >= count;
+        },
+        30s);
+    return dead;
+  }
+
+  std::unique_ptr<Keys> keys_;
+  std::unique_ptr<Amqp> amqp_;
+};
+
+TEST_F(HostileInput, DeepMessageAtTheIngressIsDeadLetteredAndTheDispatcherGoesOn) {
+  Dispatcher& dispatcher = start_dispatcher();
+  start_worker({{"greet", recorder()}});
+  const std::string deep_arrays = envelope_with_raw_payload("greet", nested_arrays(kHostileDepth));
+  const std::string deep_objects = envelope_with_raw_payload("greet", nested_objects(50'000));
+  ASSERT_LT(deep_arrays.size(), static_cast<size_t>(config_.max_envelope_bytes)) << "only the depth can refuse it";
+  ASSERT_LT(deep_objects.size(), static_cast<size_t>(config_.max_envelope_bytes));
+  publish_ingress(deep_arrays, "deep-arrays");
+  publish_ingress(nested_objects(50'000), "deep-bare");  // (an array is refused as one before it is parsed)
+  publish_ingress(deep_objects, "deep-objects");
+  publish_ingress(json({{"v", 1}, {"queue", "default"}, {"type", "greet"}, {"payload", {{"after", true}}}}).dump(),
+                  "valid-after");
+
+  auto dead = dead_letters(keys_->dead_queue(Keys::kIngress), 3);
+  for (const std::string id : {"deep-arrays", "deep-bare", "deep-objects"}) {
+    SCOPED_TRACE(id);
+    auto it = dead.find(id);
+    ASSERT_NE(it, dead.end()) << "not dead-lettered";
+    const std::string reason = it->second.headers["x-ripen-reason"];
+    EXPECT_NE(reason.find("nested deeper than 64 levels"), std::string::npos) << reason;
+  }
+  ASSERT_TRUE(wait_for_calls(1, 30s)) << "the valid task after them was enqueued and run";
+  EXPECT_EQ(calls_.calls()[0].payload, R"({"after":true})");
+  EXPECT_EQ(dispatcher.stats().ingress.refused, 3u);
+  EXPECT_EQ(message_count(*amqp_, keys_->ingress_queue()), 0) << "every message settled";
+}
+
+TEST_F(HostileInput, DeepMessageOnATaskQueueIsDeadLetteredAndTheWorkerGoesOn) {
+  Worker& worker = start_worker({{"greet", recorder()}});
+  const std::string deep_envelope = envelope_with_raw_payload("greet", nested_arrays(kHostileDepth));
+  publish_task_queue(deep_envelope, "deep-envelope");
+  publish_task_queue(nested_arrays(kHostileDepth), "deep-bundle");
+  publish_task_queue("[" + deep_envelope + "]", "deep-in-bundle");
+  const auto ids = enqueue({make_task("greet", {{"after", true}})});
+  start_dispatcher();
+
+  auto dead = dead_letters(keys_->dead_queue("default"), 3);
+  for (const std::string id : {"deep-envelope", "deep-bundle", "deep-in-bundle"}) {
+    SCOPED_TRACE(id);
+    auto it = dead.find(id);
+    ASSERT_NE(it, dead.end()) << "not dead-lettered";
+    const std::string error = it->second.headers["x-ripen-error"];
+    EXPECT_NE(error.find("nested deeper than"), std::string::npos) << error;
+  }
+  ASSERT_TRUE(reaches(ids[0], "succeeded", 30s)) << "the worker lives and runs the next task";
+  EXPECT_EQ(worker.stats().dead, 3u);
+}
+
+// ---- JSON logs of the real binaries ------------------------------------------------
+
+std::vector<std::string> lines_of_file(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+// Every line the binaries wrote (stdout and stderr: the child's log) is one JSON
+// object, while they log about message ids and field names made to break lines.
+TEST_F(HostileInput, JsonLogsOfTheRealBinariesStayJsonWhateverTheyLog) {
+  auto env = child_env(config_);
+  env["RIPEN_LOG_FORMAT"] = "json";
+  env["RIPEN_LOG_LEVEL"] = "debug";
+  Child dispatcher(binary("dispatcher/ripen-dispatcher"), {}, env);
+  Child worker(binary("worker/ripen-worker"), {"--queue", "default"}, env);
+
+  const std::string forged = "x\n{\"ts\":\"forged\"}\r\"quote\\ \x01\x1b[31m \xff\xfe";
+  json unknown = {{"v", 1}, {"queue", "default"}, {"type", "greet"}};
+  const std::string body = unknown.dump().substr(0, unknown.dump().size() - 1) + ",\"" +
+                           std::string("field\\n\\u0000\\\"") + "\":1}";  // an unknown field with escapes
+  publish_ingress(body, "ingress-" + forged);
+  publish_ingress(std::string("not json \xff\n"), "bad-" + forged);
+  publish_task_queue(body, "poison-" + forged);
+  ASSERT_TRUE(wait_until([&] { return message_count(*amqp_, keys_->dead_queue(Keys::kIngress)) == 2; }, 30s))
+      << dispatcher.output();
+  ASSERT_TRUE(wait_until([&] { return message_count(*amqp_, keys_->dead_queue("default")) == 1; }, 30s))
+      << worker.output();
+  dispatcher.signal(SIGTERM);
+  worker.signal(SIGTERM);
+  EXPECT_EQ(dispatcher.wait(30s), 0);
+  EXPECT_EQ(worker.wait(30s), 0);
+
+  for (const Child* child : {&dispatcher, &worker}) {
+    const auto lines = lines_of_file(child->log_path());
+    ASSERT_GE(lines.size(), 3u) << child->output();
+    bool saw_refusal = false;
+    for (const auto& line : lines) {
+      const json doc = json::parse(line, nullptr, /*allow_exceptions=*/false);
+      ASSERT_TRUE(doc.is_object()) << "not a JSON object: " << line.substr(0, 300);
+      EXPECT_TRUE(doc.contains("ts") && doc.contains("level") && doc.contains("msg")) << line.substr(0, 300);
+      const std::string msg = doc.value("msg", "");
+      if (msg.find("x\n{\"ts\":\"forged\"}\r\"quote\\") != std::string::npos) saw_refusal = true;
+    }
+    EXPECT_TRUE(saw_refusal) << "a line about a hostile message id, with it whole:\n" << child->output();
+  }
+}
+
+}  // namespace
+}  // namespace ripen::testing
