@@ -1,5 +1,8 @@
 #include "ripen/log.h"
 
+#include <atomic>
+#include <cstdio>
+
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -47,12 +50,25 @@ void set_log_format(spdlog::logger& logger, const std::string& process, const st
   }
 }
 
+// Set once setup_logging has made stderr's logger the default one.
+std::atomic<bool> g_logging_set_up{false};
+
 void setup_logging(const std::string& process, const std::string& level, const std::string& format) {
   auto logger = spdlog::stderr_logger_mt(process);
   set_log_format(*logger, process, format);
   logger->set_level(spdlog::level::from_str(level));
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
+  g_logging_set_up.store(true);
+}
+
+void log_fatal(const std::string& text) {
+  if (g_logging_set_up.load()) {
+    spdlog::critical("{}", text);
+    spdlog::default_logger()->flush();
+  } else {
+    std::fprintf(stderr, "%s\n", text.c_str());
+  }
 }
 
 }  // namespace ripen

@@ -122,6 +122,28 @@ TEST_F(HostileInput, DeepMessageOnATaskQueueIsDeadLetteredAndTheWorkerGoesOn) {
   EXPECT_EQ(worker.stats().dead, 3u);
 }
 
+// `ripen dlq list` and `ripen dlq replay` read every dead letter's envelope: a deep
+// one is listed (its id unknown) and refused, not a crash of the CLI.
+TEST_F(HostileInput, DeepDeadLetterIsListedAndRefusedByTheCli) {
+  const std::string deep = envelope_with_raw_payload("greet", nested_arrays(kHostileDepth));
+  AmqpMessageProps props;
+  props.message_id = "deep-dead";
+  ASSERT_TRUE(amqp_->publish(keys_->dead_exchange(), "default", deep, props, false).ok());
+  ASSERT_TRUE(wait_until([&] { return message_count(*amqp_, keys_->dead_queue("default")) == 1; }, 10s));
+  const std::string file = write_config_file(config_, config_.ns);
+  auto list = run_command(binary("producer/ripen"), {"--config", file, "dlq", "list", "default"}, child_env(config_));
+  ASSERT_EQ(list.code, 0) << list.err;
+  const json row = json::parse(list.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(row.is_object()) << list.out.substr(0, 300);
+  EXPECT_EQ(row.value("id", ""), "deep-dead") << "the message id stands in for the id it does not give";
+  auto replay = run_command(binary("producer/ripen"), {"--config", file, "dlq", "replay", "default", "--all"},
+                            child_env(config_));
+  EXPECT_GT(replay.code, 0) << "refused, not killed by a signal: " << replay.err;
+  EXPECT_NE((replay.out + replay.err).find("nested deeper than 64 levels"), std::string::npos)
+      << replay.out << replay.err;
+  EXPECT_EQ(message_count(*amqp_, keys_->dead_queue("default")), 1) << "a refused dead letter stays";
+}
+
 // ---- JSON logs of the real binaries ------------------------------------------------
 
 std::vector<std::string> lines_of_file(const std::string& path) {

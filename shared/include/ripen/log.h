@@ -18,4 +18,8 @@ void setup_logging(const std::string& process, const std::string& level, const s
 // (replaced by U+FFFD) are escaped, so no message can break or forge a line.
 void set_log_format(spdlog::logger& logger, const std::string& process, const std::string& format);
 
+// The last words of a process that stops on an error: a critical log line once
+// setup_logging has run (so a JSON log stays all JSON), else `text` on stderr.
+void log_fatal(const std::string& text);
+
 }  // namespace ripen
