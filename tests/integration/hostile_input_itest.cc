@@ -101,6 +101,28 @@ TEST_F(HostileInput, DeepMessageAtTheIngressIsDeadLetteredAndTheDispatcherGoesOn
   EXPECT_EQ(message_count(*amqp_, keys_->ingress_queue()), 0) << "every message settled";
 }
 
+// A refusal once quoted a 140 KB unknown field name whole in its x-ripen-reason
+// header, which outgrew an AMQP frame: the dead-letter copy failed, the
+// connection dropped and the message came back, for ever.
+TEST_F(HostileInput, LongFieldNameAtTheIngressIsRefusedWithAShortReason) {
+  start_dispatcher();
+  start_worker({{"greet", recorder()}});
+  const std::string name = "evil" + std::string(140'000, 'x');
+  publish_ingress(json({{"v", 1}, {"queue", "default"}, {"type", "greet"}, {name, 1}}).dump(), "long-name");
+  publish_ingress(json({{"v", 1}, {"queue", "default"}, {"type", "greet"}, {"payload", {{"after", true}}}}).dump(),
+                  "valid-after");
+
+  auto dead = dead_letters(keys_->dead_queue(Keys::kIngress), 1);
+  auto it = dead.find("long-name");
+  ASSERT_NE(it, dead.end()) << "not dead-lettered";
+  const std::string reason = it->second.headers["x-ripen-reason"];
+  EXPECT_LT(reason.size(), 300u);
+  EXPECT_NE(reason.find("field 'evilxxxx"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("(140004 bytes): unknown field"), std::string::npos) << reason;
+  ASSERT_TRUE(wait_for_calls(1, 30s)) << "the valid task after it was enqueued and run";
+  EXPECT_EQ(message_count(*amqp_, keys_->ingress_queue()), 0) << "every message settled";
+}
+
 TEST_F(HostileInput, DeepMessageOnATaskQueueIsDeadLetteredAndTheWorkerGoesOn) {
   Worker& worker = start_worker({{"greet", recorder()}});
   const std::string deep_envelope = envelope_with_raw_payload("greet", nested_arrays(kHostileDepth));
