@@ -70,6 +70,19 @@ class HostileInput : public FleetTest {
     return dead;
   }
 
+  // Each message of `ids` comes to `amqp_queue`, its `header` holding `text`.
+  void expect_dead(const std::string& amqp_queue, const std::vector<std::string>& ids, const std::string& header,
+                   const std::string& text) {
+    auto dead = dead_letters(amqp_queue, ids.size());
+    for (const auto& id : ids) {
+      SCOPED_TRACE(id);
+      auto it = dead.find(id);
+      ASSERT_NE(it, dead.end()) << "not dead-lettered";
+      const std::string value = it->second.headers[header];
+      EXPECT_NE(value.find(text), std::string::npos) << header << ": " << value;
+    }
+  }
+
   std::unique_ptr<Keys> keys_;
   std::unique_ptr<Amqp> amqp_;
 };
@@ -87,14 +100,8 @@ TEST_F(HostileInput, DeepMessageAtTheIngressIsDeadLetteredAndTheDispatcherGoesOn
   publish_ingress(json({{"v", 1}, {"queue", "default"}, {"type", "greet"}, {"payload", {{"after", true}}}}).dump(),
                   "valid-after");
 
-  auto dead = dead_letters(keys_->dead_queue(Keys::kIngress), 3);
-  for (const std::string id : {"deep-arrays", "deep-bare", "deep-objects"}) {
-    SCOPED_TRACE(id);
-    auto it = dead.find(id);
-    ASSERT_NE(it, dead.end()) << "not dead-lettered";
-    const std::string reason = it->second.headers["x-ripen-reason"];
-    EXPECT_NE(reason.find("nested deeper than 64 levels"), std::string::npos) << reason;
-  }
+  expect_dead(keys_->dead_queue(Keys::kIngress), {"deep-arrays", "deep-bare", "deep-objects"}, "x-ripen-reason",
+              "nested deeper than 64 levels");
   ASSERT_TRUE(wait_for_calls(1, 30s)) << "the valid task after them was enqueued and run";
   EXPECT_EQ(calls_.calls()[0].payload, R"({"after":true})");
   EXPECT_EQ(dispatcher.stats().ingress.refused, 3u);
@@ -132,14 +139,8 @@ TEST_F(HostileInput, DeepMessageOnATaskQueueIsDeadLetteredAndTheWorkerGoesOn) {
   const auto ids = enqueue({make_task("greet", {{"after", true}})});
   start_dispatcher();
 
-  auto dead = dead_letters(keys_->dead_queue("default"), 3);
-  for (const std::string id : {"deep-envelope", "deep-bundle", "deep-in-bundle"}) {
-    SCOPED_TRACE(id);
-    auto it = dead.find(id);
-    ASSERT_NE(it, dead.end()) << "not dead-lettered";
-    const std::string error = it->second.headers["x-ripen-error"];
-    EXPECT_NE(error.find("nested deeper than"), std::string::npos) << error;
-  }
+  expect_dead(keys_->dead_queue("default"), {"deep-envelope", "deep-bundle", "deep-in-bundle"}, "x-ripen-error",
+              "nested deeper than");
   ASSERT_TRUE(reaches(ids[0], "succeeded", 30s)) << "the worker lives and runs the next task";
   EXPECT_EQ(worker.stats().dead, 3u);
 }
