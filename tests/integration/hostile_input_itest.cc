@@ -167,6 +167,20 @@ TEST_F(HostileInput, DeepDeadLetterIsListedAndRefusedByTheCli) {
   EXPECT_EQ(message_count(*amqp_, keys_->dead_queue("default")), 1) << "a refused dead letter stays";
 }
 
+TEST_F(HostileInput, DeepPayloadOnTheCommandLineIsRefused) {
+  const std::string file = write_config_file(config_, config_.ns);
+  // 60k levels: one argument may hold at most 128 KiB.
+  auto r = run_command(
+      binary("producer/ripen"),
+      {"--config", file, "enqueue", "--queue", "default", "--type", "greet", "--payload", nested_arrays(60'000)},
+      child_env(config_));
+  EXPECT_GT(r.code, 0) << "refused, not killed by a signal: " << r.err.substr(0, 300);
+  EXPECT_NE(r.err.find("--payload '[[[["), std::string::npos) << r.err.substr(0, 300);
+  EXPECT_NE(r.err.find("is nested deeper than 63 levels"), std::string::npos) << r.err.substr(0, 300);
+  EXPECT_LT(r.err.size(), 400u) << "the payload is quoted by a short prefix";
+  EXPECT_EQ(due_count(producer().redis(), producer().keys()), 0);
+}
+
 // ---- JSON logs of the real binaries ------------------------------------------------
 
 std::vector<std::string> lines_of_file(const std::string& path) {
