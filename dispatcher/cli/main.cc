@@ -1,6 +1,5 @@
 // ripen-dispatcher: moves ripe tasks from the Redis timer wheel to RabbitMQ.
 #include <csignal>
-#include <iostream>
 
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
@@ -53,10 +52,10 @@ int main(int argc, char** argv) {
     g_dispatcher = nullptr;
     return 0;
   } catch (const ripen::ConfigError& e) {
-    std::cerr << "ripen-dispatcher: config: " << e.what() << "\n";
+    ripen::log_fatal(std::string("ripen-dispatcher: config: ") + e.what());
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "ripen-dispatcher: " << e.what() << "\n";
+    ripen::log_fatal(std::string("ripen-dispatcher: ") + e.what());
     return 1;
   }
 }

@@ -26,6 +26,7 @@
 #include "ripen/scripts.h"
 #include "ripen/stored_task.h"
 #include "ripen/topology.h"
+#include "ripen/untrusted.h"
 
 namespace ripen {
 
@@ -683,9 +684,11 @@ class Dispatcher::Impl {
   static std::vector<std::string> split_message(const std::string& body, size_t count) {
     if (count <= 1) return {body};
     std::vector<std::string> out;
-    auto doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-    if (doc.is_array()) {
-      for (const auto& e : doc) out.push_back(e.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    // Bounded like the workers' decode: the body came from Redis, and a document
+    // nested deeper than that would overflow the stack in dump().
+    auto doc = parse_json_bounded(body, kMaxJsonDepth + 1);
+    if (doc && doc->is_array()) {
+      for (const auto& e : *doc) out.push_back(e.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
     // We built the bundle, so this cannot fail; if it did, keep each task's copy whole.
     if (out.size() != count) out.assign(count, body);

@@ -15,6 +15,7 @@
 #include "ripen/duration.h"
 #include "ripen/log.h"
 #include "ripen/producer.h"
+#include "ripen/untrusted.h"
 
 namespace {
 
@@ -40,8 +41,11 @@ int run_enqueue(const Common& common, const EnqueueArgs& a) {
   ripen::Envelope env;
   env.queue = a.queue;
   env.type = a.type;
-  env.payload = nlohmann::json::parse(a.payload, nullptr, false);
-  if (env.payload.is_discarded()) return fail({ripen::Errc::invalid, "--payload is not valid JSON: " + a.payload});
+  auto payload = ripen::parse_json_bounded(a.payload, ripen::kMaxJsonDepth - 1);
+  if (!payload)
+    return fail(
+        {ripen::Errc::invalid, "--payload " + ripen::quote_short(a.payload) + " is " + payload.error().message});
+  env.payload = std::move(*payload);
   if (!a.delay.empty()) {
     auto d = ripen::parse_duration_ms(a.delay);
     if (!d) return fail({ripen::Errc::invalid, "--delay: " + d.error().message});

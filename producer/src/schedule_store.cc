@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <map>
 
+#include "ripen/untrusted.h"
+
 namespace ripen {
 
 std::string ScheduleState::encode() const { return version + "|" + std::to_string(cursor_ms) + "|" + last_task; }
@@ -68,10 +70,10 @@ Envelope schedule_task(const ScheduleSpec& spec, int64_t tick_ms) {
 namespace {
 
 Result<ScheduleSpec> read_spec(const std::string& name, const std::string& text) {
-  auto doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return Error{Errc::internal, "stored schedule '" + name + "' is not valid JSON"};
-  auto spec = ScheduleSpec::from_json(doc);
-  if (!spec) return Error{Errc::internal, "stored schedule '" + name + "': " + spec.error().message};
+  auto doc = parse_json_bounded(text);
+  if (!doc) return Error{Errc::internal, "stored schedule " + quote_short(name) + " is " + doc.error().message};
+  auto spec = ScheduleSpec::from_json(*doc);
+  if (!spec) return Error{Errc::internal, "stored schedule " + quote_short(name) + ": " + spec.error().message};
   return spec;
 }
 

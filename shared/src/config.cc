@@ -16,6 +16,7 @@
 #include "ripen/envelope.h"
 #include "ripen/net_address.h"
 #include "ripen/redis.h"
+#include "ripen/untrusted.h"
 
 namespace ripen {
 namespace {
@@ -167,8 +168,8 @@ int64_t env_int(const std::string& name, const std::string& value, int64_t lo, i
   errno = 0;
   const long long v = std::strtoll(value.c_str(), &end, 10);
   if (value.empty() || *end != '\0' || errno != 0 || v < lo || v > hi) {
-    throw ConfigError("environment " + name + "='" + value + "': must be an integer between " + std::to_string(lo) +
-                      " and " + std::to_string(hi));
+    throw ConfigError("environment " + name + "=" + quote_short(value) + ": must be an integer between " +
+                      std::to_string(lo) + " and " + std::to_string(hi));
   }
   return v;
 }
@@ -566,15 +567,16 @@ void validate_config(const Config& c) {
   if (auto r = parse_redis_url(c.redis_url); !r) throw ConfigError("redis_url: " + r.error().message);
   if (auto r = parse_amqp_url(c.amqp_url); !r) throw ConfigError("amqp_url: " + r.error().message);
   if (c.ns.empty() || c.ns.find_first_of(" {}:") != std::string::npos) {
-    throw ConfigError("namespace '" + c.ns + "': must be non-empty without spaces, braces or colons");
+    throw ConfigError("namespace " + quote_short(c.ns) + ": must be non-empty without spaces, braces or colons");
   }
   if (c.shards < 1 || c.shards > 1024) throw ConfigError("shards: must be between 1 and 1024");
   static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
   if (levels.count(c.log_level) == 0) {
-    throw ConfigError("log.level '" + c.log_level + "': must be one of trace, debug, info, warn, error, critical, off");
+    throw ConfigError("log.level " + quote_short(c.log_level) +
+                      ": must be one of trace, debug, info, warn, error, critical, off");
   }
   if (c.log_format != "text" && c.log_format != "json") {
-    throw ConfigError("log.format '" + c.log_format + "': must be text or json");
+    throw ConfigError("log.format " + quote_short(c.log_format) + ": must be text or json");
   }
   if (c.retry_backoff.cap_ms < c.retry_backoff.base_ms) throw ConfigError("retry.cap: must be at least retry.base");
   if (c.dispatcher.inflight_lease_ms <= c.dispatcher.max_poll_ms) {

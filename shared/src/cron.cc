@@ -11,6 +11,8 @@
 #include <exception>
 #include <vector>
 
+#include "ripen/untrusted.h"
+
 namespace ripen {
 namespace {
 
@@ -68,7 +70,8 @@ Result<int> parse_value(std::string_view token, const Field& f) {
     int v = 100'000;
     if (token.size() <= 4) std::from_chars(token.data(), token.data() + token.size(), v);
     if (v < f.lo || v > f.hi) {
-      return make_error(Errc::invalid, std::string(token) + " is out of range " + range_text(f.lo, f.hi));
+      return make_error(Errc::invalid, (token.size() <= kQuotedBytes ? std::string(token) : quote_short(token)) +
+                                           " is out of range " + range_text(f.lo, f.hi));
     }
     return v;
   }
@@ -78,10 +81,10 @@ Result<int> parse_value(std::string_view token, const Field& f) {
     for (int i = 0; i < f.name_count; ++i) {
       if (f.names[i] == upper) return f.first_named + i;
     }
-    return make_error(Errc::invalid, "'" + std::string(token) + "' is not a " + std::string(f.name) + " name (" +
+    return make_error(Errc::invalid, quote_short(token) + " is not a " + std::string(f.name) + " name (" +
                                          std::string(f.names[0]) + "-" + std::string(f.names[f.name_count - 1]) + ")");
   }
-  return make_error(Errc::invalid, "'" + std::string(token) + "' is not a number");
+  return make_error(Errc::invalid, quote_short(token) + " is not a number");
 }
 
 // One comma-separated item: '*', '?', a, a-b, each with an optional /step.
@@ -94,7 +97,7 @@ Status parse_item(std::string_view item, const Field& f, uint64_t& bits) {
     const std::string_view step_text = item.substr(slash + 1);
     const int span = f.hi - f.lo + 1;
     if (!all_of(step_text, ::isdigit)) {
-      return make_error(Errc::invalid, "step '" + std::string(step_text) + "' is not a number");
+      return make_error(Errc::invalid, "step " + quote_short(step_text) + " is not a number");
     }
     step = 100'000;
     if (step_text.size() <= 4) std::from_chars(step_text.data(), step_text.data() + step_text.size(), step);
@@ -188,13 +191,13 @@ Result<TimeZone> TimeZone::named(std::string_view name) {
   try {
     date::get_tzdb();
   } catch (const std::exception& e) {
-    return make_error(Errc::invalid, "time zone '" + std::string(name) +
-                                         "': the tz database cannot be read (is tzdata installed?): " + e.what());
+    return make_error(Errc::invalid, "time zone " + quote_short(name) +
+                                         ": the tz database cannot be read (is tzdata installed?): " + e.what());
   }
   try {
     return TimeZone(std::string(name), date::locate_zone(name));
   } catch (const std::exception&) {
-    return make_error(Errc::invalid, "unknown time zone '" + std::string(name) + "'");
+    return make_error(Errc::invalid, "unknown time zone " + quote_short(name));
   }
 }
 
@@ -212,14 +215,14 @@ Result<CronExpr> CronExpr::parse(std::string_view text) {
   const auto first = text.find_first_not_of(" \t\r\n");
   const auto last = text.find_last_not_of(" \t\r\n");
   const std::string_view trimmed = first == std::string_view::npos ? "" : text.substr(first, last - first + 1);
-  const std::string where = "cron '" + std::string(trimmed) + "': ";
+  const std::string where = "cron " + quote_short(trimmed) + ": ";
 
   std::vector<std::string_view> fields = split_blanks(trimmed);
   if (!fields.empty() && fields[0].front() == '@') {
     const std::string_view body = macro_body(fields[0]);
-    if (body.empty()) return make_error(Errc::invalid, where + "unknown macro '" + std::string(fields[0]) + "'");
+    if (body.empty()) return make_error(Errc::invalid, where + "unknown macro " + quote_short(fields[0]));
     if (fields.size() > 1) {
-      return make_error(Errc::invalid, where + "macro '" + std::string(fields[0]) + "' takes no fields");
+      return make_error(Errc::invalid, where + "macro " + quote_short(fields[0]) + " takes no fields");
     }
     fields = split_blanks(body);
   }

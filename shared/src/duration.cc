@@ -5,11 +5,13 @@
 #include <limits>
 #include <string>
 
+#include "ripen/untrusted.h"
+
 namespace ripen {
 namespace {
 
 Error bad_duration(std::string_view text, std::string_view why) {
-  return make_error(Errc::invalid, "'" + std::string(text) + "' is not a duration (" + std::string(why) +
+  return make_error(Errc::invalid, quote_short(text) + " is not a duration (" + std::string(why) +
                                        "); use e.g. 250ms, 30s, 5m, 2h, 1d or 1h30m");
 }
 
@@ -60,7 +62,7 @@ Result<int64_t> parse_duration_ms(std::string_view text) {
     else if (unit.empty())
       return bad_duration(text, "missing unit");
     else
-      return bad_duration(text, "unknown unit '" + std::string(unit) + "'");
+      return bad_duration(text, "unknown unit " + quote_short(unit));
     if (n > (std::numeric_limits<int64_t>::max() - total) / scale) return bad_duration(text, "too large");
     total += n * scale;
   }
@@ -69,7 +71,7 @@ Result<int64_t> parse_duration_ms(std::string_view text) {
 
 Result<int64_t> parse_timestamp_ms(std::string_view text) {
   auto bad = [&](std::string_view why) {
-    return make_error(Errc::invalid, "'" + std::string(text) + "' is not a timestamp (" + std::string(why) +
+    return make_error(Errc::invalid, quote_short(text) + " is not a timestamp (" + std::string(why) +
                                          "); use RFC 3339, e.g. 2026-11-22T10:00:00Z");
   };
   auto num = [&](size_t pos, size_t len, int64_t& out) {

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "ripen/ids.h"
+#include "ripen/untrusted.h"
 
 namespace ripen {
 namespace {
@@ -12,7 +13,8 @@ namespace {
 using nlohmann::json;
 
 Error field_error(std::string_view field, std::string_view what) {
-  return make_error(Errc::invalid, "field '" + std::string(field) + "': " + std::string(what));
+  // The field's name may be an unknown one from the wire, of any length.
+  return make_error(Errc::invalid, "field " + quote_short(field) + ": " + std::string(what));
 }
 
 bool is_name_char(char c, std::string_view extra) {
@@ -99,9 +101,19 @@ Status validate_fields(const Envelope& env) {
   if (env.created_ms < 0) return field_error("created_ms", "must not be negative");
   for (const auto& [k, v] : env.headers) {
     if (k.empty() || k.size() > 128) return field_error("headers", "names must be 1-128 bytes");
-    if (v.size() > 4096) return field_error("headers", "value of '" + k + "' is over 4096 bytes");
+    if (v.size() > 4096) return field_error("headers", "value of " + quote_short(k) + " is over 4096 bytes");
   }
   return {};
+}
+
+// A payload built in code that nests deeper than a decoder accepts would be
+// stored, then refused by every worker: refused here instead. `encoded` is the
+// whole envelope's JSON (max_depth kMaxJsonDepth) or the payload's alone
+// (kMaxJsonDepth - 1, the envelope object being the level above it).
+Status check_payload_depth(std::string_view encoded, int max_depth) {
+  if (json_too_deep_at(encoded, max_depth) == std::string_view::npos) return {};
+  return field_error("payload",
+                     "nested deeper than " + std::to_string(kMaxJsonDepth) + " levels, the envelope object included");
 }
 
 }  // namespace
@@ -110,12 +122,14 @@ bool is_downstream_name(std::string_view name) { return is_name(name, kTypeChars
 bool is_queue_name(std::string_view name) { return is_name(name, kQueueChars); }
 Status check_queue_name(std::string_view name) {
   if (is_queue_name(name)) return {};
-  return make_error(Errc::invalid, "queue '" + std::string(name) + "': must be 1-128 characters of [A-Za-z0-9._-]");
+  return make_error(Errc::invalid, "queue " + quote_short(name) + ": must be 1-128 characters of [A-Za-z0-9._-]");
 }
 
 Status validate_envelope(const Envelope& env, size_t max_bytes) {
   if (auto st = validate_fields(env); !st) return st;
-  const size_t size = encode_envelope(env).size();
+  const std::string text = encode_envelope(env);
+  if (auto st = check_payload_depth(text, kMaxJsonDepth); !st) return st;
+  const size_t size = text.size();
   if (size > max_bytes) {
     return make_error(Errc::invalid, "envelope is " + std::to_string(size) + " bytes, over the limit of " +
                                          std::to_string(max_bytes) + " bytes");
@@ -180,7 +194,8 @@ Result<Envelope> envelope_from_json(const json& doc) {
     const json& h = doc.at("headers");
     if (!h.is_object()) return field_error("headers", "must be an object of strings");
     for (const auto& item : h.items()) {
-      if (!item.value().is_string()) return field_error("headers", "value of '" + item.key() + "' must be a string");
+      if (!item.value().is_string())
+        return field_error("headers", "value of " + quote_short(item.key()) + " must be a string");
       env.headers[item.key()] = item.value().get<std::string>();
     }
   }
@@ -192,9 +207,9 @@ Result<Envelope> decode_envelope(std::string_view text, size_t max_bytes) {
     return make_error(Errc::invalid, "envelope is " + std::to_string(text.size()) + " bytes, over the limit of " +
                                          std::to_string(max_bytes) + " bytes");
   }
-  json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return make_error(Errc::invalid, "envelope is not valid JSON");
-  auto env = envelope_from_json(doc);
+  auto doc = parse_json_bounded(text);
+  if (!doc) return make_error(Errc::invalid, "envelope is " + doc.error().message);
+  auto env = envelope_from_json(*doc);
   if (!env) return env;
   // The text's own size was checked above; encoding it again only to measure
   // would cost every delivery a worker reads a second JSON dump.
@@ -235,8 +250,11 @@ Result<std::vector<MessageTask>> decode_message(std::string_view body, size_t ma
     return make_error(Errc::invalid, "bundle is " + std::to_string(body.size()) + " bytes, over the limit of " +
                                          std::to_string(limit) + " bytes");
   }
-  json doc = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return make_error(Errc::invalid, "bundle is not valid JSON");
+  // One level more than an envelope alone: the bundle's array. An element that
+  // would pass alone passes in a bundle.
+  auto parsed = parse_json_bounded(body, kMaxJsonDepth + 1);
+  if (!parsed) return make_error(Errc::invalid, "bundle is " + parsed.error().message);
+  json& doc = *parsed;
   if (doc.empty() || doc.size() > kMaxBundle) {
     return make_error(Errc::invalid, "bundle must hold 1-" + std::to_string(kMaxBundle) + " envelopes");
   }
@@ -283,6 +301,8 @@ json envelope_to_json(const Envelope& env) { return envelope_doc(env, true); }
 
 Status validate_envelope(const Envelope& env, size_t max_bytes, std::string_view payload_json) {
   if (auto st = validate_fields(env); !st) return st;
+  // The payload alone, one level below the envelope object.
+  if (auto st = check_payload_depth(payload_json, kMaxJsonDepth - 1); !st) return st;
   // The encoding with a null payload, "null" swapped for the payload's text: the
   // size encode_envelope() would give, without encoding the payload again.
   const std::string rest = envelope_doc(env, false).dump(-1, ' ', false, json::error_handler_t::replace);

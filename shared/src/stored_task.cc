@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ripen/topology.h"  // kMaxPriority
+#include "ripen/untrusted.h"
 
 namespace ripen {
 namespace {
@@ -63,7 +64,9 @@ int stored_priority(const StoredTask& task) {
   std::string doc;
   doc.reserve(task.extra.size() + 2);
   doc.append("{").append(task.extra).append("}");
-  const auto extra = nlohmann::json::parse(doc, nullptr, /*allow_exceptions=*/false);
+  const auto parsed = parse_json_bounded(doc);
+  if (!parsed) return 0;
+  const nlohmann::json& extra = *parsed;
   const auto it = extra.is_object() ? extra.find("priority") : extra.end();
   if (it == extra.end() || !it->is_number_integer()) return 0;
   return std::clamp(it->get<int>(), 0, kMaxPriority);

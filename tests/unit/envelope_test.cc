@@ -642,5 +642,121 @@ TEST(DecodeMessage, BundleLargerThanItsMostElementsAtTheirLimitIsRefused) {
   EXPECT_NE(over.error().message.find("over the limit"), std::string::npos) << over.error().message;
 }
 
+// ---- hostile input: nesting and long names ----------------------------------------
+
+// `depth` arrays (or objects with an empty key) nested in one another.
+std::string nested_arrays(size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
+std::string nested_objects(size_t depth) {
+  std::string out;
+  out.reserve(depth * 6);
+  for (size_t i = 0; i < depth; ++i) out += "{\"\":";
+  out += "0";
+  out.append(depth, '}');
+  return out;
+}
+
+std::string envelope_with_raw_payload(const std::string& payload) {
+  return R"({"v":1,"queue":"emails","type":"send_email","id":"deep","payload":)" + payload + "}";
+}
+
+constexpr size_t kHostileDepth = 100'000;
+constexpr size_t kRoomyLimit = 1 << 20;  // room for 100k nested objects (5 bytes a level)
+
+// Nesting 100k levels deep once overflowed the stack (nlohmann copies and dumps
+// by recursion, a frame per level) and crashed the process that decoded it.
+TEST(HostileNesting, DeepArrayPayloadIsRefusedNamingTheDepth) {
+  const std::string text = envelope_with_raw_payload(nested_arrays(kHostileDepth));
+  ASSERT_LT(text.size(), kDefaultMaxEnvelopeBytes) << "under the size limit: only the depth can refuse it";
+  auto env = decode_envelope(text);
+  ASSERT_FALSE(env.ok());
+  EXPECT_EQ(env.error().code, Errc::invalid);
+  EXPECT_THAT(env.error().message, HasSubstr("envelope is nested deeper than 64 levels"));
+}
+
+TEST(HostileNesting, DeepObjectPayloadIsRefusedNamingTheDepth) {
+  auto env = decode_envelope(envelope_with_raw_payload(nested_objects(kHostileDepth)), kRoomyLimit);
+  ASSERT_FALSE(env.ok());
+  EXPECT_THAT(env.error().message, HasSubstr("nested deeper than 64 levels"));
+}
+
+TEST(HostileNesting, DeepPlainMessageIsOneFailedTaskKeepingItsText) {
+  const std::string text = envelope_with_raw_payload(nested_objects(kHostileDepth));
+  auto tasks = decode_message(text, kRoomyLimit);
+  ASSERT_TRUE(tasks.ok());
+  ASSERT_EQ(tasks->size(), 1u);
+  ASSERT_FALSE((*tasks)[0].envelope.ok());
+  EXPECT_THAT((*tasks)[0].envelope.error().message, HasSubstr("nested deeper than 64 levels"));
+  EXPECT_EQ((*tasks)[0].text, text);
+}
+
+TEST(HostileNesting, DeepBundleIsRefusedAsAWhole) {
+  for (const std::string& body : {nested_arrays(kHostileDepth), "[" + nested_objects(kHostileDepth) + "]",
+                                  "[" + envelope_with_raw_payload(nested_arrays(kHostileDepth)) + "]"}) {
+    auto tasks = decode_message(body, kDefaultMaxEnvelopeBytes);
+    ASSERT_FALSE(tasks.ok()) << body.substr(0, 80);
+    EXPECT_EQ(tasks.error().code, Errc::invalid);
+    EXPECT_THAT(tasks.error().message, HasSubstr("bundle is nested deeper than 65 levels"));
+  }
+}
+
+// The payload may nest 63 levels: 64 with the envelope object around it.
+TEST(HostileNesting, PayloadDepthLimitHoldsAtItsEdgeInEveryDecoder) {
+  const std::string at_limit = envelope_with_raw_payload(nested_arrays(63));
+  const std::string over = envelope_with_raw_payload(nested_arrays(64));
+  EXPECT_TRUE(decode_envelope(at_limit).ok());
+  EXPECT_FALSE(decode_envelope(over).ok());
+  // In a bundle the same: an element that passes alone passes in a bundle.
+  auto bundle = decode_message(encode_bundle({at_limit, at_limit}), kDefaultMaxEnvelopeBytes);
+  ASSERT_TRUE(bundle.ok()) << bundle.error().describe();
+  ASSERT_EQ(bundle->size(), 2u);
+  EXPECT_TRUE((*bundle)[0].envelope.ok());
+  EXPECT_FALSE(decode_message(encode_bundle({at_limit, over}), kDefaultMaxEnvelopeBytes).ok());
+}
+
+// Built in code, an envelope too deep for the decoders is refused at enqueue
+// rather than stored and refused by every worker.
+TEST(HostileNesting, ValidateRefusesAPayloadTheDecodersWouldRefuse) {
+  Envelope env = minimal_envelope();
+  env.payload = json::parse(nested_arrays(63));
+  EXPECT_TRUE(validate_envelope(env).ok());
+  EXPECT_TRUE(validate_envelope(env, kDefaultMaxEnvelopeBytes, nested_arrays(63)).ok());
+  env.payload = json::parse(nested_arrays(64));
+  auto st = validate_envelope(env);
+  ASSERT_FALSE(st.ok());
+  EXPECT_THAT(st.error().message, HasSubstr("field 'payload': nested deeper than 64 levels"));
+  auto pre = validate_envelope(env, kDefaultMaxEnvelopeBytes, nested_arrays(64));
+  ASSERT_FALSE(pre.ok());
+  EXPECT_THAT(pre.error().message, HasSubstr("field 'payload': nested deeper than 64 levels"));
+}
+
+// A refusal quoting a 140 KB field name whole outgrew an AMQP frame as a header.
+TEST(HostileNames, LongUnknownFieldIsQuotedByAShortPrefix) {
+  const std::string name = "evil" + std::string(140'000, 'x');
+  auto env = decode_envelope(minimal_with({{name, 1}}));
+  ASSERT_FALSE(env.ok());
+  const std::string& msg = env.error().message;
+  EXPECT_LT(msg.size(), 300u) << msg.substr(0, 400);
+  EXPECT_THAT(msg, HasSubstr("field 'evilxxxx"));
+  EXPECT_THAT(msg, HasSubstr("(140004 bytes): unknown field"));
+}
+
+TEST(HostileNames, LongHeaderNameAndQueueAreQuotedByAShortPrefix) {
+  const std::string name(100'000, 'h');
+  auto header = decode_envelope(minimal_with({{"headers", {{name, 7}}}}));
+  ASSERT_FALSE(header.ok());
+  EXPECT_LT(header.error().message.size(), 300u);
+  EXPECT_THAT(header.error().message, HasSubstr("(100000 bytes) must be a string"));
+  auto queue = check_queue_name(std::string(100'000, 'q') + " ");
+  ASSERT_FALSE(queue.ok());
+  EXPECT_LT(queue.error().message.size(), 300u);
+  EXPECT_THAT(queue.error().message, HasSubstr("queue 'qqqq"));
+}
+
+TEST(HostileNames, ControlCharactersInANameAreEscaped) {
+  auto env = decode_envelope(minimal_with({{"a\nb\"c", 1}}));
+  ASSERT_FALSE(env.ok());
+  EXPECT_EQ(env.error().message, "field 'a\\x0ab\"c': unknown field");
+}
+
 }  // namespace
 }  // namespace ripen

@@ -3,7 +3,6 @@
 //   exec          --exec TYPE='command args' runs the command per task of TYPE
 //   http          one request per task, for the types [handlers.http.types] lists
 #include <csignal>
-#include <iostream>
 #include <string>
 
 #include <spdlog/spdlog.h>
@@ -74,10 +73,10 @@ int main(int argc, char** argv) {
     g_worker = nullptr;
     return 0;
   } catch (const ripen::ConfigError& e) {
-    std::cerr << "ripen-worker: config: " << e.what() << "\n";
+    ripen::log_fatal(std::string("ripen-worker: config: ") + e.what());
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "ripen-worker: " << e.what() << "\n";
+    ripen::log_fatal(std::string("ripen-worker: ") + e.what());
     return 1;
   }
 }

@@ -21,6 +21,7 @@
 
 #include "error_text.h"
 #include "ripen/net_address.h"
+#include "ripen/untrusted.h"
 
 namespace ripen {
 namespace {
@@ -137,7 +138,7 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 [[noreturn]] void field_error(const std::string& field, const std::string& what) {
-  throw Permanent("http: field '" + cut_text(field, kNameInMessage) + "': " + what);
+  throw Permanent("http: field " + quote_short(field) + ": " + what);  // a header name may be any length
 }
 
 // Headers the handler's own framing sets: one from the payload could smuggle
@@ -322,6 +323,15 @@ std::set<std::string> http_known_downstreams(const HttpHandlerConfig& config) {
     }
   }
   return out;
+}
+
+Status check_http_payload(const nlohmann::json& payload) {
+  try {
+    (void)parse_payload(payload);
+    return {};
+  } catch (const Permanent& e) {
+    return make_error(Errc::invalid, e.what());
+  }
 }
 
 Handler make_http_handler(const HttpHandlerConfig& config) {

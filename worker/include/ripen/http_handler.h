@@ -62,5 +62,8 @@ std::string http_downstream(const nlohmann::json& payload);
 // The downstreams (as http_downstream names them) of every allowed prefix: each gets a circuit breaker of its own
 // (breaker_registry.h).
 std::set<std::string> http_known_downstreams(const HttpHandlerConfig& config);
+// The checks the handler makes of a payload before it sends anything, alone: ok, or Errc::invalid with the
+// message of the ripen::Permanent the handler would throw. Pure (nothing is resolved or sent).
+Status check_http_payload(const nlohmann::json& payload);
 
 }  // namespace ripen
