@@ -19,6 +19,7 @@
 #include "ripen/keys.h"
 #include "ripen/producer.h"
 #include "ripen/topology.h"
+#include "ripen/untrusted.h"
 
 namespace ripen {
 namespace {
@@ -49,14 +50,7 @@ std::string optional_prop(const amqp_basic_properties_t& p, amqp_flags_t flag, c
 // header outgrows a frame (the publish would fail and the message come back
 // again and again).
 constexpr size_t kQuoteMax = 512;
-std::string cut(std::string text) {
-  if (text.size() <= kQuoteMax) return text;
-  const size_t was = text.size();
-  text.resize(kQuoteMax);
-  while (!text.empty() && (static_cast<unsigned char>(text.back()) & 0xC0) == 0x80) text.pop_back();  // whole UTF-8
-  if (!text.empty() && static_cast<unsigned char>(text.back()) >= 0xC0) text.pop_back();
-  return text + "...(" + std::to_string(was) + " bytes)";
-}
+std::string cut(std::string_view text) { return cut_text(text, kQuoteMax); }
 
 bool listed(const std::vector<std::string>& names, const std::string& name) {
   return std::find(names.begin(), names.end(), name) != names.end();

@@ -28,7 +28,7 @@ std::string fmt_number(double v) {
 }
 
 // Quoted config text in an error: a short prefix, so a pasted blob does not fill the message.
-std::string quote_cut(const std::string& text) { return text.size() <= 80 ? text : text.substr(0, 80) + "..."; }
+std::string quote_cut(const std::string& text) { return cut_text(text, 80); }
 
 // Walks one TOML table, handing each known key to its reader and refusing the
 // rest: a misspelt key silently ignored is a setting that never took effect.

@@ -17,7 +17,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "error_text.h"
+#include "ripen/untrusted.h"
 #include "ripen/worker.h"
 
 extern char** environ;
@@ -26,7 +26,7 @@ namespace ripen {
 namespace {
 
 // Bytes of stderr kept for the error message: with the message's own words it
-// stays under the worker's cut (error_text.h), so the end of stderr survives.
+// stays under the worker's cut (ripen/untrusted.h), so the end of stderr survives.
 constexpr size_t kStderrTail = kMaxErrorText - 160;
 constexpr size_t kStdoutLogged = 4096;  // bytes of stdout logged at debug level
 

@@ -19,7 +19,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "error_text.h"
 #include "ripen/net_address.h"
 #include "ripen/untrusted.h"
 

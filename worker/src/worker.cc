@@ -18,7 +18,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "error_text.h"
 #include "ripen/ack_ledger.h"
 #include "ripen/admission.h"
 #include "ripen/amqp.h"
@@ -35,6 +34,7 @@
 #include "ripen/scripts.h"
 #include "ripen/stored_task.h"
 #include "ripen/topology.h"
+#include "ripen/untrusted.h"
 
 namespace ripen {
 namespace {
@@ -881,7 +881,7 @@ class Worker::Impl {
     DeadCopy c;
     c.props.message_id = d.message_id;
     // Cut again here, whatever the caller did: one header past the broker's
-    // frame fails the publish and drops the connection (see error_text.h).
+    // frame fails the publish and drops the connection (see ripen/untrusted.h).
     c.props.headers = {{"x-ripen-reason", cut_text(reason)},
                        {"x-ripen-error", cut_text(error)},
                        {"x-ripen-attempts", static_cast<int64_t>(attempts)},
