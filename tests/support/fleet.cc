@@ -52,12 +52,12 @@ Dispatcher& FleetTest::start_dispatcher(const Config& config, std::string owner)
   return started.service;
 }
 
-Worker& FleetTest::start_worker(const Handlers& handlers, std::string name) {
-  return start_worker(config_, handlers, std::move(name));
+Worker& FleetTest::start_worker(const Handlers& handlers, const std::string& name) {
+  return start_worker(config_, handlers, name);
 }
 
-Worker& FleetTest::start_worker(const Config& config, const Handlers& handlers, std::string name) {
-  auto& started = workers_.emplace_back(config, std::move(name));
+Worker& FleetTest::start_worker(const Config& config, const Handlers& handlers, const std::string& name) {
+  auto& started = workers_.emplace_back(config, name);
   for (const auto& [type, handler] : handlers) started.service.handle(type, handler);
   started.running.emplace(started.service);
   return started.service;

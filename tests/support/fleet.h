@@ -71,8 +71,8 @@ class FleetTest : public NamespaceTest {
   // running until stopped. The reference stays valid until TearDown.
   Dispatcher& start_dispatcher(std::string owner = "");
   Dispatcher& start_dispatcher(const Config& config, std::string owner = "");
-  Worker& start_worker(const Handlers& handlers, std::string name = "");
-  Worker& start_worker(const Config& config, const Handlers& handlers, std::string name = "");
+  Worker& start_worker(const Handlers& handlers, const std::string& name = "");
+  Worker& start_worker(const Config& config, const Handlers& handlers, const std::string& name = "");
 
   // Stops one (its run() returns: a worker's runs end within its shutdown
   // grace), or every dispatcher and then every worker.

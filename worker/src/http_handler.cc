@@ -27,7 +27,6 @@ namespace {
 
 constexpr size_t kBodyKept = 4096;             // response bytes kept; the rest is read and dropped
 constexpr size_t kBodyInMessage = 200;         // of those, the bytes an error message shows
-constexpr size_t kNameInMessage = 64;          // bytes of a payload's field or header name an error quotes
 constexpr int64_t kDefaultTimeoutMs = 30'000;  // when neither the payload nor the task sets a limit
 
 struct UrlFree {
