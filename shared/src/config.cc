@@ -123,6 +123,19 @@ class TableReader {
     return node->as_table();
   }
 
+  // The table under `key` in a table keyed by task type ([types.<type>],
+  // [handlers.http.types.<type>]); a key that is no task type is refused.
+  const toml::table* type_table(const std::string& key) {
+    const toml::table* table = sub(key);
+    if (!is_downstream_name(key)) {
+      throw ConfigError(where(key, *table_.get(key)) + ": not a task type (1-128 characters of [A-Za-z0-9._:-])");
+    }
+    return table;
+  }
+
+  // Marks a key read by the caller's own means (a key of more than one type).
+  void mark_read(const std::string& key) { seen_.insert(key); }
+
   std::string child(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
 
   std::string where(const std::string& key, const toml::node& node) const {
@@ -211,10 +224,7 @@ void read_http_handler(const toml::table& t, const std::string& source, HttpHand
     TableReader all(*types, "handlers.http.types", source);
     for (const auto& [name, node] : *types) {
       const std::string type(name.str());
-      const auto* table = all.sub(type);
-      if (!is_downstream_name(type)) {
-        throw ConfigError(all.where(type, node) + ": not a task type (1-128 characters of [A-Za-z0-9._:-])");
-      }
+      const auto* table = all.type_table(type);
       TableReader tr(*table, "handlers.http.types." + type, source);
       std::vector<std::string> allow;
       tr.read_strings("allow", allow);
@@ -254,23 +264,16 @@ void read_auto_declare(TableReader& r, const toml::table& table, DispatcherConfi
   using AutoDeclare = DispatcherConfig::AutoDeclare;
   const toml::node* node = table.get("auto_declare");
   if (node == nullptr) return;
-  if (node->is_boolean()) {
-    bool on = true;
-    r.read("auto_declare", on);
-    out = on ? AutoDeclare::configured : AutoDeclare::none;
-    return;
-  }
-  const auto word = node->value<std::string>();
-  if (!word) {
-    throw ConfigError(r.where("auto_declare", *node) + ": must be true, false, \"configured\", \"any\" or \"none\"");
-  }
-  std::string read_as;
-  r.read("auto_declare", read_as);  // marks the key read
-  if (*word == "configured") {
+  r.mark_read("auto_declare");
+  const auto on = node->value_exact<bool>();
+  const auto word = node->value_exact<std::string>();
+  if (on) {
+    out = *on ? AutoDeclare::configured : AutoDeclare::none;
+  } else if (word && *word == "configured") {
     out = AutoDeclare::configured;
-  } else if (*word == "any") {
+  } else if (word && *word == "any") {
     out = AutoDeclare::any;
-  } else if (*word == "none") {
+  } else if (word && *word == "none") {
     out = AutoDeclare::none;
   } else {
     throw ConfigError(r.where("auto_declare", *node) + ": must be true, false, \"configured\", \"any\" or \"none\"");
@@ -340,10 +343,7 @@ void apply_toml(Config& c, const std::string& text, const std::string& source) {
     TableReader all(*t, "types", source);
     for (const auto& [name, node] : *t) {
       const std::string type(name.str());
-      const auto* table = all.sub(type);
-      if (!is_downstream_name(type)) {
-        throw ConfigError(all.where(type, node) + ": not a task type (1-128 characters of [A-Za-z0-9._:-])");
-      }
+      const auto* table = all.type_table(type);
       TableReader r(*table, "types." + type, source);
       TaskTypeConfig tc;
       r.read("max_attempts", tc.max_attempts, 1, 1000);
