@@ -20,12 +20,8 @@ int main(int argc, char** argv) {
   std::string config_file, redis_url, amqp_url, ns, log_level, owner;
   int shards = 0;
   app.add_option("--config", config_file, "TOML config file (default: $RIPEN_CONFIG)");
-  app.add_option("--redis-url", redis_url,
-                 "redis://[[user]:password@]host:port/db (default: $RIPEN_REDIS_URL; a password here shows in ps: use "
-                 "RIPEN_REDIS_PASSWORD_FILE)");
-  app.add_option("--amqp-url", amqp_url,
-                 "amqp[s]://user:pass@host:port/vhost (default: $RIPEN_AMQP_URL; a password here shows in ps: use "
-                 "RIPEN_AMQP_PASSWORD_FILE)");
+  app.add_option("--redis-url", redis_url, ripen::kRedisUrlHelp);
+  app.add_option("--amqp-url", amqp_url, ripen::kAmqpUrlHelp);
   app.add_option("--namespace", ns, "key and queue namespace (default: ripen)");
   app.add_option("--shards", shards, "timer-wheel shards (default: 16; all dispatchers must agree)")
       ->check(CLI::Range(1, 1024));

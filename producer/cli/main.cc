@@ -178,12 +178,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   Common common;
   app.add_option("--config", common.config_file, "TOML config file (default: $RIPEN_CONFIG)");
-  app.add_option("--redis-url", common.redis_url,
-                 "redis://[[user]:password@]host:port/db (default: $RIPEN_REDIS_URL; a password here shows in ps: use "
-                 "RIPEN_REDIS_PASSWORD_FILE)");
-  app.add_option("--amqp-url", common.amqp_url,
-                 "amqp[s]://user:pass@host:port/vhost (default: $RIPEN_AMQP_URL; a password here shows in ps: use "
-                 "RIPEN_AMQP_PASSWORD_FILE)");
+  app.add_option("--redis-url", common.redis_url, ripen::kRedisUrlHelp);
+  app.add_option("--amqp-url", common.amqp_url, ripen::kAmqpUrlHelp);
   app.add_option("--namespace", common.ns, "key and queue namespace (default: ripen)");
 
   EnqueueArgs ea;

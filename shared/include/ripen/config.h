@@ -206,6 +206,15 @@ struct Config {
   std::optional<std::string> amqp_password;
 };
 
+// The --redis-url / --amqp-url help every binary shows: a password given there
+// shows in ps, so each names where else it can come from.
+inline constexpr const char* kRedisUrlHelp =
+    "redis://[[user]:password@]host:port/db (default: $RIPEN_REDIS_URL; a password here shows in ps: use "
+    "RIPEN_REDIS_PASSWORD_FILE)";
+inline constexpr const char* kAmqpUrlHelp =
+    "amqp[s]://user:pass@host:port/vhost (default: $RIPEN_AMQP_URL; a password here shows in ps: use "
+    "RIPEN_AMQP_PASSWORD_FILE)";
+
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
 EnvLookup process_env();
 
