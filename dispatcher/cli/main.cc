@@ -7,6 +7,7 @@
 #include "ripen/config.h"
 #include "ripen/dispatcher.h"
 #include "ripen/log.h"
+#include "ripen/redis.h"
 
 namespace {
 ripen::Dispatcher* g_dispatcher = nullptr;
@@ -50,6 +51,9 @@ int main(int argc, char** argv) {
   } catch (const ripen::ConfigError& e) {
     ripen::log_fatal(std::string("ripen-dispatcher: config: ") + e.what());
     return 2;
+  } catch (const ripen::RedisUnreachable& e) {
+    ripen::log_fatal(std::string("ripen-dispatcher: ") + e.what());
+    return ripen::kExitRedisUnreachable;
   } catch (const std::exception& e) {
     ripen::log_fatal(std::string("ripen-dispatcher: ") + e.what());
     return 1;

@@ -152,6 +152,13 @@ class Dispatcher::Impl {
   void run() {
     spdlog::info("dispatcher {} starting: {} shards, namespace '{}', redis {}, amqp {}", owner_, config_.shards,
                  config_.ns, redis_.url().redacted(), amqp_.url().redacted());
+    // Redis before the broker: an ingress that cannot store what it takes
+    // would sit on the messages (RedisUnreachable past the bound).
+    if (!await_redis(redis_, std::chrono::milliseconds(config_.redis_startup_timeout_ms), stopping_,
+                     "dispatcher " + owner_, clock_)) {
+      spdlog::info("dispatcher {} stopped before Redis answered", owner_);
+      return;
+    }
     if (ingress_) ingress_thread_ = std::thread([this] { ingress_->run(); });
     scheduler_thread_ = std::thread([this] { scheduler_.run(); });
     auto last_report = clock_.now();

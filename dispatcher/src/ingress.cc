@@ -18,6 +18,7 @@
 #include "ripen/failure_log.h"
 #include "ripen/keys.h"
 #include "ripen/producer.h"
+#include "ripen/redis.h"
 #include "ripen/topology.h"
 #include "ripen/untrusted.h"
 
@@ -40,6 +41,7 @@ struct Outcome {
   std::optional<Enqueued> task;  // stored, or found already there
   std::string refusal;           // else: why it goes to the ingress dead-letter queue
   const char* code = "invalid";  // and what kind of refusal: "invalid" or "forbidden" (a policy's)
+  bool held = false;             // neither: Redis did not answer; the message goes back to the queue
 };
 
 std::string optional_prop(const amqp_basic_properties_t& p, amqp_flags_t flag, const amqp_bytes_t& value) {
@@ -82,6 +84,7 @@ class Ingress::Impl {
         allowed_queues_(config.ingress.allowed_queues.empty() ? configured_queues(config)
                                                               : config.ingress.allowed_queues),
         producer_(config, clock),
+        probe_(redis_url_of(config), std::chrono::seconds(5), clock),
         amqp_(amqp_url_of(config), std::chrono::seconds(5), clock) {}
 
   void stop() { stopping_.store(true); }
@@ -93,6 +96,10 @@ class Ingress::Impl {
 
   void run() {
     while (!stopping_.load()) {
+      if (redis_down_ && !redis_back()) {
+        pause(std::chrono::milliseconds(250));
+        continue;
+      }
       if (!ensure_connected()) {
         pause(std::chrono::milliseconds(200));
         continue;
@@ -245,6 +252,28 @@ class Ingress::Impl {
     while (!stopping_.load() && clock_.now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 
+  // ---- Redis outages ------------------------------------------------------------
+
+  // Without Redis nothing can be stored, so the ingress takes nothing: the
+  // connection closes (the broker puts back every message not acked, for
+  // another dispatcher or for this one once Redis answers) and it consumes
+  // again only once Redis answers. Said once per outage, and once when it ends.
+  void redis_lost(const std::string& error, size_t held) {
+    redis_down_ = true;
+    spdlog::error(
+        "ingress {}: Redis at {} is unreachable ({}); handing back {} messages and not consuming '{}' until it "
+        "answers",
+        name_, probe_.url().redacted(), error, held + inbox_.size(), keys_.ingress_queue());
+  }
+
+  bool redis_back() {
+    if (!probe_.ping()) return false;
+    redis_down_ = false;
+    spdlog::warn("ingress {}: Redis at {} answers again; consuming '{}' again", name_, probe_.url().redacted(),
+                 keys_.ingress_queue());
+    return true;
+  }
+
   // ---- one batch -------------------------------------------------------------
 
   void handle(const std::vector<Delivery>& batch) {
@@ -268,10 +297,14 @@ class Ingress::Impl {
     if (!store(valid, std::move(tasks), outcomes)) return;  // stopping, or the connection broke: redelivered
     // Refusals first: a message is acked only once its dead-letter copy is confirmed.
     std::vector<size_t> refused;
-    for (size_t i = 0; i < batch.size(); ++i) {
-      if (!outcomes[i].task) refused.push_back(i);
-    }
     std::vector<bool> safe(batch.size(), true);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (outcomes[i].held) {
+        safe[i] = false;
+      } else if (!outcomes[i].task) {
+        refused.push_back(i);
+      }
+    }
     if (!refused.empty()) dead_letter(batch, outcomes, refused, safe);
     if (!amqp_.connected()) return;
     uint64_t last_safe = 0;
@@ -291,6 +324,11 @@ class Ingress::Impl {
     // batch costs 24 (bench/run ingress).
     if (last_safe != 0)
       (void)amqp_.ack(last_safe, /*multiple=*/true);  // if lost: redelivered; identities find the tasks
+    if (redis_down_) {
+      // What waits in the inbox goes back with the connection (see redis_lost()).
+      amqp_.close();
+      inbox_.clear();
+    }
   }
 
   // The envelope of a delivery, with its identity for a redelivery (see
@@ -363,6 +401,12 @@ class Ingress::Impl {
         }
       }
       if (again.empty()) break;
+      if (auto st = probe_.ping(); !st) {
+        for (size_t i : again) outcomes[i].held = true;
+        redis_lost(st.error().message, again.size());
+        return true;
+      }
+      // Redis answers, and says "not now" (loading, busy...): held a moment.
       redis_log_.fail("ingress: storing " + std::to_string(again.size()) + " tasks: " + trouble + "; holding them");
       pause(std::chrono::milliseconds(500));
       if (stopping_.load()) return false;
@@ -480,6 +524,8 @@ class Ingress::Impl {
   Keys keys_;
   const std::vector<std::string> allowed_queues_;  // ingress.allowed_queues, or the configured queues
   Producer producer_;
+  Redis probe_;              // asks whether Redis answers, when storing fails
+  bool redis_down_ = false;  // Redis did not answer: not consuming (see redis_lost())
   Amqp amqp_;
   std::atomic<bool> stopping_{false};
 

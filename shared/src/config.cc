@@ -334,6 +334,7 @@ void apply_toml(Config& c, const std::string& text, const std::string& source) {
   top.read("default_max_attempts", c.default_max_attempts, 1, 1000);
   top.read_duration("record_retention", c.record_retention_ms, 1000);
   top.read_duration("idempotency_retention", c.idempotency_retention_ms, 0);
+  top.read_duration("redis_startup_timeout", c.redis_startup_timeout_ms, 0);
   if (const auto* t = top.sub("retry")) {
     TableReader r(*t, "retry", source);
     r.read_duration("base", c.retry_backoff.base_ms, 1);

@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cstring>
 #include <iterator>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -246,6 +247,15 @@ Status Redis::connect() {
   return {};
 }
 
+Status Redis::ping() {
+  if (!connected()) {
+    if (auto st = connect(); !st) return st;
+  }
+  auto pong = command({"PING"});
+  if (!pong) return pong.error();
+  return {};
+}
+
 Status Redis::ensure_connected() {
   if (connected()) return {};
   if (!pacer_.ready()) {
@@ -403,6 +413,35 @@ Result<std::optional<RedisReply>> Redis::buffered_reply() {
   if (redisGetReplyFromReader(ctx_, &raw) != REDIS_OK) return io_error("reading buffered reply failed");
   if (raw == nullptr) return std::optional<RedisReply>();
   return std::optional<RedisReply>(RedisReply(static_cast<redisReply*>(raw)));
+}
+
+// ---- reaching Redis at start ------------------------------------------------
+
+bool await_redis(Redis& redis, std::chrono::milliseconds bound, const std::atomic<bool>& stopping, std::string_view who,
+                 Clock& clock) {
+  const auto deadline = clock.now() + bound;
+  bool said = false;
+  while (true) {
+    const Status st = redis.ping();
+    if (st) {
+      if (said) spdlog::info("{}: redis {} answers", who, redis.url().redacted());
+      return true;
+    }
+    if (stopping.load()) return false;
+    if (clock.now() >= deadline) {
+      throw RedisUnreachable(fmt::format(
+          "cannot reach Redis at {} within {} ms (redis_startup_timeout): {}; not taking any work from RabbitMQ",
+          redis.url().redacted(), bound.count(), st.error().message));
+    }
+    if (!said) {
+      spdlog::warn("{}: waiting for Redis at {} (up to {} ms, redis_startup_timeout) before consuming: {}", who,
+                   redis.url().redacted(), bound.count(), st.error().message);
+      said = true;
+    }
+    // A quarter of a second between attempts, cut short by stop().
+    const auto next = std::min(deadline, clock.now() + std::chrono::milliseconds(250));
+    while (!stopping.load() && clock.now() < next) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
 }
 
 }  // namespace ripen

@@ -85,6 +85,7 @@ std::string write_config_file(const Config& c, const std::string& name) {
       << "default_max_attempts = " << c.default_max_attempts << "\n"
       << "record_retention = " << c.record_retention_ms << "\n"
       << "idempotency_retention = " << c.idempotency_retention_ms << "\n"
+      << "redis_startup_timeout = " << c.redis_startup_timeout_ms << "\n"
       << "[retry]\nbase = " << c.retry_backoff.base_ms << "\ncap = " << c.retry_backoff.cap_ms << "\n"
       << "[log]\nlevel = " << q(c.log_level) << "\nformat = " << q(c.log_format) << "\n"
       << "[dispatcher]\nbatch = " << c.dispatcher.batch << "\nconfirm_window = " << c.dispatcher.confirm_window

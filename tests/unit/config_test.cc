@@ -315,6 +315,14 @@ TEST(ApplyToml, DurationAsStringOrIntegerMilliseconds) {
   EXPECT_EQ(from_toml("[worker]\nlease_grace = \"5s\"\n").worker.lease_grace_ms, 5000);
 }
 
+TEST(ApplyToml, RedisStartupTimeoutIsADurationOfZeroOrMore) {
+  EXPECT_EQ(Config{}.redis_startup_timeout_ms, 30'000) << "30 s by default";
+  EXPECT_EQ(from_toml("redis_startup_timeout = \"2s\"\n").redis_startup_timeout_ms, 2'000);
+  EXPECT_EQ(from_toml("redis_startup_timeout = 0\n").redis_startup_timeout_ms, 0);
+  EXPECT_THAT(toml_error("redis_startup_timeout = -1\n"), HasSubstr("'redis_startup_timeout'"));
+  EXPECT_THAT(toml_error("redis_startup_timeout = \"soon\"\n"), HasSubstr("'redis_startup_timeout'"));
+}
+
 TEST(ApplyToml, DurationMinimumHoldsBothWays) {
   // inflight_lease is at least 100 ms, shard_lease 300 ms, shutdown_grace 0.
   EXPECT_EQ(from_toml("[dispatcher]\ninflight_lease = \"100ms\"\n").dispatcher.inflight_lease_ms, 100);

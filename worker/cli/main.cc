@@ -2,6 +2,7 @@
 //   log           prints the task
 //   exec          --exec TYPE='command args' runs the command per task of TYPE
 //   http          one request per task, for the types [handlers.http.types] lists
+#include <atomic>
 #include <csignal>
 #include <string>
 
@@ -10,13 +11,25 @@
 
 #include "ripen/config.h"
 #include "ripen/log.h"
+#include "ripen/redis.h"
 #include "ripen/worker.h"
 
 namespace {
 ripen::Worker* g_worker = nullptr;
+std::atomic<int> g_signals{0};
+// The first SIGINT/SIGTERM drains the worker, the second stops it now.
+// Async-signal-safe: a lock-free counter, and stop()/abandon() only set flags
+// and write an eventfd; the worker logs what it does from its own thread.
 void on_signal(int) {
-  if (g_worker != nullptr) g_worker->stop();
+  if (g_worker == nullptr) return;
+  if (g_signals.fetch_add(1) == 0) {
+    g_worker->stop();
+  } else {
+    g_worker->abandon();
+  }
 }
+// The exit code of a worker stopped a second time while tasks were running.
+constexpr int kExitAbandoned = 130;
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -67,10 +80,13 @@ int main(int argc, char** argv) {
     std::signal(SIGPIPE, SIG_IGN);
     worker.run();
     g_worker = nullptr;
-    return 0;
+    return worker.abandoned() ? kExitAbandoned : 0;
   } catch (const ripen::ConfigError& e) {
     ripen::log_fatal(std::string("ripen-worker: config: ") + e.what());
     return 2;
+  } catch (const ripen::RedisUnreachable& e) {
+    ripen::log_fatal(std::string("ripen-worker: ") + e.what());
+    return ripen::kExitRedisUnreachable;
   } catch (const std::exception& e) {
     ripen::log_fatal(std::string("ripen-worker: ") + e.what());
     return 1;

@@ -70,6 +70,7 @@ struct Delivery {
   bool renewing = false;           // its start is asked again to renew its lease: it runs next
   Clock::time_point arrived{};     // when it was read off the channel
   bool handed_back = false;        // a copy another worker handed back (or ours was refused): kept here
+  bool in_doubt = false;           // its start or gate was sent in a round trip whose replies were lost
   int priority = 0;                // its message's priority
 };
 
@@ -138,6 +139,8 @@ constexpr auto kBusyRecheck = std::chrono::milliseconds(1000);
 // its place in the line holds if it stops asking (its worker died).
 constexpr auto kGateRecheck = std::chrono::milliseconds(20);
 constexpr int64_t kGatePlaceMs = 10'000;
+// How often a worker that lost Redis asks whether it answers again.
+constexpr auto kRedisProbe = std::chrono::milliseconds(250);
 
 // Moves a delivery's task to its next stage, as delivery_stage.h allows. Any
 // other move is a bug in the loop that would lose or duplicate a task's
@@ -196,6 +199,13 @@ class Worker::Impl {
     wake(stop_fd_);
   }
 
+  void abandon() {
+    abandon_.store(true);
+    stop();
+  }
+
+  bool abandoned() const { return abandoned_.load(); }
+
   WorkerStats stats() const {
     std::lock_guard lock(stats_mu_);
     return stats_;
@@ -207,6 +217,12 @@ class Worker::Impl {
     spdlog::info("worker {} starting: queues [{}], concurrency {}, prefetch {}, handlers for [{}]", name_,
                  fmt::join(config_.worker.queues, ", "), config_.worker.concurrency,
                  config_.worker.prefetch > 0 ? std::to_string(config_.worker.prefetch) : "auto", handler_names());
+    // Redis before the broker: a worker that cannot record a start would take
+    // deliveries and sit on them (RedisUnreachable past the bound).
+    if (!await_redis(redis_, Millis(config_.redis_startup_timeout_ms), stopping_, "worker " + name_, clock_)) {
+      spdlog::info("worker {} stopped before Redis answered", name_);
+      return;
+    }
     std::vector<std::thread> pool;
     pool.reserve(static_cast<size_t>(config_.worker.concurrency));
     for (int i = 0; i < config_.worker.concurrency; ++i) pool.emplace_back([this] { handler_thread(); });
@@ -229,9 +245,17 @@ class Worker::Impl {
       read_deliveries();
       collect_copies();
       collect_ran();
+      if (redis_down_ && !redis_back()) {
+        // Nothing can start: what arrived meanwhile goes back at once.
+        requeue_unstarted(/*keep_in_doubt=*/true);
+        flush_acks();
+        wait(std::chrono::milliseconds(250));
+        continue;
+      }
       retry_busy();
       sync_breakers();
       if (!record_gates()) {
+        redis_trouble();
         wait(std::chrono::milliseconds(100));
         continue;
       }
@@ -250,6 +274,7 @@ class Worker::Impl {
       flush_acks();
       if (!recorded) {
         // Redis is unreachable: what waits to be recorded stays; try again soon.
+        redis_trouble();
         wait(std::chrono::milliseconds(100));
         continue;
       }
@@ -341,9 +366,14 @@ class Worker::Impl {
     consuming_.clear();
     for (const auto& q : config_.worker.queues) {
       if (auto st = declare_queue(amqp_, keys_, q); !st) return st;
+      if (redis_down_) continue;  // redis_back() consumes
       if (auto st = consume(q); !st) return st;
     }
-    spdlog::info("worker {}: consuming [{}]", name_, fmt::join(config_.worker.queues, ", "));
+    if (redis_down_) {
+      spdlog::warn("worker {}: connected to the broker; not consuming until Redis answers", name_);
+    } else {
+      spdlog::info("worker {}: consuming [{}]", name_, fmt::join(config_.worker.queues, ", "));
+    }
     return {};
   }
 
@@ -373,7 +403,9 @@ class Worker::Impl {
   // here for room: so a worker that consumes a queue is one that can start
   // more of it (what hand_back() counts on).
   void resume_consumers() {
-    if (stopping_.load() || !amqp_.connected() || consuming_.size() == config_.worker.queues.size()) return;
+    if (stopping_.load() || redis_down_ || !amqp_.connected() || consuming_.size() == config_.worker.queues.size()) {
+      return;
+    }
     if (admitted_ >= config_.worker.concurrency) return;
     for (const auto& q : config_.worker.queues) {
       if (consuming_.count(q) != 0 || admitting_.count(q) != 0) continue;
@@ -1101,6 +1133,7 @@ class Worker::Impl {
     auto replies = redis_.flush();
     if (!replies) {
       redis_log_.fail("redis: taking and giving back task type locks: " + replies.error().message);
+      for (auto& d : gating_) d.in_doubt = true;
       return false;
     }
     size_t at = 0;
@@ -1167,6 +1200,7 @@ class Worker::Impl {
     auto replies = redis_.flush();
     if (!replies) {
       redis_log_.fail("redis: recording task starts and outcomes: " + replies.error().message);
+      for (auto& d : starting_) d.in_doubt = true;
       return false;
     }
     size_t at = 0;
@@ -1491,6 +1525,84 @@ class Worker::Impl {
     return ran;
   }
 
+  // ---- Redis outages ------------------------------------------------------------------
+
+  // A round trip to Redis failed. A script's error leaves Redis answering (the
+  // work waits and is tried again); a Redis that does not answer a PING either
+  // is an outage.
+  void redis_trouble() {
+    if (redis_down_) return;
+    if (auto st = redis_.ping(); !st) redis_lost(st.error().message);
+  }
+
+  // Without Redis nothing can start here (a start is recorded before its run),
+  // so this worker takes no more deliveries and hands back those it has not
+  // started, for a worker that can start them, or for itself once Redis
+  // answers. Runs already started go on; their outcomes wait to be recorded
+  // (a handed-back copy of a run that happened would run it again). Said once
+  // per outage, and once when it ends.
+  void redis_lost(const std::string& error) {
+    redis_down_ = true;
+    next_probe_ = clock_.now() + kRedisProbe;
+    std::vector<std::string> queues;
+    for (const auto& [queue, tag] : consuming_) queues.push_back(queue);
+    for (const auto& q : queues) pause_consumer(q);
+    const size_t back = requeue_unstarted(/*keep_in_doubt=*/true);
+    flush_acks();
+    spdlog::error(
+        "worker {}: Redis at {} is unreachable ({}); not consuming [{}] and handing back {} deliveries not "
+        "started, until it answers",
+        name_, redis_.url().redacted(), error, fmt::join(config_.worker.queues, ", "), back);
+  }
+
+  // Whether Redis answers again (asked every kRedisProbe); if so, consumes again.
+  bool redis_back() {
+    if (clock_.now() < next_probe_) return false;
+    next_probe_ = clock_.now() + kRedisProbe;
+    if (!redis_.ping()) return false;
+    redis_down_ = false;
+    redis_log_.ok("redis");
+    spdlog::warn("worker {}: Redis at {} answers again; consuming [{}] again", name_, redis_.url().redacted(),
+                 fmt::join(config_.worker.queues, ", "));
+    resume_consumers();
+    return true;
+  }
+
+  // Hands back to the broker every delivery whose run has not started here:
+  // not yet admitted, waiting for its start to be recorded, waiting for its
+  // type's gate or turn, or for a run elsewhere. Returns how many tasks.
+  // With keep_in_doubt (an outage), a delivery whose start or gate went out in
+  // a round trip that lost its replies stays: Redis may have recorded it, and
+  // only this delivery, asking again under the same run token, takes that
+  // record over at once (a copy handed on would wait out the run lease).
+  size_t requeue_unstarted(bool keep_in_doubt = false) {
+    size_t n = busy_.size() + waiting_.size();
+    const auto give_back = [&](std::vector<Delivery>& list) {
+      std::vector<Delivery> kept;
+      for (auto& d : list) {
+        if (keep_in_doubt && d.in_doubt) {
+          kept.push_back(std::move(d));
+        } else {
+          requeue(d);
+          ++n;
+        }
+      }
+      list = std::move(kept);
+    };
+    give_back(starting_);
+    for (auto& [when, d] : busy_) requeue(d);
+    busy_.clear();
+    give_back(gating_);
+    for (auto& [queue, waiting] : admitting_) {
+      n += waiting.size();
+      for (auto& d : waiting) requeue(d);
+    }
+    admitting_.clear();
+    for (auto& [when, d] : waiting_) requeue(d);
+    waiting_.clear();
+    return n;
+  }
+
   // ---- shutdown ---------------------------------------------------------------------
 
   int running() {
@@ -1499,6 +1611,7 @@ class Worker::Impl {
   }
 
   void shutdown(std::vector<std::thread>& pool) {
+    drain(stop_fd_);  // so that wait() sleeps again, and a second stop (abandon()) wakes it
     spdlog::info("worker {}: stopping; cancelling consumers", name_);
     for (const auto& [q, tag] : consuming_) (void)amqp_.cancel(tag);
     // Deliveries not yet running go back to the queue.
@@ -1513,22 +1626,17 @@ class Worker::Impl {
     // delivery goes back, or its next delivery would wait out the run lease.
     if (!unstarted.empty() && finishing_.empty()) first_finish_ = clock_.now();
     for (auto& d : unstarted) finishing_.push_back(unstart(std::move(d)));
-    for (auto& d : starting_) requeue(d);
-    starting_.clear();
-    for (auto& [when, d] : busy_) requeue(d);
-    busy_.clear();
-    for (auto& d : gating_) requeue(d);
-    gating_.clear();
-    for (auto& [queue, waiting] : admitting_) {
-      for (auto& d : waiting) requeue(d);
-    }
-    admitting_.clear();
-    for (auto& [when, d] : waiting_) requeue(d);
-    waiting_.clear();
+    requeue_unstarted();
     // Running handlers get the grace period; their outcomes are recorded and
-    // acked as they come.
+    // acked as they come. A second stop (abandon()) cuts it short.
     const auto deadline = clock_.now() + std::chrono::milliseconds(config_.worker.shutdown_grace_ms);
-    while (clock_.now() < deadline) {
+    if (const int n = running(); n > 0 && !abandon_.load()) {
+      spdlog::warn(
+          "worker {}: draining: {} tasks running, waiting up to {} ms for them (worker.shutdown_grace); stop it "
+          "again (Ctrl-C, SIGTERM) to stop now",
+          name_, n, config_.worker.shutdown_grace_ms);
+    }
+    while (clock_.now() < deadline && !abandon_.load()) {
       collect_copies();
       collect_ran();
       record();
@@ -1537,13 +1645,28 @@ class Worker::Impl {
       if (running() == 0 && finishing_.empty() && copies_.empty() && copy_again_.empty() && returning_.empty()) break;
       wait(std::chrono::milliseconds(50));
     }
-    if (running() > 0) {
-      // Past the grace: tell handlers to give up (exec kills its command), and
-      // close the connection so their deliveries go back to the queue now.
-      spdlog::warn(
-          "worker {}: {} handlers still running after the grace period; cancelling them, their tasks will "
-          "be redelivered",
-          name_, running());
+    if (const int n = running(); n > 0) {
+      // Past the grace, or stopped again: tell handlers to give up (exec kills
+      // its command), and close the connection so their deliveries go back to
+      // the queue now. What a cancelled handler returns is recorded like any
+      // outcome (an exec run killed so is a failure: retried per its policy);
+      // a run whose outcome cannot be recorded stays `running` until its run
+      // lease passes, and its redelivered copy then runs it again, as after a
+      // crash.
+      if (abandon_.load()) {
+        abandoned_.store(true);
+        spdlog::warn(
+            "worker {}: stopped again: abandoning {} running tasks; their handlers are cancelled (exec commands "
+            "killed), each run counts as a failed attempt and is retried per its retry policy (dead-lettered if it "
+            "was the last), and one whose outcome cannot be recorded runs again once its run lease has passed",
+            name_, n);
+      } else {
+        spdlog::warn(
+            "worker {}: {} handlers still running after the grace period; cancelling them, their tasks will "
+            "be retried (a failed attempt) or, if their outcome cannot be recorded, redelivered once their run "
+            "lease has passed",
+            name_, n);
+      }
       cancelled_.store(true);
       amqp_.close();
     }
@@ -1582,6 +1705,10 @@ class Worker::Impl {
   int done_fd_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> cancelled_{false};
+  std::atomic<bool> abandon_{false};     // stopped a second time: no grace for running handlers
+  std::atomic<bool> abandoned_{false};   // ... and some were running, and were cancelled
+  bool redis_down_ = false;              // Redis did not answer: not consuming (see redis_lost())
+  Clock::time_point next_probe_{};       // while redis_down_: when to ask Redis again
   std::atomic<bool> io_waiting_{false};  // the I/O thread sleeps in poll() (see wait())
   std::unordered_map<std::string, Handler> handlers_;
   std::map<std::string, std::string, std::less<>> consumer_tags_;  // tag -> task queue
@@ -1632,6 +1759,8 @@ Worker::~Worker() = default;
 void Worker::handle(const std::string& type, Handler handler) { impl_->handle(type, std::move(handler)); }
 void Worker::run() { impl_->run(); }
 void Worker::stop() { impl_->stop(); }
+void Worker::abandon() { impl_->abandon(); }
+bool Worker::abandoned() const { return impl_->abandoned(); }
 WorkerStats Worker::stats() const { return impl_->stats(); }
 const std::string& Worker::name() const { return impl_->name(); }
 

@@ -70,8 +70,11 @@ class Dispatcher {
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
 
-  // Runs until stop(). On stop it stops claiming, waits briefly for outstanding
-  // confirms, puts back what stays unconfirmed and gives its shards back.
+  // Runs until stop(). First waits for Redis to answer, taking nothing from
+  // the ingress meanwhile; throws RedisUnreachable (redis.h) when it has not
+  // within redis_startup_timeout. On stop it stops claiming, waits briefly for
+  // outstanding confirms, puts back what stays unconfirmed and gives its
+  // shards back.
   void run();
   // Thread-safe and async-signal-safe.
   void stop();

@@ -7,9 +7,11 @@
 // - A message is acked only after its outcome is safe: its task is stored in
 //   Redis, or its copy is confirmed by the broker in the ingress dead-letter queue
 //   (`<ns>.dlq._ingress`, the reason in the header x-ripen-reason). Nothing is
-//   dropped: while Redis is unreachable the batch is held and tried again, and a
-//   process killed at any point leaves the message unacked, so the broker
-//   delivers it again.
+//   dropped: while Redis says "not now" (loading, busy) the batch is held and
+//   tried again; while it does not answer at all, the ingress hands back every
+//   message it has not stored and consumes nothing until Redis answers (said
+//   once per outage); and a process killed at any point leaves the message
+//   unacked, so the broker delivers it again.
 // - A delivered-again message does not schedule a second task when it names
 //   itself: by the envelope's idempotency_key, else by the AMQP message_id
 //   property (used as the idempotency key "amqp:<message_id>"), else by a

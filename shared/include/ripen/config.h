@@ -183,6 +183,10 @@ struct Config {
   // again meanwhile returns that task instead of adding one. 0: freed when the
   // task ends.
   int64_t idempotency_retention_ms = 24LL * 3600 * 1000;
+  // How long a worker or dispatcher waits at start for Redis to answer before
+  // it takes any work from RabbitMQ; past it, it exits (kExitRedisUnreachable).
+  // 0: one attempt.
+  int64_t redis_startup_timeout_ms = 30'000;
   std::string log_level = "info";
   std::string log_format = "text";  // text | json
   DispatcherConfig dispatcher;

@@ -4,10 +4,12 @@
 // caller's loop simply retries and the client paces the reconnects.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -110,6 +112,10 @@ class Redis {
   // Opens the connection now (AUTH and SELECT included).
   Status connect();
   bool connected() const;
+  // Whether Redis answers: connects now if not connected (a real attempt, not
+  // the paced reconnect, so its error is the server's or the network's), then
+  // PING.
+  Status ping();
 
   Result<RedisReply> command(const std::vector<std::string>& args);
   // EVALSHA, loading the script first if this connection has not seen it (or the
@@ -151,5 +157,27 @@ class Redis {
   std::vector<std::vector<std::string>> pending_;      // appended commands not yet flushed
   ReconnectPacer pacer_;
 };
+
+// ---- reaching Redis at start ------------------------------------------------
+
+// A worker or dispatcher whose Redis did not answer within
+// redis_startup_timeout: it must not take work from RabbitMQ that it cannot
+// record, so it stops. Its message names the URL (redacted) and the last error.
+class RedisUnreachable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The exit code of ripen-worker and ripen-dispatcher after RedisUnreachable
+// (1 is any other failure, 2 a configuration error).
+inline constexpr int kExitRedisUnreachable = 3;
+
+// Waits until `redis` connects (AUTH and SELECT included) and answers PING,
+// before the caller consumes anything. Logs once, as a warning naming the URL
+// (redacted) and the error, that `who` waits for it. Returns true once Redis
+// answers, false if `stopping` is raised meanwhile; throws RedisUnreachable
+// once `bound` has passed without an answer (bound 0: one attempt).
+bool await_redis(Redis& redis, std::chrono::milliseconds bound, const std::atomic<bool>& stopping, std::string_view who,
+                 Clock& clock = SystemClock::instance());
 
 }  // namespace ripen

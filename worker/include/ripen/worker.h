@@ -122,12 +122,24 @@ class Worker {
   // Registers the handler for a task type. Call before run().
   void handle(const std::string& type, Handler handler);
 
-  // Consumes config.worker.queues until stop(). Connection failures are retried
-  // with backoff. On stop: consumers are cancelled, running handlers get
-  // worker.shutdown_grace to finish, deliveries not started are handed back.
+  // Consumes config.worker.queues until stop(). First waits for Redis to
+  // answer, consuming nothing meanwhile; throws RedisUnreachable (redis.h)
+  // when it has not within redis_startup_timeout. Connection failures are
+  // retried with backoff. While Redis does not answer, the worker consumes
+  // nothing and hands back every delivery it has not started (said once per
+  // outage); runs already started go on. On stop: consumers are cancelled,
+  // running handlers get worker.shutdown_grace to finish, deliveries not
+  // started are handed back.
   void run();
   // Thread-safe and async-signal-safe.
   void stop();
+  // A second stop: running handlers get no grace. They are cancelled
+  // (TaskContext::cancelled) and their outcomes recorded as they return; one
+  // not recorded is run again once its run lease passes, as after a crash.
+  // Thread-safe and async-signal-safe.
+  void abandon();
+  // Whether abandon() cut short runs that were going on (after run() returned).
+  bool abandoned() const;
 
   WorkerStats stats() const;
   const std::string& name() const;
