@@ -10,7 +10,9 @@ namespace ripen {
 
 // "250ms", "30s", "5m", "2h", "1d", and sums like "1h30m". A bare number is
 // refused: "30" could mean seconds or milliseconds, and guessing wrong fires a
-// task at the wrong time.
+// task at the wrong time. So are fractions ("1.5s"), spaces and spelled-out
+// units ("1 second"); the error names which, and says what to write instead
+// when the text has a plain meaning ("write 1500ms", "write 1s").
 Result<int64_t> parse_duration_ms(std::string_view text);
 
 // RFC 3339 / ISO 8601 UTC or with offset: "2026-11-22T10:00:00Z",
