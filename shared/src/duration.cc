@@ -1,9 +1,11 @@
 #include "ripen/duration.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <limits>
 #include <string>
+#include <utility>
 
 #include "ripen/untrusted.h"
 
@@ -80,12 +82,7 @@ std::string loose_reading(std::string_view text) {
     if (total > std::numeric_limits<int64_t>::max() / 2) return "";
     skip_spaces();
   }
-  if (total == 0) return "0s";
-  for (const char* unit : {"d", "h", "m", "s"}) {
-    const int64_t scale = unit_scale(unit);
-    if (total % scale == 0) return std::to_string(total / scale) + unit;
-  }
-  return std::to_string(total) + "ms";
+  return format_duration_ms(total);
 }
 
 Error bad_duration(std::string_view text, std::string_view why) {
@@ -142,6 +139,31 @@ unsigned days_in_month(int64_t y, unsigned m) {
 }
 
 }  // namespace
+
+std::string format_duration_ms(int64_t ms) {
+  if (ms == 0) return "0s";
+  for (const char* unit : {"d", "h", "m", "s"}) {
+    const int64_t scale = unit_scale(unit);
+    if (ms % scale == 0) return std::to_string(ms / scale) + unit;
+  }
+  return std::to_string(ms) + "ms";
+}
+
+std::string approx_duration_ms(int64_t ms) {
+  if (ms < 1000) return std::to_string(std::max<int64_t>(ms, 0)) + "ms";
+  static constexpr std::pair<const char*, int64_t> kUnits[] = {
+      {"d", 86'400'000}, {"h", 3'600'000}, {"m", 60'000}, {"s", 1000}};
+  std::string out;
+  int parts = 0;
+  for (const auto& [unit, scale] : kUnits) {
+    if (parts == 2 || (parts == 1 && ms < scale)) break;
+    if (ms < scale) continue;
+    out += (out.empty() ? "" : " ") + std::to_string(ms / scale) + unit;
+    ms %= scale;
+    ++parts;
+  }
+  return out;
+}
 
 Result<int64_t> parse_duration_ms(std::string_view text) {
   if (text.empty()) return bad_duration(text, "empty");

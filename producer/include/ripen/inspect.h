@@ -123,6 +123,7 @@ Result<Stats> collect_stats(const Config& config, Redis& redis, const Keys& keys
 struct LineOutcome {
   size_t line = 0;  // 1-based
   Result<Enqueued> result;
+  std::string queue;  // the line's task queue, when the line was an envelope
 };
 
 // Enqueues one envelope (JSON, envelope.h) per line of `in`, `chunk` lines per
