@@ -145,6 +145,30 @@ INSTANTIATE_TEST_SUITE_P(
                   "'-5s' is not a duration (expected a number); use e.g. 250ms, 30s, 5m, 2h, 1d or 1h30m"}),
     [](const ::testing::TestParamInfo<Explained>& p) { return p.param.name; });
 
+TEST(FormatDuration, LargestWholeUnitAndParsesBack) {
+  EXPECT_EQ(format_duration_ms(0), "0s");
+  EXPECT_EQ(format_duration_ms(86'400'000), "1d");
+  EXPECT_EQ(format_duration_ms(5'400'000), "90m");
+  EXPECT_EQ(format_duration_ms(1'500), "1500ms");
+  EXPECT_EQ(format_duration_ms(59'999), "59999ms");
+  EXPECT_EQ(format_duration_ms(60'000), "1m");
+  for (int64_t ms : {int64_t{1}, int64_t{999}, int64_t{1000}, int64_t{3'600'001}, int64_t{172'800'000}}) {
+    Result<int64_t> back = parse_duration_ms(format_duration_ms(ms));
+    ASSERT_TRUE(back.ok()) << format_duration_ms(ms);
+    EXPECT_EQ(*back, ms);
+  }
+}
+
+TEST(ApproxDuration, TwoLargestUnitsRoundedDown) {
+  EXPECT_EQ(approx_duration_ms(0), "0ms");
+  EXPECT_EQ(approx_duration_ms(999), "999ms");
+  EXPECT_EQ(approx_duration_ms(1000), "1s");
+  EXPECT_EQ(approx_duration_ms(125'999), "2m 5s");
+  EXPECT_EQ(approx_duration_ms(3'600'000 + 59'999), "1h");  // the minutes are 0: nothing finer is shown
+  EXPECT_EQ(approx_duration_ms(93'784'005), "1d 2h");
+  EXPECT_EQ(approx_duration_ms(86'400'000 * 400LL + 3'600'000), "400d 1h");
+}
+
 // ---- parse_timestamp_ms ---------------------------------------------------
 
 struct GoodTimestamp {

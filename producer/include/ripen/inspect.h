@@ -63,7 +63,8 @@ Result<TaskPage> list_tasks(Redis& redis, const Keys& keys, const ListQuery& que
 
 // ---- stats ---------------------------------------------------------------------
 
-// A coarse lateness histogram (a handler's start minus its due time).
+// A coarse lateness histogram (a handler's start minus its due time, or minus
+// its creation when that is later: lateness_ms in metrics.h).
 struct LatenessHistogram {
   static constexpr int64_t kInfinity = std::numeric_limits<int64_t>::max();  // the open last bucket
   std::vector<std::pair<int64_t, int64_t>> buckets;                          // (upper bound ms, runs), ascending
