@@ -161,6 +161,22 @@ TEST_F(Cli, EnqueueWarnsOfAQueueNoWorkerConsumesOrThatDoesNotExist) {
   EXPECT_EQ(fine.err, "");
 }
 
+// --file: tasks given a due time already past are accepted and due now, with
+// one warning for them all after the ids (timing_itest runs such a task and
+// checks that its lateness counts from its creation).
+TEST_F(Cli, EnqueueFileWarnsOnceOfDueTimesAlreadyPast) {
+  start_worker({{"work", recorder()}});
+  ASSERT_TRUE(consumed("default"));
+  const std::string file = write_lines({R"({"v":1,"queue":"default","type":"work","due_ms":1577836800000})",
+                                        R"({"v":1,"queue":"default","type":"work","delay_ms":3600000})",
+                                        R"({"v":1,"queue":"default","type":"work","due_ms":1577836900000})"});
+  auto r = cli({"enqueue", "--file", file});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err.rfind("ripen: warning: 2 tasks were given a due time already past (the earliest ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find(" ago, by Redis's clock): due now\n"), std::string::npos) << r.err;
+  EXPECT_EQ(occurrences(r.err, "\n"), 1u) << r.err;
+}
+
 TEST_F(Cli, PauseWarnsOfAQueueThatDoesNotExist) {
   auto p = cli({"pause", "orphan"});
   ASSERT_EQ(p.code, 0) << p.err;
