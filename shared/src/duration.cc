@@ -78,8 +78,10 @@ std::string loose_reading(std::string_view text) {
     if (scale == 0) return "";
     if (whole > std::numeric_limits<int64_t>::max() / scale / 2) return "";
     if (fraction * scale % denominator != 0) return "";  // finer than a millisecond
-    total += whole * scale + fraction * scale / denominator;
-    if (total > std::numeric_limits<int64_t>::max() / 2) return "";
+    // At most max/2 plus less than a day: no overflow, here or in the sum.
+    const int64_t part = whole * scale + fraction * scale / denominator;
+    if (part > std::numeric_limits<int64_t>::max() - total) return "";
+    total += part;
     skip_spaces();
   }
   return format_duration_ms(total);

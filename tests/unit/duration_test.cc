@@ -141,6 +141,9 @@ INSTANTIATE_TEST_SUITE_P(
         Explained{"BareNumberAfterAPart", "5m30",
                   "'5m30' is not a duration (missing unit after 30; units are ms, s, m, h, d); use e.g. 250ms, 30s, "
                   "5m, 2h, 1d or 1h30m"},
+        Explained{"HugeSpelledParts", "106751991167 days 106751991167 days",
+                  "'106751991167 days 106751991167 days' is not a duration (spaces are not allowed; unknown unit "
+                  "'days'; units are ms, s, m, h, d); use e.g. 250ms, 30s, 5m, 2h, 1d or 1h30m"},
         Explained{"Negative", "-5s",
                   "'-5s' is not a duration (expected a number); use e.g. 250ms, 30s, 5m, 2h, 1d or 1h30m"}),
     [](const ::testing::TestParamInfo<Explained>& p) { return p.param.name; });
