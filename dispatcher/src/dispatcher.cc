@@ -416,7 +416,6 @@ class Dispatcher::Impl {
       std::lock_guard lock(stats_mu_);
       stats_.claimed += items;
       stats_.recovered += static_cast<uint64_t>(claim.recovered);
-      for (const auto& t : claim.tasks) stats_.lateness.record(claim.now_ms - t.due_ms);
     }
     if (claim.recovered > 0)
       spdlog::warn("shard {}: {} in-flight tasks outlived their lease; publishing again", shard, claim.recovered);
@@ -435,6 +434,8 @@ class Dispatcher::Impl {
                       clock_.now() + std::chrono::milliseconds(std::max<int64_t>(claim.next_ms - claim.now_ms, 0)));
     }
     const int64_t deadline = claim.lease_deadline;
+    std::vector<int64_t> late;  // recorded under one lock after the loop
+    late.reserve(items);
     for (const auto& t : claim.tasks) {
       std::string id(t.id);
       const auto task = parse_stored_task(t.task);
@@ -445,6 +446,7 @@ class Dispatcher::Impl {
             {std::move(id), scripts::SettleOutcome::unroutable, deadline, "stored task is malformed"});
         continue;
       }
+      late.push_back(lateness_ms(claim.now_ms, t.due_ms, task->created_ms));
       if (!paused_.empty() && paused_.count(std::string(task->queue)) != 0) {
         settles_[shard].push_back({std::move(id), scripts::SettleOutcome::hold, deadline, std::string(task->queue)});
         std::lock_guard lock(stats_mu_);
@@ -453,6 +455,10 @@ class Dispatcher::Impl {
       }
       outbox_[std::string(task->queue)].push_back(
           {Claimed{shard, id, deadline}, envelope_json(id, *task), stored_priority(*task)});
+    }
+    {
+      std::lock_guard lock(stats_mu_);
+      for (const int64_t ms : late) stats_.lateness.record(ms);
     }
     return items > 0;
   }

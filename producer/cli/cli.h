@@ -7,12 +7,14 @@
 #include <iostream>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "ripen/config.h"
+#include "ripen/producer.h"
 #include "ripen/result.h"
 
 namespace ripen::cli {
@@ -27,7 +29,7 @@ inline int fail(const Error& e) {
   return e.code == Errc::invalid ? kBadInput : kFailed;
 }
 
-// The options every command takes (before the subcommand).
+// The options every command takes (before or after the subcommand).
 struct Common {
   std::string config_file;
   std::string redis_url;
@@ -43,6 +45,25 @@ struct Common {
     return c;
   }
 };
+
+// Notes on stderr after a command did its work (notes.cc); none changes the exit code.
+//
+// A task not added again because `held` (an enqueue's reply, created == false)
+// holds its idempotency key: its state ("" when its record cannot be read) and
+// the line to print after "ripen: ", which says whether it is unfinished or
+// succeeded (and how long a succeeded task's key is kept).
+struct KeyHolder {
+  std::string state;
+  std::string note;
+};
+KeyHolder describe_key_holder(Producer& producer, const Config& config, const Enqueued& held);
+// "ripen: warning: <asked> is 3h 5m ago ...: the task is due now" when due_ms is
+// before Redis's clock.
+void warn_if_past(Redis& redis, int64_t due_ms, std::string_view asked);
+// A warning per queue that no worker consumes now, or that does not exist in
+// the broker (a passive declare of each); a short note when the broker cannot
+// be reached. `pausing`: worded for `ripen pause`.
+void warn_if_unconsumed(const Config& config, const std::vector<std::string>& queues, bool pausing);
 
 // A subcommand and what to run when it is the one given.
 using Actions = std::vector<std::pair<CLI::App*, std::function<int()>>>;

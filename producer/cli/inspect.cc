@@ -6,10 +6,13 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "ripen/duration.h"
 #include "ripen/inspect.h"
 #include "ripen/producer.h"
 
@@ -246,19 +249,38 @@ int run_enqueue_file(const Common& common, const std::string& file, bool json) {
   Progress progress(tty, tty && file != "-" ? count_tasks(file) : 0);
   int64_t done = 0;
   bool any_invalid = false, any_failed = false;
+  // Redis's clock as the file starts: a task due before it was given a time
+  // already past (one warning for them all, after the ids).
+  const auto started = producer.redis().time_ms();
+  int64_t past = 0, oldest_due = 0;
+  std::set<std::string> queues;  // of the tasks added, for one consumer check each
   auto r =
       enqueue_lines(producer, *in, static_cast<size_t>(config.max_envelope_bytes), kChunk, [&](const LineOutcome& o) {
         ++done;
         if (o.result) {
+          std::optional<KeyHolder> holder;
+          if (o.result->created) {
+            queues.insert(o.queue);
+            if (started && o.result->due_ms < *started) {
+              oldest_due = past == 0 ? o.result->due_ms : std::min(oldest_due, o.result->due_ms);
+              ++past;
+            }
+          } else {
+            holder = describe_key_holder(producer, config, *o.result);
+          }
           if (json) {
-            std::cout << nlohmann::json{{"line", o.line},
-                                        {"id", o.result->id.get()},
-                                        {"created", o.result->created},
-                                        {"due_ms", o.result->due_ms}}
-                             .dump()
-                      << "\n";
+            nlohmann::json out{{"line", o.line},
+                               {"id", o.result->id.get()},
+                               {"created", o.result->created},
+                               {"due_ms", o.result->due_ms}};
+            if (holder) out["state"] = holder->state.empty() ? nlohmann::json() : nlohmann::json(holder->state);
+            std::cout << out.dump() << "\n";
           } else {
             std::cout << o.result->id.get() << "\n";
+            if (holder) {
+              progress.clear();
+              std::cerr << "ripen: line " << o.line << ": " << holder->note << "\n";
+            }
           }
         } else {
           const Error& e = o.result.error();
@@ -271,6 +293,12 @@ int run_enqueue_file(const Common& common, const std::string& file, bool json) {
       });
   std::cout.flush();
   progress.finish();
+  if (past > 0) {
+    std::cerr << "ripen: warning: " << grouped(past) << (past == 1 ? " task was" : " tasks were")
+              << " given a due time already past (the earliest " << approx_duration_ms(*started - oldest_due)
+              << " ago, by Redis's clock): due now\n";
+  }
+  if (!queues.empty()) warn_if_unconsumed(config, {queues.begin(), queues.end()}, false);
   if (!r) return fail(r.error());
   if (any_failed) return kFailed;
   return any_invalid ? kBadInput : 0;
@@ -316,7 +344,8 @@ void add_inspect_commands(CLI::App& app, const Common& common, Actions& actions)
       "                - when the queue does not exist or the broker cannot be reached)\n"
       "  RUNNING       a handler runs it now\n"
       "  SUCCEEDED/1h, FAILED/1h (attempts that failed and wait for a retry), DEAD/1h\n"
-      "  LATE p50/p99  lateness (handler start - due time) of the runs that ended in the last hour,\n"
+      "  LATE p50/p99  lateness (handler start - due time, or - creation when that is later) of the\n"
+      "                runs that ended in the last hour,\n"
       "                as the upper bound of its histogram bucket (5ms .. 1h)\n"
       "SCHEDULED, IN FLIGHT, RUNNING and HELD come from each shard's live counts, which every move of\n"
       "a task keeps (one read per shard, however many tasks). A shard that held tasks before the\n"

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -65,14 +66,24 @@ int run_enqueue(const Common& common, const EnqueueArgs& a) {
   env.downstream = a.downstream;
   env.max_attempts = a.max_attempts;
   env.priority = a.priority;
-  ripen::Producer producer(common.load());
+  const ripen::Config config = common.load();
+  ripen::Producer producer(config);
   auto r = producer.enqueue(std::move(env));
   if (!r) return fail(r.error());
+  std::optional<ripen::cli::KeyHolder> holder;
+  if (!r->created) holder = ripen::cli::describe_key_holder(producer, config, *r);
   if (a.json) {
-    std::cout << nlohmann::json{{"id", r->id.get()}, {"created", r->created}, {"due_ms", r->due_ms}}.dump() << "\n";
+    nlohmann::json out{{"id", r->id.get()}, {"created", r->created}, {"due_ms", r->due_ms}};
+    if (holder) out["state"] = holder->state.empty() ? nlohmann::json() : nlohmann::json(holder->state);
+    std::cout << out.dump() << "\n";
   } else {
     std::cout << r->id.get() << "\n";
-    if (!r->created) std::cerr << "ripen: an unfinished task already holds this idempotency key; not added again\n";
+    if (holder) std::cerr << "ripen: " << holder->note << "\n";
+  }
+  std::cout.flush();
+  if (r->created) {
+    if (!a.at.empty()) ripen::cli::warn_if_past(producer.redis(), r->due_ms, "--at " + a.at);
+    ripen::cli::warn_if_unconsumed(config, {a.queue}, false);
   }
   return 0;
 }
@@ -167,7 +178,11 @@ int run_dlq_replay(const Common& common, const DlqArgs& a) {
 int run_dlq_purge(const Common& common, const DlqArgs& a) {
   auto r = ripen::purge_dead_letters(common.load(), a.queue);
   if (!r) return fail(r.error());
-  std::cout << *r << "\n";
+  if (a.json) {
+    std::cout << nlohmann::json{{"queue", a.queue}, {"purged", *r}}.dump() << "\n";
+  } else {
+    std::cout << "purged " << *r << (*r == 1 ? " dead letter" : " dead letters") << " of queue '" << a.queue << "'\n";
+  }
   return 0;
 }
 
@@ -177,6 +192,10 @@ int main(int argc, char** argv) {
   CLI::App app{"ripen: schedule delayed tasks and inspect them"};
   app.require_subcommand(1);
   Common common;
+  // The options above every command are taken after it too (`ripen stats
+  // --config F` as `ripen --config F stats`): subcommands made after this
+  // line inherit it, and none of them has an option of these names.
+  app.fallthrough();
   app.add_option("--config", common.config_file, "TOML config file (default: $RIPEN_CONFIG)");
   app.add_option("--redis-url", common.redis_url, ripen::kRedisUrlHelp);
   app.add_option("--amqp-url", common.amqp_url, ripen::kAmqpUrlHelp);
@@ -239,8 +258,9 @@ int main(int argc, char** argv) {
   dlq_replay->add_option("queue", da.queue, "task queue")->required();
   auto* replay_id = dlq_replay->add_option("--id", da.id, "the task to replay");
   dlq_replay->add_flag("--all", da.all, "replay every dead letter of the queue")->excludes(replay_id);
-  auto* dlq_purge = dlq->add_subcommand("purge", "delete every dead letter of the queue; prints how many");
+  auto* dlq_purge = dlq->add_subcommand("purge", "delete every dead letter of the queue; says how many");
   dlq_purge->add_option("queue", da.queue, "task queue")->required();
+  dlq_purge->add_flag("--json", da.json, "print {queue, purged} as JSON");
 
   ripen::cli::Actions actions;
   ripen::cli::add_schedule_commands(app, common, actions);

@@ -15,7 +15,8 @@ struct QueueArgs {
 };
 
 int run_pause(const Common& common, const QueueArgs& a) {
-  Producer producer(common.load());
+  const Config config = common.load();
+  Producer producer(config);
   if (auto st = producer.pause_queue(a.queue); !st) return fail(st.error());
   if (a.json) {
     std::cout << nlohmann::json{{"queue", a.queue}, {"paused", true}}.dump() << "\n";
@@ -23,6 +24,8 @@ int run_pause(const Common& common, const QueueArgs& a) {
     std::cout << "queue '" << a.queue << "' paused: its tasks stay in the wheel as they ripen (already published "
               << "ones still run); ripen resume " << a.queue << " lets them go\n";
   }
+  std::cout.flush();
+  warn_if_unconsumed(config, {a.queue}, true);
   return 0;
 }
 

@@ -138,6 +138,11 @@ int run_trigger(const Common& common, const std::string& name, bool json) {
   task.headers = {{"schedule", name}, {"trigger", "manual"}};
   auto r = producer.enqueue(std::move(task));
   if (!r) return fail(r.error());
+  // The task is in the wheel and runs whatever follows: a failure to record it
+  // is a note, not the command's failure.
+  if (auto st = store.record_trigger(name, r->id.get()); !st) {
+    std::cerr << "ripen: note: the task was not recorded as the schedule's last task: " << st.error().message << "\n";
+  }
   if (json) {
     std::cout << nlohmann::json{{"id", r->id.get()}, {"schedule", name}, {"due_ms", r->due_ms}}.dump() << "\n";
   } else {

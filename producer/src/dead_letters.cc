@@ -4,6 +4,7 @@
 
 #include "ripen/envelope.h"
 #include "ripen/keys.h"
+#include "ripen/untrusted.h"
 
 namespace ripen {
 namespace {
@@ -30,9 +31,23 @@ DeadLetter dead_letter_of(const AmqpGot& m) {
   return d;
 }
 
-// How many messages the dead-letter queue holds now: each call looks at that
-// many at most, so the dead letters it leaves (and puts back) are not met twice.
-Result<uint32_t> waiting(Amqp& amqp, const std::string& dlq) { return amqp.queue_message_count(dlq); }
+// A dead-letter queue is declared with its task queue (topology.cc): when it is
+// missing, no worker or dispatcher has declared the task queue, which is most
+// often a mistyped name. The broker's own words ("404 NOT_FOUND") say neither.
+Error no_dead_letter_queue(const std::string& queue, const std::string& dlq) {
+  return make_error(Errc::not_found, "no dead-letter queue for queue " + quote_short(queue) + ": " + dlq +
+                                         " does not exist, as no worker or dispatcher has declared that queue "
+                                         "(is the name right?)");
+}
+
+// How many messages the dead-letter queue of `queue` holds now: each call looks
+// at that many at most, so the dead letters it leaves (and puts back) are not
+// met twice.
+Result<uint32_t> waiting(Amqp& amqp, const std::string& queue, const std::string& dlq) {
+  auto n = amqp.queue_message_count(dlq);
+  if (!n && n.error().code == Errc::not_found) return no_dead_letter_queue(queue, dlq);
+  return n;
+}
 
 }  // namespace
 
@@ -48,7 +63,7 @@ Result<std::vector<DeadLetter>> list_dead_letters(const Config& config, const st
   if (auto st = check_queue_name(queue); !st) return st.error();
   Amqp amqp(amqp_url_of(config));
   const std::string dlq = Keys(config.ns, config.shards).dead_queue(queue);
-  auto n = waiting(amqp, dlq);
+  auto n = waiting(amqp, queue, dlq);
   if (!n) return n.error();
   std::vector<DeadLetter> out;
   for (uint32_t i = 0; i < *n && out.size() < limit; ++i) {
@@ -66,7 +81,7 @@ Result<ReplayReport> replay_dead_letters(const Config& config, Producer& produce
   if (auto st = check_queue_name(queue); !st) return st.error();
   Amqp amqp(amqp_url_of(config));
   const std::string dlq = producer.keys().dead_queue(queue);
-  auto n = waiting(amqp, dlq);
+  auto n = waiting(amqp, queue, dlq);
   if (!n) return n.error();
   ReplayReport report;
   for (uint32_t i = 0; i < *n; ++i) {
@@ -112,8 +127,10 @@ Result<ReplayReport> replay_dead_letters(const Config& config, Producer& produce
 Result<uint32_t> purge_dead_letters(const Config& config, const std::string& queue) {
   if (auto st = check_queue_name(queue); !st) return st.error();
   Amqp amqp(amqp_url_of(config));
-  auto n = amqp.purge_queue(Keys(config.ns, config.shards).dead_queue(queue));
+  const std::string dlq = Keys(config.ns, config.shards).dead_queue(queue);
+  auto n = amqp.purge_queue(dlq);
   amqp.close();
+  if (!n && n.error().code == Errc::not_found) return no_dead_letter_queue(queue, dlq);
   return n;
 }
 

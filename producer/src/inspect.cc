@@ -435,7 +435,7 @@ Result<Stats> collect_stats(const Config& config, Redis& redis, const Keys& keys
       if (!out.broker_error.empty()) return std::nullopt;
       auto n = amqp->queue_message_count(name);
       if (n) return static_cast<int64_t>(*n);
-      if (n.error().code == Errc::server) {
+      if (n.error().code == Errc::server || n.error().code == Errc::not_found) {
         amqp = std::make_unique<Amqp>(amqp_url_of(config));
       } else {
         out.broker_error = n.error().message;
@@ -463,6 +463,7 @@ Result<size_t> enqueue_lines(Producer& producer, std::istream& in, size_t max_en
   struct Slot {
     size_t line;
     std::optional<Error> error;
+    std::string queue;
   };
   std::vector<Slot> slots;
   std::vector<Envelope> envelopes;
@@ -474,7 +475,7 @@ Result<size_t> enqueue_lines(Producer& producer, std::istream& in, size_t max_en
       if (slot.error) {
         each(LineOutcome{slot.line, std::move(*slot.error)});
       } else {
-        each(LineOutcome{slot.line, std::move(results[k++])});
+        each(LineOutcome{slot.line, std::move(results[k++]), std::move(slot.queue)});
       }
     }
     slots.clear();
@@ -492,10 +493,10 @@ Result<size_t> enqueue_lines(Producer& producer, std::istream& in, size_t max_en
       if (auto st = check_caller_key(env->idempotency_key); !st) env = st.error();
     }
     if (env) {
-      slots.push_back({line, std::nullopt});
+      slots.push_back({line, std::nullopt, env->queue});
       envelopes.push_back(std::move(*env));
     } else {
-      slots.push_back({line, env.error()});
+      slots.push_back({line, env.error(), ""});
     }
     if (slots.size() >= chunk) send();
   }

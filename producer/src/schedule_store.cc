@@ -151,6 +151,43 @@ Status ScheduleStore::apply(const std::vector<ScheduleSpec>& wanted, const std::
   return {};
 }
 
+Status ScheduleStore::record_trigger(const std::string& name, const std::string& task_id) {
+  // Optimistic: the leader writes the state only now and then (once per tick),
+  // so a retry or two at most.
+  constexpr int kTries = 5;
+  for (int i = 0; i < kTries; ++i) {
+    if (auto w = redis_.command({"WATCH", keys_.schedule_specs(), keys_.schedule_state()}); !w) return w.error();
+    redis_.append({"HEXISTS", keys_.schedule_specs(), name});
+    redis_.append({"HGET", keys_.schedule_state(), name});
+    auto read = redis_.flush();
+    if (!read) return read.error();
+    for (const auto& r : *read) {
+      if (!r) return r.error();
+    }
+    if ((*read)[0]->integer() == 0) {
+      (void)redis_.command({"UNWATCH"});
+      return Error{Errc::not_found, "no schedule named '" + name + "'"};
+    }
+    // No state yet (the leader has not looked at it): an empty version, which
+    // the leader takes for a new spec, keeping the last task.
+    ScheduleState state;
+    if (!(*read)[1]->is_nil()) {
+      if (auto old = ScheduleState::decode((*read)[1]->str())) state = *old;
+    }
+    state.last_task = task_id;
+    redis_.append({"MULTI"});
+    redis_.append({"HSET", keys_.schedule_state(), name, state.encode()});
+    redis_.append({"EXEC"});
+    auto written = redis_.flush();
+    if (!written) return written.error();
+    const auto& exec = written->back();
+    if (!exec) return exec.error();
+    if (exec->is_array()) return {};
+    // nil: the state or the spec changed since WATCH; read them again.
+  }
+  return Error{Errc::conflict, "schedule '" + name + "': its state kept changing; the last task was not recorded"};
+}
+
 Status ScheduleStore::save_state(const std::string& name, const ScheduleState& state) {
   auto r = redis_.command({"HSET", keys_.schedule_state(), name, state.encode()});
   if (!r) return r.error();

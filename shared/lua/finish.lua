@@ -84,10 +84,11 @@ local function run(KEYS, A, o, n)
     elseif transition == 'retry' or transition == 'defer' then
       local next_due = now + tonumber(A[i + 4])
       local next_due_s = text(next_due)
-      local queue = queue_of(prefix, id, head)
+      local known = head_of(prefix, id, head)
+      local queue = queue_of(prefix, id, known)
       if transition == 'retry' then
         st = status('failed', attempts, next_due_s, dispatched, started, now_s, runner, '', err_arg)
-        tally.add(queue, 'failed', lateness(started, due))
+        tally.add(queue, 'failed', lateness(started, due, known))
         counts.move(queue, state, 'failed')
         out[#out + 1] = 'failed'
       else
@@ -106,8 +107,9 @@ local function run(KEYS, A, o, n)
     else
       local ended = transition == 'succeed' and 'succeeded' or 'dead'
       if ended == 'dead' then err = err_arg end
-      local queue = queue_of(prefix, id, head)
-      tally.add(queue, ended, lateness(started, due))
+      local known = head_of(prefix, id, head)
+      local queue = queue_of(prefix, id, known)
+      tally.add(queue, ended, lateness(started, due, known))
       counts.move(queue, state, ended)
       retire.add(id, status(ended, attempts, due, dispatched, started, now_s, runner, '', err), head,
         ended == 'succeeded' and done_ms or 0)

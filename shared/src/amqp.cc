@@ -156,6 +156,12 @@ Status Amqp::check(amqp_rpc_reply_t reply, std::string_view what) {
       return fail(reply.library_error, what);
     case AMQP_RESPONSE_SERVER_EXCEPTION: {
       std::string msg = "amqp " + url_.redacted() + ": " + std::string(what) + ": " + server_text(reply);
+      // A queue or exchange that does not exist (404 NOT_FOUND) is an answer
+      // from a broker that works: the next call may connect again at once, and
+      // the caller can tell "no such queue" from a failure. (Read before the
+      // connection goes: the decoded reply lives in its memory.)
+      const bool not_found = reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
+                             static_cast<amqp_channel_close_t*>(reply.reply.decoded)->reply_code == AMQP_NOT_FOUND;
       if (reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD && conn_ != nullptr) {
         amqp_connection_close_ok_t ok{};
         amqp_send_method(conn_, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
@@ -168,6 +174,7 @@ Status Amqp::check(amqp_rpc_reply_t reply, std::string_view what) {
         amqp_destroy_connection(conn_);
         conn_ = nullptr;
       }
+      if (not_found) return make_error(Errc::not_found, msg);
       pacer_.failed();
       return make_error(Errc::server, msg);
     }

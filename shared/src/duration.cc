@@ -1,18 +1,126 @@
 #include "ripen/duration.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <limits>
 #include <string>
+#include <utility>
 
 #include "ripen/untrusted.h"
 
 namespace ripen {
 namespace {
 
+constexpr std::string_view kUnits = "units are ms, s, m, h, d";
+
+// Milliseconds per unit as the strict form spells it; 0 for anything else.
+int64_t unit_scale(std::string_view unit) {
+  if (unit == "ms") return 1;
+  if (unit == "s") return 1000;
+  if (unit == "m") return 60'000;
+  if (unit == "h") return 3'600'000;
+  if (unit == "d") return 86'400'000;
+  return 0;
+}
+
+// The same for the words people write instead ("1 second", "5 mins", "2H").
+int64_t loose_unit_scale(std::string_view word) {
+  std::string w;
+  for (char c : word) w.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  if (const int64_t strict = unit_scale(w); strict != 0) return strict;
+  struct Word {
+    std::string_view name;
+    int64_t scale;
+  };
+  static constexpr Word kWords[] = {{"msec", 1},         {"msecs", 1},        {"millisecond", 1},  {"milliseconds", 1},
+                                    {"sec", 1000},       {"secs", 1000},      {"second", 1000},    {"seconds", 1000},
+                                    {"min", 60'000},     {"mins", 60'000},    {"minute", 60'000},  {"minutes", 60'000},
+                                    {"hr", 3'600'000},   {"hrs", 3'600'000},  {"hour", 3'600'000}, {"hours", 3'600'000},
+                                    {"day", 86'400'000}, {"days", 86'400'000}};
+  for (const Word& known : kWords) {
+    if (w == known.name) return known.scale;
+  }
+  return 0;
+}
+
+// What a refused text plainly means when read loosely (spaces, fractions,
+// spelled or upper-case units), written the way parse_duration_ms takes it,
+// with the largest unit that keeps it whole ("1.5s" -> "1500ms", "1 hour 30
+// minutes" -> "90m"); empty when it has no plain meaning (a bare number: its
+// unit would be a guess).
+std::string loose_reading(std::string_view text) {
+  int64_t total = 0;
+  size_t i = 0;
+  auto skip_spaces = [&] {
+    while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i])) != 0) ++i;
+  };
+  skip_spaces();
+  if (i == text.size()) return "";
+  while (i < text.size()) {
+    const size_t start = i;
+    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])) != 0) ++i;
+    if (i == start || i - start > 15) return "";
+    int64_t whole = 0;
+    std::from_chars(text.data() + start, text.data() + i, whole);
+    int64_t fraction = 0, denominator = 1;
+    if (i < text.size() && (text[i] == '.' || text[i] == ',')) {
+      const size_t from = ++i;
+      while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])) != 0) ++i;
+      if (i == from || i - from > 6) return "";
+      std::from_chars(text.data() + from, text.data() + i, fraction);
+      for (size_t k = from; k < i; ++k) denominator *= 10;
+    }
+    skip_spaces();
+    const size_t word = i;
+    while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i])) != 0) ++i;
+    const int64_t scale = loose_unit_scale(text.substr(word, i - word));
+    if (scale == 0) return "";
+    if (whole > std::numeric_limits<int64_t>::max() / scale / 2) return "";
+    if (fraction * scale % denominator != 0) return "";  // finer than a millisecond
+    // At most max/2 plus less than a day: no overflow, here or in the sum.
+    const int64_t part = whole * scale + fraction * scale / denominator;
+    if (part > std::numeric_limits<int64_t>::max() - total) return "";
+    total += part;
+    skip_spaces();
+  }
+  return format_duration_ms(total);
+}
+
 Error bad_duration(std::string_view text, std::string_view why) {
-  return make_error(Errc::invalid, quote_short(text) + " is not a duration (" + std::string(why) +
-                                       "); use e.g. 250ms, 30s, 5m, 2h, 1d or 1h30m");
+  const std::string instead = loose_reading(text);
+  return make_error(Errc::invalid,
+                    quote_short(text) + " is not a duration (" + std::string(why) + "); " +
+                        (instead.empty() ? "use e.g. 250ms, 30s, 5m, 2h, 1d or 1h30m" : "write " + instead));
+}
+
+// Why `text` (without spaces) is not a duration, or empty when it is one; its
+// value in `total`.
+std::string strict_parse(std::string_view text, int64_t& total) {
+  total = 0;
+  size_t i = 0;
+  while (i < text.size()) {
+    const size_t start = i;
+    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])) != 0) ++i;
+    if (i == start) return "expected a number";
+    int64_t n = 0;
+    auto [p, ec] = std::from_chars(text.data() + start, text.data() + i, n);
+    if (ec != std::errc()) return "number too large";
+    if (i < text.size() && (text[i] == '.' || text[i] == ',')) {
+      return "fractions are not accepted: use a smaller unit";
+    }
+    const size_t unit_start = i;
+    while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i])) != 0) ++i;
+    const std::string_view unit = text.substr(unit_start, i - unit_start);
+    const int64_t scale = unit_scale(unit);
+    if (unit.empty()) {
+      return "missing unit after " + std::string(text.substr(start, unit_start - start)) + "; " + std::string(kUnits);
+    }
+    if (scale == 0) return "unknown unit " + quote_short(unit) + "; " + std::string(kUnits);
+    if (n > (std::numeric_limits<int64_t>::max() - total) / scale) return "too large";
+    total += n * scale;
+  }
+  return "";
 }
 
 // Days from 1970-01-01 to a civil date (Howard Hinnant's algorithm).
@@ -34,38 +142,46 @@ unsigned days_in_month(int64_t y, unsigned m) {
 
 }  // namespace
 
+std::string format_duration_ms(int64_t ms) {
+  if (ms == 0) return "0s";
+  for (const char* unit : {"d", "h", "m", "s"}) {
+    const int64_t scale = unit_scale(unit);
+    if (ms % scale == 0) return std::to_string(ms / scale) + unit;
+  }
+  return std::to_string(ms) + "ms";
+}
+
+std::string approx_duration_ms(int64_t ms) {
+  if (ms < 1000) return std::to_string(std::max<int64_t>(ms, 0)) + "ms";
+  static constexpr std::pair<const char*, int64_t> kUnits[] = {
+      {"d", 86'400'000}, {"h", 3'600'000}, {"m", 60'000}, {"s", 1000}};
+  std::string out;
+  int parts = 0;
+  for (const auto& [unit, scale] : kUnits) {
+    if (parts == 2 || (parts == 1 && ms < scale)) break;
+    if (ms < scale) continue;
+    out += (out.empty() ? "" : " ") + std::to_string(ms / scale) + unit;
+    ms %= scale;
+    ++parts;
+  }
+  return out;
+}
+
 Result<int64_t> parse_duration_ms(std::string_view text) {
   if (text.empty()) return bad_duration(text, "empty");
-  int64_t total = 0;
-  size_t i = 0;
-  while (i < text.size()) {
-    size_t start = i;
-    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])) != 0) ++i;
-    if (i == start) return bad_duration(text, "expected a number");
-    int64_t n = 0;
-    auto [p, ec] = std::from_chars(text.data() + start, text.data() + i, n);
-    if (ec != std::errc()) return bad_duration(text, "number too large");
-    size_t unit_start = i;
-    while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i])) != 0) ++i;
-    std::string_view unit = text.substr(unit_start, i - unit_start);
-    int64_t scale = 0;
-    if (unit == "ms")
-      scale = 1;
-    else if (unit == "s")
-      scale = 1000;
-    else if (unit == "m")
-      scale = 60'000;
-    else if (unit == "h")
-      scale = 3'600'000;
-    else if (unit == "d")
-      scale = 86'400'000;
-    else if (unit.empty())
-      return bad_duration(text, "missing unit");
-    else
-      return bad_duration(text, "unknown unit " + quote_short(unit));
-    if (n > (std::numeric_limits<int64_t>::max() - total) / scale) return bad_duration(text, "too large");
-    total += n * scale;
+  // Spaces are named first: "1 second" is refused for its space before its
+  // word, and the reading offered covers both.
+  std::string packed;
+  for (char c : text) {
+    if (std::isspace(static_cast<unsigned char>(c)) == 0) packed.push_back(c);
   }
+  int64_t total = 0;
+  const std::string why = strict_parse(packed, total);
+  if (packed.size() != text.size()) {
+    return bad_duration(text,
+                        why.empty() || packed.empty() ? "spaces are not allowed" : "spaces are not allowed; " + why);
+  }
+  if (!why.empty()) return bad_duration(text, why);
   return total;
 }
 

@@ -7,6 +7,10 @@
 
 namespace ripen {
 
+int64_t lateness_ms(int64_t now_ms, int64_t due_ms, int64_t created_ms) {
+  return now_ms - std::max(due_ms, created_ms);
+}
+
 int Histogram::bucket_of(int64_t ms) {
   if (ms < kSubBuckets) return static_cast<int>(std::max<int64_t>(ms, 0));
   const auto v = static_cast<uint64_t>(ms);

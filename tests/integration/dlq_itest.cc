@@ -121,8 +121,11 @@ TEST_F(DeadLetters, ReplayOfOneIdLeavesTheOthersInOrderAndPurgeEmptiesTheQueue) 
 
   auto purge = cli({"dlq", "purge", "default"});
   ASSERT_EQ(purge.code, 0) << purge.err;
-  EXPECT_EQ(trim(purge.out), "2");
+  EXPECT_EQ(purge.out, "purged 2 dead letters of queue 'default'\n");
   EXPECT_EQ(message_count(*amqp, dlq), 0);
+  auto purge_json = cli({"dlq", "purge", "default", "--json"});
+  ASSERT_EQ(purge_json.code, 0) << purge_json.err;
+  EXPECT_EQ(nlohmann::json::parse(purge_json.out), (nlohmann::json{{"queue", "default"}, {"purged", 0}}));
   EXPECT_TRUE(lines(cli({"dlq", "list", "default"}).out).empty());
 
   auto bad = cli({"dlq", "list", "no such queue"});

@@ -6,6 +6,8 @@
 // tasks that a worker runs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <unistd.h>
 
 #include <csignal>
@@ -441,6 +443,17 @@ class Examples : public Ingress {
     auto refused = run_command(program, {script, "--type", "no spaces"}, child_env(config_));
     EXPECT_EQ(refused.code, 1);
     EXPECT_NE(refused.err.find("field 'type'"), std::string::npos) << refused.err;
+
+    // A payload that is not JSON: one line naming it (quoted short), exit 2
+    // (bad input), and nothing sent.
+    const std::string long_text = "not json " + std::string(200, 'x');
+    auto not_json = run_command(program, {script, "--type", "greet", "--payload", long_text}, child_env(config_));
+    EXPECT_EQ(not_json.code, 2) << not_json.err;
+    EXPECT_NE(not_json.err.find("--payload 'not json xxx"), std::string::npos) << not_json.err;
+    EXPECT_NE(not_json.err.find("' is not JSON: "), std::string::npos) << not_json.err;
+    EXPECT_EQ(not_json.err.find(std::string(60, 'x')), std::string::npos) << "quoted short: " << not_json.err;
+    EXPECT_EQ(std::count(not_json.err.begin(), not_json.err.end(), '\n'), 1) << not_json.err;
+    EXPECT_EQ(calls_.size(), 1u);
   }
 };
 

@@ -279,5 +279,43 @@ TEST_F(Schedules, TriggerRunsTheScheduleNow) {
   EXPECT_EQ(missing.err, "ripen: no schedule named 'nope'\n");
 }
 
+// `schedule list` shows the task a trigger made as the schedule's last task,
+// whether the leader has looked at the schedule yet or not, and the leader goes
+// on from the state the trigger left (its version and cursor kept).
+TEST_F(Schedules, TriggerRecordsItsTaskAsTheLastTask) {
+  store(spec("nightly", "0 3 * * *"));
+  auto first = cli({"schedule", "trigger", "nightly"});
+  ASSERT_EQ(first.code, 0) << first.err;
+  EXPECT_EQ(first.err, "");
+  auto listed = cli({"schedule", "list", "--json"});
+  ASSERT_EQ(listed.code, 0) << listed.err;
+  auto rows = nlohmann::json::parse(listed.out, nullptr, false);
+  ASSERT_TRUE(rows.is_array() && rows.size() == 1) << listed.out;
+  EXPECT_EQ(rows[0]["last_task"], trim(first.out));
+
+  // With a leader: it records the spec's version and cursor, and a trigger
+  // keeps them.
+  Dispatcher& dispatcher = start_dispatcher();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto s = store_->get("nightly");
+        return s.ok() && s->state && !s->state->version.empty();
+      },
+      15s));
+  const ScheduleState before = *store_->get("nightly")->state;
+  EXPECT_EQ(before.last_task, trim(first.out)) << "the leader kept the triggered task";
+  auto second = cli({"schedule", "trigger", "nightly"});
+  ASSERT_EQ(second.code, 0) << second.err;
+  const auto after = store_->get("nightly");
+  ASSERT_TRUE(after.ok() && after->state);
+  EXPECT_EQ(after->state->last_task, trim(second.out));
+  EXPECT_EQ(after->state->version, before.version);
+  EXPECT_EQ(after->state->cursor_ms, before.cursor_ms);
+  auto table = cli({"schedule", "list"});
+  ASSERT_EQ(table.code, 0) << table.err;
+  EXPECT_NE(table.out.find(trim(second.out)), std::string::npos) << table.out;
+  EXPECT_EQ(dispatcher.stats().schedules.enqueued, 0u);
+}
+
 }  // namespace
 }  // namespace ripen::testing

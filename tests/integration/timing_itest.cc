@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "fleet.h"
+#include "ripen/inspect.h"
 
 namespace ripen::testing {
 namespace {
@@ -131,6 +132,43 @@ TEST_F(Timing, SleepingDispatcherIsWokenByAnEarlierTask) {
   EXPECT_GE(lateness, 0);
   EXPECT_LE(lateness, kMaxLatenessMs) << "the dispatcher slept past the due time: no wake-up";
   EXPECT_FALSE(call_for(later->id.get()).has_value()) << "the task due in 60 s ran early";
+}
+
+// A task given a due time already past (here by the CLI's --at, six years
+// back) is due at once: the CLI warns and exits 0, and the task was not late
+// for the years before it existed. Lateness counts from max(due, created) in the
+// dispatcher's and the worker's histograms and in the per-minute tally behind
+// `ripen stats`, where such a task once showed as ">1h" and
+// "p99=218390929087ms".
+TEST_F(Timing, TaskGivenAPastDueTimeWarnsAndDoesNotCountAsLate) {
+  const auto enq = run_command(binary("producer/ripen"),
+                               {"enqueue", "--config", write_config_file(config_, config_.ns), "--queue", "default",
+                                "--type", "tick", "--at", "2020-01-01T00:00:00Z"},
+                               child_env(config_));
+  ASSERT_EQ(enq.code, 0) << enq.err;
+  EXPECT_NE(enq.err.find("ripen: warning: --at 2020-01-01T00:00:00Z is "), std::string::npos) << enq.err;
+  EXPECT_NE(enq.err.find(" ago (by Redis's clock): the task is due now"), std::string::npos) << enq.err;
+  const std::string id = trim(enq.out);
+
+  Worker& worker = start_worker({{"tick", stamping_handler()}});
+  Dispatcher& dispatcher = start_dispatcher();
+  ASSERT_TRUE(reaches(id, "succeeded", 20s));
+  // Generous: start-up of the fleet counts, the years before do not.
+  constexpr int64_t kBoundMs = 60'000;
+  EXPECT_EQ(dispatcher.stats().lateness.count(), 1u);
+  EXPECT_LE(dispatcher.stats().lateness.max(), kBoundMs) << dispatcher.stats().lateness.summary();
+  EXPECT_EQ(worker.stats().lateness.count(), 1u);
+  EXPECT_LE(worker.stats().lateness.max(), kBoundMs) << worker.stats().lateness.summary();
+  stop();
+
+  auto stats = collect_stats(config_, producer().redis(), producer().keys());
+  ASSERT_TRUE(stats.ok()) << stats.error().describe();
+  ASSERT_EQ(stats->queues.size(), 1u);
+  const LatenessHistogram& late = stats->queues[0].lateness;
+  EXPECT_EQ(late.samples, 1);
+  const auto p99 = late.quantile(0.99);
+  ASSERT_TRUE(p99.has_value());
+  EXPECT_LE(*p99, kBoundMs) << "bucket bound; " << LatenessHistogram::kInfinity << " is past 1h";
 }
 
 }  // namespace

@@ -89,8 +89,87 @@ INSTANTIATE_TEST_SUITE_P(Duration, DurationRefuses,
 TEST(ParseDuration, MessageShowsExamples) {
   Result<int64_t> ms = parse_duration_ms("30");
   ASSERT_FALSE(ms.ok());
-  EXPECT_THAT(ms.error().message, HasSubstr("missing unit"));
+  EXPECT_THAT(ms.error().message, HasSubstr("missing unit after 30; units are ms, s, m, h, d"));
   EXPECT_THAT(ms.error().message, HasSubstr("30s"));
+}
+
+// Each refusal names its real problem, and says what to write when the text
+// has a plain meaning (not for a bare number: its unit would be a guess).
+struct Explained {
+  std::string name;
+  std::string text;
+  std::string message;
+};
+
+void PrintTo(const Explained& c, std::ostream* os) { *os << c.name; }
+
+class DurationExplains : public ::testing::TestWithParam<Explained> {};
+
+TEST_P(DurationExplains, TheProblemAndWhatToWrite) {
+  Result<int64_t> ms = parse_duration_ms(GetParam().text);
+  ASSERT_FALSE(ms.ok()) << GetParam().text << " gave " << *ms;
+  EXPECT_EQ(ms.error().message, GetParam().message);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Duration, DurationExplains,
+    ::testing::Values(
+        Explained{"Fraction", "1.5s",
+                  "'1.5s' is not a duration (fractions are not accepted: use a smaller unit); write 1500ms"},
+        Explained{"FractionOfAnHour", "1.5h",
+                  "'1.5h' is not a duration (fractions are not accepted: use a smaller unit); write 90m"},
+        Explained{"CommaFraction", "2,5m",
+                  "'2,5m' is not a duration (fractions are not accepted: use a smaller unit); write 150s"},
+        Explained{"FractionFinerThanAMillisecond", "1.0005s",
+                  "'1.0005s' is not a duration (fractions are not accepted: use a smaller unit); use e.g. 250ms, "
+                  "30s, 5m, 2h, 1d or 1h30m"},
+        Explained{"SpelledUnitWithSpace", "1 second",
+                  "'1 second' is not a duration (spaces are not allowed; unknown unit 'second'; units are ms, s, m, "
+                  "h, d); write 1s"},
+        Explained{"SpelledParts", "1 hour 30 minutes",
+                  "'1 hour 30 minutes' is not a duration (spaces are not allowed; unknown unit 'hour'; units are ms, "
+                  "s, m, h, d); write 90m"},
+        Explained{"SpaceBeforeUnit", "5 s", "'5 s' is not a duration (spaces are not allowed); write 5s"},
+        Explained{"TrailingSpace", "5s ", "'5s ' is not a duration (spaces are not allowed); write 5s"},
+        Explained{"SpelledUnit", "5sec",
+                  "'5sec' is not a duration (unknown unit 'sec'; units are ms, s, m, h, d); write 5s"},
+        Explained{"UpperCaseUnit", "5S",
+                  "'5S' is not a duration (unknown unit 'S'; units are ms, s, m, h, d); write 5s"},
+        Explained{"UnknownWord", "5x",
+                  "'5x' is not a duration (unknown unit 'x'; units are ms, s, m, h, d); use e.g. 250ms, 30s, 5m, 2h, "
+                  "1d or 1h30m"},
+        Explained{"BareNumberAfterAPart", "5m30",
+                  "'5m30' is not a duration (missing unit after 30; units are ms, s, m, h, d); use e.g. 250ms, 30s, "
+                  "5m, 2h, 1d or 1h30m"},
+        Explained{"HugeSpelledParts", "106751991167 days 106751991167 days",
+                  "'106751991167 days 106751991167 days' is not a duration (spaces are not allowed; unknown unit "
+                  "'days'; units are ms, s, m, h, d); use e.g. 250ms, 30s, 5m, 2h, 1d or 1h30m"},
+        Explained{"Negative", "-5s",
+                  "'-5s' is not a duration (expected a number); use e.g. 250ms, 30s, 5m, 2h, 1d or 1h30m"}),
+    [](const ::testing::TestParamInfo<Explained>& p) { return p.param.name; });
+
+TEST(FormatDuration, LargestWholeUnitAndParsesBack) {
+  EXPECT_EQ(format_duration_ms(0), "0s");
+  EXPECT_EQ(format_duration_ms(86'400'000), "1d");
+  EXPECT_EQ(format_duration_ms(5'400'000), "90m");
+  EXPECT_EQ(format_duration_ms(1'500), "1500ms");
+  EXPECT_EQ(format_duration_ms(59'999), "59999ms");
+  EXPECT_EQ(format_duration_ms(60'000), "1m");
+  for (int64_t ms : {int64_t{1}, int64_t{999}, int64_t{1000}, int64_t{3'600'001}, int64_t{172'800'000}}) {
+    Result<int64_t> back = parse_duration_ms(format_duration_ms(ms));
+    ASSERT_TRUE(back.ok()) << format_duration_ms(ms);
+    EXPECT_EQ(*back, ms);
+  }
+}
+
+TEST(ApproxDuration, TwoLargestUnitsRoundedDown) {
+  EXPECT_EQ(approx_duration_ms(0), "0ms");
+  EXPECT_EQ(approx_duration_ms(999), "999ms");
+  EXPECT_EQ(approx_duration_ms(1000), "1s");
+  EXPECT_EQ(approx_duration_ms(125'999), "2m 5s");
+  EXPECT_EQ(approx_duration_ms(3'600'000 + 59'999), "1h");  // the minutes are 0: nothing finer is shown
+  EXPECT_EQ(approx_duration_ms(93'784'005), "1d 2h");
+  EXPECT_EQ(approx_duration_ms(86'400'000 * 400LL + 3'600'000), "400d 1h");
 }
 
 // ---- parse_timestamp_ms ---------------------------------------------------

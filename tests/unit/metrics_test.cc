@@ -189,5 +189,29 @@ TEST(Histogram, ResetEmptiesIt) {
   EXPECT_EQ(h.min(), 7) << "min starts over after a reset";
 }
 
+// Lateness counts from the due time, or from creation when that is later: a
+// task enqueued with a due time 6 years past is due at once, not 6 years late.
+TEST(Lateness, CountsFromTheDueTimeWhenItIsAfterCreation) {
+  EXPECT_EQ(lateness_ms(/*now=*/10'250, /*due=*/10'000, /*created=*/5'000), 250);
+  EXPECT_EQ(lateness_ms(10'000, 10'000, 5'000), 0);
+  EXPECT_EQ(lateness_ms(9'999, 10'000, 5'000), -1);  // early: the histogram counts it as 0
+}
+
+TEST(Lateness, CountsFromCreationWhenTheDueTimeWasAlreadyPast) {
+  const int64_t created = 1'796'318'053'579;
+  const int64_t six_years_before = created - 218'390'929'087;
+  EXPECT_EQ(lateness_ms(created + 40, six_years_before, created), 40);
+  // The edge both ways: due 1 ms before creation counts from creation; due at
+  // creation counts from either, the same.
+  EXPECT_EQ(lateness_ms(created + 40, created - 1, created), 40);
+  EXPECT_EQ(lateness_ms(created + 40, created, created), 40);
+  EXPECT_EQ(lateness_ms(created + 40, created + 1, created), 39);
+}
+
+TEST(Lateness, AnUnknownCreationTimeCountsFromTheDueTime) {
+  // created_ms 0: an envelope that did not carry it.
+  EXPECT_EQ(lateness_ms(10'250, 10'000, 0), 250);
+}
+
 }  // namespace
 }  // namespace ripen

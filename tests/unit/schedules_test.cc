@@ -255,7 +255,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadFile{"UnknownZone", one("a", "timezone = \"Mars/Base\"\n"),
                 "schedules.toml:6: schedule 'a': timezone: unknown time zone 'Mars/Base'"},
         BadFile{"BareNumberDuration", one("a", "timeout = \"30\"\n"),
-                "schedules.toml:6: schedule 'a': timeout: '30' is not a duration (missing unit); use e.g. "
+                "schedules.toml:6: schedule 'a': timeout: '30' is not a duration (missing unit after 30; units are ms, "
+                "s, m, "
+                "h, d); use e.g. "
                 "250ms, 30s, 5m, 2h, 1d or 1h30m"},
         BadFile{"TimeoutTooLong", one("a", "timeout = \"8d\"\n"),
                 "schedules.toml:6: schedule 'a': timeout: must be between 1 ms and 604800000 ms (7 days)"},

@@ -1305,7 +1305,9 @@ class Worker::Impl {
     d.due_ms = r.due_ms;
     {
       std::lock_guard lock(stats_mu_);
-      stats_.lateness.record(r.now_ms - d.due_ms);
+      // created_ms as the dispatcher copied it from the stored task (start
+      // has checked the delivery's queue, type and payload against it).
+      stats_.lateness.record(lateness_ms(r.now_ms, d.due_ms, d.task.created_ms));
     }
     d.started_at = clock_.now();
     move(d, DeliveryStage::ready);

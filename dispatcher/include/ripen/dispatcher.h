@@ -45,7 +45,7 @@ struct DispatcherStats {
   uint64_t held = 0;         // ripe tasks of a paused queue held in the wheel instead of published
   uint64_t lost = 0;         // tasks whose message was lost (dispatcher.lost_after), put back to be published again
   bool blocked = false;      // the broker blocks our publishing now (a resource alarm): nothing is claimed
-  Histogram lateness;        // claim time - due time, ms, by Redis TIME
+  Histogram lateness;        // claim time - max(due time, created), ms, by Redis TIME (lateness_ms)
   std::vector<int> shards;   // shards held now
   IngressStats ingress;      // the AMQP ingress this dispatcher consumes (dispatcher.ingress)
   SchedulerStats schedules;  // the recurring schedules, while this dispatcher leads them

@@ -34,7 +34,16 @@ function fail(message) {
 }
 
 if (!args.type) fail('--type is required');
-const envelope = { v: 1, queue: args.queue, type: args.type, payload: JSON.parse(args.payload) };
+let payload;
+try {
+  payload = JSON.parse(args.payload);
+} catch (err) {
+  // One line naming the problem (exit 2, bad input), not a stack trace.
+  const shown = args.payload.length <= 40 ? args.payload : `${args.payload.slice(0, 40)}...`;
+  console.error(`enqueue.mjs: --payload '${shown}' is not JSON: ${err.message}`);
+  process.exit(2);
+}
+const envelope = { v: 1, queue: args.queue, type: args.type, payload };
 if (Number(args['delay-ms']) > 0) envelope.delay_ms = Number(args['delay-ms']);
 if (args['idempotency-key']) envelope.idempotency_key = args['idempotency-key'];
 

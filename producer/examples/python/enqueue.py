@@ -5,7 +5,8 @@
 
 Publishes one envelope (shared/envelope.schema.json) to the ingress exchange
 (<namespace>.ingress) and waits for the dispatcher's reply. Prints the task id
-and exits 0, or prints the reason it was refused and exits 1.
+and exits 0, or prints the reason it was refused and exits 1; a --payload that
+is not JSON exits 2.
 
 The message_id is what makes a redelivery safe: a dispatcher that dies after
 storing the task but before acking the message gets it again, and recognises
@@ -21,6 +22,11 @@ import uuid
 import pika
 
 
+def quote_short(text: str, limit: int = 40) -> str:
+    """'text', cut to its first `limit` characters."""
+    return "'" + (text if len(text) <= limit else text[:limit] + "...") + "'"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--queue", default="default")
@@ -33,7 +39,15 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the reply")
     args = ap.parse_args()
 
-    envelope = {"v": 1, "queue": args.queue, "type": args.type, "payload": json.loads(args.payload)}
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as e:
+        # One line naming the problem, as for any other bad argument (exit 2),
+        # not a traceback; the input quoted short, as it may be long.
+        print("enqueue.py: --payload %s is not JSON: %s (column %d)" % (quote_short(args.payload), e.msg, e.colno),
+              file=sys.stderr)
+        return 2
+    envelope = {"v": 1, "queue": args.queue, "type": args.type, "payload": payload}
     if args.delay_ms:
         envelope["delay_ms"] = args.delay_ms
     if args.idempotency_key:

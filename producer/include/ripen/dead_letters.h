@@ -13,6 +13,8 @@
 //   second replay a no-op while the first is pending). A dead letter that is not
 //   a valid envelope cannot be replayed: it stays, and is reported.
 // - purge_dead_letters() removes every dead letter of the queue.
+// - Each is Errc::not_found, naming the queue, when the queue has no dead-letter
+//   queue (no worker or dispatcher has declared the queue: a mistyped name).
 #pragma once
 
 #include <cstdint>

@@ -63,7 +63,8 @@ Result<TaskPage> list_tasks(Redis& redis, const Keys& keys, const ListQuery& que
 
 // ---- stats ---------------------------------------------------------------------
 
-// A coarse lateness histogram (a handler's start minus its due time).
+// A coarse lateness histogram (a handler's start minus its due time, or minus
+// its creation when that is later: lateness_ms in metrics.h).
 struct LatenessHistogram {
   static constexpr int64_t kInfinity = std::numeric_limits<int64_t>::max();  // the open last bucket
   std::vector<std::pair<int64_t, int64_t>> buckets;                          // (upper bound ms, runs), ascending
@@ -123,6 +124,7 @@ Result<Stats> collect_stats(const Config& config, Redis& redis, const Keys& keys
 struct LineOutcome {
   size_t line = 0;  // 1-based
   Result<Enqueued> result;
+  std::string queue;  // the line's task queue, when the line was an envelope
 };
 
 // Enqueues one envelope (JSON, envelope.h) per line of `in`, `chunk` lines per

@@ -70,6 +70,13 @@ class ScheduleStore {
   Result<StoredSchedule> get(const std::string& name);  // not_found when there is no such schedule
 
   Status apply(const std::vector<ScheduleSpec>& wanted, const std::vector<ScheduleChange>& changes);
+  // Records `task_id`, run on demand (`ripen schedule trigger`), as the
+  // schedule's last task, keeping its version and cursor: `schedule list` shows
+  // it, and overlap = "skip" waits for it as for a tick's run. Atomic against the
+  // leader's fenced writes (WATCH): a leader that read the state before finds it
+  // moved and reads it again. Errors: not_found (no such schedule), a server
+  // error, or conflict after a few tries against a state that keeps changing.
+  Status record_trigger(const std::string& name, const std::string& task_id);
   // Writes a schedule's state unconditionally (tools and tests).
   Status save_state(const std::string& name, const ScheduleState& state);
   // The leader's write (scripts::save_schedule_state): only while it holds

@@ -121,6 +121,9 @@ class Amqp {
   Status nack(uint64_t delivery_tag, bool requeue, bool multiple = false);
 
   // Turns an RPC reply into a Status, tearing the connection down on failure.
+  // The channel closed with 404 NOT_FOUND (no such queue or exchange) is
+  // Errc::not_found, and the next call may connect again at once; any other
+  // refusal by the broker is Errc::server.
   Status check(amqp_rpc_reply_t reply, std::string_view what);
   // Reports a library error code (negative int), tearing down the connection.
   Error fail(int status, std::string_view what);

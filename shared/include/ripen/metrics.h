@@ -9,6 +9,14 @@
 
 namespace ripen {
 
+// How late a task is when it is claimed or starts at `now_ms`: counted from its
+// due time, or from when it was created if that is later. A task given a due
+// time already past (`--at` yesterday, an external clock behind) is due at once,
+// and was not late for the time before it existed; counted from its due time it
+// would put days into a histogram of milliseconds. All three by Redis TIME; the
+// Lua scripts' tally counts the same way (prelude.lua, lateness()).
+int64_t lateness_ms(int64_t now_ms, int64_t due_ms, int64_t created_ms);
+
 class Histogram {
  public:
   // Records a value in milliseconds (negative values count as 0: early is not

@@ -97,9 +97,15 @@ local function task_matches(task, queue, type, digest)
   return q == queue and t == type and redis.sha1hex(payload or '') == digest
 end
 
+-- The head the caller has, else the live task's TASK; '' when it has neither.
+local function head_of(prefix, id, head)
+  if not head or head == '' then head = redis.call('HGET', KEY.tasks(prefix), id) or '' end
+  return head
+end
+
 -- The queue of a live task, from the head the caller has, else its TASK.
 local function queue_of(prefix, id, head)
-  if not head or head == '' then head = redis.call('HGET', KEY.tasks(prefix), id) or '' end
+  head = head_of(prefix, id, head)
   if head == '' then return nil end
   return queue_in(head)
 end
@@ -329,10 +335,23 @@ local function live_counts(prefix)
   return c
 end
 
--- A run's lateness in ms from its STATUS stamps, or nil.
-local function lateness(started, due)
+-- The created_ms a TASK or head names, or nil.
+local function created_in(task)
+  if not task or task == '' then return nil end
+  if byte(task, 1) == V then return tonumber(match(task, '^v2\31[^\31]*\31([^\31]*)')) end
+  return tonumber(match(task, '^[^\31]*\31([^\31]*)'))
+end
+
+-- A run's lateness in ms from its STATUS stamps and its TASK (or head), or nil:
+-- counted from its due time, or from its creation when that is later (a task
+-- given a due time already past was not late before it existed), as
+-- lateness_ms in metrics.h counts it.
+local function lateness(started, due, task)
   local s, d = tonumber(started), tonumber(due)
-  return s and d and math.max(s - d, 0) or nil
+  if not (s and d) then return nil end
+  local c = created_in(task)
+  if c and c > d then d = c end
+  return math.max(s - d, 0)
 end
 
 -- Puts a task back in the wheel at `due` (a dispatched or running task whose

@@ -108,7 +108,7 @@ struct WorkerStats {
   uint64_t deferred = 0;     // tasks sent back to the wheel unrun: breaker open, or no handler here
   uint64_t discarded = 0;    // tasks not run because their type was busy (blocking discard_if_busy)
   uint64_t handed_back = 0;  // tasks given back to their queue unstarted, for a worker with room (confirmed)
-  Histogram lateness;        // handler start - due time, ms, by Redis TIME
+  Histogram lateness;        // handler start - max(due time, created), ms, by Redis TIME (lateness_ms)
 };
 
 class Worker {
