@@ -16,6 +16,7 @@
 #include "ripen/log.h"
 #include "ripen/producer.h"
 #include "ripen/untrusted.h"
+#include "ripen/version.h"
 
 namespace {
 
@@ -176,6 +177,7 @@ int run_dlq_purge(const Common& common, const DlqArgs& a) {
 int main(int argc, char** argv) {
   CLI::App app{"ripen: schedule delayed tasks and inspect them"};
   app.require_subcommand(1);
+  ripen::add_version_flag(app, "ripen");
   Common common;
   app.add_option("--config", common.config_file, "TOML config file (default: $RIPEN_CONFIG)");
   app.add_option("--redis-url", common.redis_url, ripen::kRedisUrlHelp);
@@ -252,6 +254,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::cerr << "ripen: " << e.what() << " (see --help)\n";

@@ -10,6 +10,7 @@
 
 #include "ripen/config.h"
 #include "ripen/log.h"
+#include "ripen/version.h"
 #include "ripen/worker.h"
 
 namespace {
@@ -21,6 +22,7 @@ void on_signal(int) {
 
 int main(int argc, char** argv) {
   CLI::App app{"ripen-worker: consumes ripen queues and runs each task's handler"};
+  ripen::add_version_flag(app, "ripen-worker");
   std::string config_file, redis_url, amqp_url, ns, log_level, name;
   std::vector<std::string> queues, execs;
   int concurrency = 0;
