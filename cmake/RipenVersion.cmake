@@ -29,7 +29,9 @@ if(GIT)
       RESULT_VARIABLE rc OUTPUT_VARIABLE head OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
     if(rc EQUAL 0 AND head MATCHES "^[0-9a-f]+$")
       set(commit ${head})
-      execute_process(COMMAND ${GIT} -C ${SOURCE_DIR} status --porcelain --untracked-files=no
+      # --no-optional-locks: a build must not take the index lock a user's
+      # git command may be holding.
+      execute_process(COMMAND ${GIT} --no-optional-locks -C ${SOURCE_DIR} status --porcelain --untracked-files=no
         RESULT_VARIABLE rc OUTPUT_VARIABLE changes ERROR_QUIET)
       if(NOT rc EQUAL 0 OR NOT changes STREQUAL "")
         string(APPEND commit "-dirty")
