@@ -56,9 +56,28 @@ function(ripen_add_executable name)
   ripen_target_defaults(${name})
 endfunction()
 
+# One of the programs a user runs (ripen, ripen-dispatcher, ripen-worker):
+# built by the `programs` target, with --version (ripen_version), and reachable
+# from one directory, build/bin/, through a symlink to the binary (tests and
+# scripts keep using its place in the tree, e.g. build/producer/ripen).
+function(ripen_add_program name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  ripen_add_executable(${name} SOURCES ${ARG_SOURCES} DEPS ${ARG_DEPS} ripen_version)
+  add_custom_command(TARGET ${name} POST_BUILD
+    COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_BINARY_DIR}/bin
+    COMMAND ${CMAKE_COMMAND} -E create_symlink $<TARGET_FILE:${name}> ${CMAKE_BINARY_DIR}/bin/${name}
+    VERBATIM)
+  if(NOT TARGET programs)
+    add_custom_target(programs)
+  endif()
+  add_dependencies(programs ${name})
+endfunction()
+
 # Test programs are named by suffix: *_test.cc are unit tests that never touch a
 # server (label `unit`); *_itest.cc need the real Redis and RabbitMQ that the
-# test command starts (label `integration`).
+# test command starts (label `integration`). Each is built by the target of its
+# label, `unit-tests` or `integration-tests` (tests/CMakeLists.txt), so a build
+# dir builds only the suites it runs.
 function(ripen_add_tests)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
   foreach(src ${ARG_SOURCES})
@@ -71,6 +90,7 @@ function(ripen_add_tests)
     else()
       set(label unit)
     endif()
+    add_dependencies(${label}-tests ${name})
     add_test(NAME ${name} COMMAND ${name})
     set_tests_properties(${name} PROPERTIES LABELS ${label} TIMEOUT 300
       ENVIRONMENT "RIPEN_BUILD_DIR=${CMAKE_BINARY_DIR}")

@@ -14,8 +14,9 @@ install(TARGETS ripen ripen-dispatcher ripen-worker RUNTIME DESTINATION ${CMAKE_
 install(TARGETS ripen_shared ripen_producer ripen_worker
   EXPORT ripenTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+# version.h belongs to the programs (library ripen_version), not to the API.
 install(DIRECTORY shared/include/ripen producer/include/ripen worker/include/ripen
-  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} PATTERN version.h EXCLUDE)
 install(FILES shared/envelope.schema.json DESTINATION ${CMAKE_INSTALL_DATADIR}/ripen)
 
 set(RIPEN_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/ripen)

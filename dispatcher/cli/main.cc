@@ -8,6 +8,7 @@
 #include "ripen/dispatcher.h"
 #include "ripen/log.h"
 #include "ripen/redis.h"
+#include "ripen/version.h"
 
 namespace {
 ripen::Dispatcher* g_dispatcher = nullptr;
@@ -18,6 +19,7 @@ void on_signal(int) {
 
 int main(int argc, char** argv) {
   CLI::App app{"ripen-dispatcher: publishes each delayed task to RabbitMQ the moment it ripens"};
+  ripen::add_version_flag(app, "ripen-dispatcher");
   std::string config_file, redis_url, amqp_url, ns, log_level, owner;
   int shards = 0;
   app.add_option("--config", config_file, "TOML config file (default: $RIPEN_CONFIG)");

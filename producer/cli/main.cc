@@ -17,6 +17,7 @@
 #include "ripen/log.h"
 #include "ripen/producer.h"
 #include "ripen/untrusted.h"
+#include "ripen/version.h"
 
 namespace {
 
@@ -191,6 +192,7 @@ int run_dlq_purge(const Common& common, const DlqArgs& a) {
 int main(int argc, char** argv) {
   CLI::App app{"ripen: schedule delayed tasks and inspect them"};
   app.require_subcommand(1);
+  ripen::add_version_flag(app, "ripen");
   Common common;
   // The options above every command are taken after it too (`ripen stats
   // --config F` as `ripen --config F stats`): subcommands made after this
@@ -272,6 +274,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::cerr << "ripen: " << e.what() << " (see --help)\n";

@@ -15,7 +15,7 @@ RIPEN_PACKAGES=(
   libtomlplusplus-dev libgtest-dev libgmock-dev libhowardhinnant-date-dev tzdata
   redis-server redis-tools rabbitmq-server
   clang-format clang clang-tidy libclang-rt-14-dev
-  procps curl ca-certificates jq
+  procps curl ca-certificates jq ccache
   python3-pika
   libssl-dev openssl stunnel4
 )
@@ -93,6 +93,66 @@ ripen_kill_pid() {
   fi
 }
 
+# The programs of a build dir, by their place in it (build/bin/ has symlinks
+# to them; a process started through one runs the file itself).
+RIPEN_PROGRAMS=(producer/ripen dispatcher/ripen-dispatcher worker/ripen-worker)
+
+# Prints "PID PATH" for every live process whose executable (/proc/PID/exe) is
+# one of RIPEN_PROGRAMS in a build*/ dir of this checkout: the exact path,
+# never a name, so another checkout's programs, the test binaries and
+# everything else are left alone. A binary relinked (or a build dir removed)
+# since the process started still counts: the kernel shows it as
+# "PATH (deleted)".
+ripen_checkout_program_pids() {
+  local root proc exe dir rel real ok
+  root=$(realpath -e "$ripen_root") || return 0
+  # A build dir that is a symlink runs its programs from where it points.
+  local dirs=()
+  for dir in "$ripen_root"/build*/; do
+    real=$(realpath -e "$dir" 2>/dev/null) && dirs+=("$real")
+  done
+  for proc in /proc/[0-9]*; do
+    exe=$(readlink "$proc/exe" 2>/dev/null) || continue
+    exe=${exe% (deleted)}
+    dir=${exe%/*/*}
+    rel=${exe#"$dir"/}
+    [[ " ${RIPEN_PROGRAMS[*]} " == *" $rel "* ]] || continue
+    ok=0
+    if [[ ${dir%/*} == "$root" && ${dir##*/} == build* ]]; then
+      ok=1
+    else
+      for real in "${dirs[@]}"; do [[ $dir == "$real" ]] && ok=1; done
+    fi
+    ((ok)) && ripen_pid_alive "${proc#/proc/}" && printf '%s %s\n' "${proc#/proc/}" "$exe"
+  done
+  return 0
+}
+
+# Stops every process ripen_checkout_program_pids finds (the ones scripts/run
+# started and any started by hand, in the foreground or not): SIGTERM to all
+# at once (a worker drains its running tasks), up to GRACE seconds (default
+# 15) for each to exit, then SIGKILL. Says what it stopped; false if one
+# survived even SIGKILL.
+ripen_stop_checkout_programs() {
+  local grace=${1:-15} pid exe root rc=0
+  local pids=() exes=()
+  root=$(realpath -e "$ripen_root")
+  while read -r pid exe; do
+    pids+=("$pid") exes+=("$exe")
+  done < <(ripen_checkout_program_pids)
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  local i
+  for i in "${!pids[@]}"; do
+    if ripen_kill_pid "${pids[$i]}" "$grace"; then
+      ripen_log "${exes[$i]##*/}: stopped (pid ${pids[$i]}, ${exes[$i]#"$root"/})"
+    else
+      ripen_log "${exes[$i]##*/} (pid ${pids[$i]}) would not exit"
+      rc=1
+    fi
+  done
+  return "$rc"
+}
+
 # True if something accepts TCP connections on 127.0.0.1:PORT.
 ripen_port_open() {
   timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
@@ -134,24 +194,48 @@ ensure_packages() {
 # ---------------------------------------------------------------------------
 # Build
 
-# build_ripen [BUILD_DIR] [extra cmake args...]
+# Sets RIPEN_CCACHE_ARGS to the cmake arguments that compile through ccache
+# when it is installed (and to none of it when it is not, so a build dir
+# configured with it still builds after it is removed).
+ripen_ccache_args() {
+  if command -v ccache >/dev/null; then
+    RIPEN_CCACHE_ARGS=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  else
+    RIPEN_CCACHE_ARGS=(-DCMAKE_CXX_COMPILER_LAUNCHER=)
+  fi
+}
+
+# build_ripen [BUILD_DIR] [extra cmake args...] [--target TARGET...]
+# Configures BUILD_DIR (default build/) and builds TARGETs (default: all).
 build_ripen() {
   local dir="$ripen_root/build"
   if (($# > 0)) && [[ $1 != -* ]]; then
     [[ -n $1 ]] && dir=$1
     shift
   fi
+  local args=() targets=()
+  while (($# > 0)); do
+    if [[ $1 == --target ]]; then
+      shift
+      targets=("$@")
+      break
+    fi
+    args+=("$1")
+    shift
+  done
   # A build dir configured earlier with another generator cannot be switched
   # to Ninja in place; drop its cache.
   if [[ -f $dir/CMakeCache.txt ]] && ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$' "$dir/CMakeCache.txt"; then
     ripen_log "$dir was configured with another generator; removing its CMake cache"
     rm -rf "$dir/CMakeCache.txt" "$dir/CMakeFiles"
   fi
-  ripen_log "building in $dir${*:+ ($*)}"
+  ripen_log "building ${targets[*]:-everything} in $dir${args[*]:+ (${args[*]})}"
+  ripen_ccache_args
   # Warnings are errors in the builds of the dev and test scripts (RIPEN_WERROR
   # is off by default, for users: see CMakeLists.txt).
-  cmake -S "$ripen_root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRIPEN_WERROR=ON "$@" &&
-    cmake --build "$dir" -j"$(nproc)"
+  cmake -S "$ripen_root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRIPEN_WERROR=ON \
+    "${RIPEN_CCACHE_ARGS[@]}" "${args[@]}" &&
+    cmake --build "$dir" -j"$(nproc)" ${targets[@]+--target "${targets[@]}"}
 }
 
 # ---------------------------------------------------------------------------

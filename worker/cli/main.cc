@@ -12,6 +12,7 @@
 #include "ripen/config.h"
 #include "ripen/log.h"
 #include "ripen/redis.h"
+#include "ripen/version.h"
 #include "ripen/worker.h"
 
 namespace {
@@ -34,6 +35,7 @@ constexpr int kExitAbandoned = 130;
 
 int main(int argc, char** argv) {
   CLI::App app{"ripen-worker: consumes ripen queues and runs each task's handler"};
+  ripen::add_version_flag(app, "ripen-worker");
   std::string config_file, redis_url, amqp_url, ns, log_level, name;
   std::vector<std::string> queues, execs;
   int concurrency = 0;
