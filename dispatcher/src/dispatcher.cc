@@ -351,10 +351,22 @@ class Dispatcher::Impl {
     // tick are claimed together and share messages; a task due while nothing
     // was claimed for a tick is still taken at once.
     next_round_ = now + std::chrono::milliseconds(config_.dispatcher.tick_ms);
+    // Shards whose next task ripens within this tick join a round that claims
+    // anyway. A burst is spread over the shards by id, and each shard's due time
+    // is kept by this clock from its own reply, read a moment after the one
+    // before (much more than a moment in a slow, sanitized build): without this,
+    // a burst due at one instant could straddle two rounds a tick apart, and
+    // then could not be cut into equal bundles (fairness_itest). Nothing is
+    // claimed early: the claim compares due times with Redis TIME.
+    const auto joins = now + std::chrono::milliseconds(config_.dispatcher.tick_ms);
     std::vector<int> ripe;
+    bool any_ripe = false;
     for (const auto& [s, lease] : owned_) {
-      if (next_due_[static_cast<size_t>(s)] <= now) ripe.push_back(s);
+      const auto due = next_due_[static_cast<size_t>(s)];
+      if (due <= joins) ripe.push_back(s);
+      any_ripe = any_ripe || due <= now;
     }
+    if (!any_ripe) ripe.clear();
     const int space = window_space();
     const int per_shard =
         ripe.empty() ? 0 : std::max(1, std::min(config_.dispatcher.batch, space / static_cast<int>(ripe.size())));

@@ -124,6 +124,7 @@ int run_reschedule(const Common& common, const std::string& id, const std::strin
     auto t = ripen::parse_timestamp_ms(at);
     if (!t) return fail({ripen::Errc::invalid, "--at: " + t.error().message});
     st = producer.reschedule(ripen::TaskId(id), *t);
+    if (st) ripen::cli::warn_if_past(producer.redis(), *t, "--at " + at);
   }
   if (!st) return fail(st.error());
   if (json) {

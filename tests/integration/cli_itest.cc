@@ -49,7 +49,7 @@ class Cli : public FleetTest {
   }
 
   std::string write_lines(const std::vector<std::string>& lines) {
-    const std::string path = ::testing::TempDir() + "/" + config_.ns + "-tasks.jsonl";
+    std::string path = ::testing::TempDir() + "/" + config_.ns + "-tasks.jsonl";
     std::ofstream out(path);
     for (const auto& l : lines) out << l << "\n";
     return path;
@@ -175,6 +175,20 @@ TEST_F(Cli, EnqueueFileWarnsOnceOfDueTimesAlreadyPast) {
   EXPECT_EQ(r.err.rfind("ripen: warning: 2 tasks were given a due time already past (the earliest ", 0), 0u) << r.err;
   EXPECT_NE(r.err.find(" ago, by Redis's clock): due now\n"), std::string::npos) << r.err;
   EXPECT_EQ(occurrences(r.err, "\n"), 1u) << r.err;
+}
+
+// reschedule --at in the past: moved and due now, with the same warning as enqueue.
+TEST_F(Cli, RescheduleToATimeAlreadyPastWarnsAndMakesItDueNow) {
+  auto e = cli({"enqueue", "--queue", "default", "--type", "work", "--delay", "1h"});
+  ASSERT_EQ(e.code, 0) << e.err;
+  const std::string id = trim(e.out);
+  auto r = cli({"reschedule", id, "--at", "2020-01-01T00:00:00Z"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err.rfind("ripen: warning: --at 2020-01-01T00:00:00Z is ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find(" ago (by Redis's clock): the task is due now\n"), std::string::npos) << r.err;
+  auto later = cli({"reschedule", id, "--delay", "1h"});
+  ASSERT_EQ(later.code, 0) << later.err;
+  EXPECT_EQ(later.err, "") << "a due time ahead gets no warning";
 }
 
 TEST_F(Cli, PauseWarnsOfAQueueThatDoesNotExist) {

@@ -89,6 +89,7 @@ TEST_F(DeadLetters, ReplayOfOneIdLeavesTheOthersInOrderAndPurgeEmptiesTheQueue) 
   Worker& worker = start_worker({{"doomed", [](const TaskContext&) { throw Permanent("no"); }}});
   start_dispatcher();
   std::vector<std::string> ids;
+  ids.reserve(3);
   for (int i = 0; i < 3; ++i) ids.push_back(producer().enqueue(make_task("doomed", i))->id.get());
   auto amqp = connect_amqp(config_);
   const std::string dlq = producer().keys().dead_queue("default");
@@ -137,6 +138,7 @@ TEST_F(DeadLetters, ReplayAllPutsEveryDeadTaskBack) {
   start_worker({{"doomed", [](const TaskContext&) { throw Permanent("no"); }}});
   start_dispatcher();
   std::vector<std::string> ids;
+  ids.reserve(2);
   for (int i = 0; i < 2; ++i) ids.push_back(producer().enqueue(make_task("doomed", i))->id.get());
   auto amqp = connect_amqp(config_);
   ASSERT_TRUE(wait_until([&] { return message_count(*amqp, producer().keys().dead_queue("default")) == 2; }, 20s));

@@ -32,7 +32,7 @@ class Inspect : public FleetTest {
     queues_ = {"default", "other"};
   }
 
-  CommandResult cli(std::vector<std::string> args) {
+  CommandResult cli(const std::vector<std::string>& args) {
     return run_command(binary("producer/ripen"), args, child_env(config_));
   }
 
@@ -124,6 +124,7 @@ TEST_F(Inspect, ListWalksManyTasksOfOneDueTimeAndLargeEndedBucketsWithoutLosingO
   // end in the middle of them.
   const int64_t due = *producer().redis().time_ms() + 3'600'000;
   std::vector<Envelope> batch;
+  batch.reserve(40);
   for (int i = 0; i < 40; ++i) batch.push_back(make_task("report", i));
   for (auto& e : batch) e.due_ms = due;
   std::set<std::string> waiting;

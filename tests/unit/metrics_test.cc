@@ -90,6 +90,7 @@ TEST(Histogram, NeverUnderReportsAndStaysWithinOneBucket) {
   std::mt19937 engine(42);
   std::lognormal_distribution<double> latency(4.0, 2.0);  // a long tail, like real latencies
   std::vector<int64_t> values;
+  values.reserve(20'000);
   for (int i = 0; i < 20'000; ++i) {
     values.push_back(std::min<int64_t>(static_cast<int64_t>(latency(engine)), 3'600'000));
   }
@@ -192,7 +193,7 @@ TEST(Histogram, ResetEmptiesIt) {
 // Lateness counts from the due time, or from creation when that is later: a
 // task enqueued with a due time 6 years past is due at once, not 6 years late.
 TEST(Lateness, CountsFromTheDueTimeWhenItIsAfterCreation) {
-  EXPECT_EQ(lateness_ms(/*now=*/10'250, /*due=*/10'000, /*created=*/5'000), 250);
+  EXPECT_EQ(lateness_ms(/*now_ms=*/10'250, /*due_ms=*/10'000, /*created_ms=*/5'000), 250);
   EXPECT_EQ(lateness_ms(10'000, 10'000, 5'000), 0);
   EXPECT_EQ(lateness_ms(9'999, 10'000, 5'000), -1);  // early: the histogram counts it as 0
 }
