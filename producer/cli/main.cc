@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <optional>
 
@@ -269,6 +270,17 @@ int main(int argc, char** argv) {
   ripen::cli::add_schedule_commands(app, common, actions);
   ripen::cli::add_inspect_commands(app, common, actions);
   ripen::cli::add_queue_commands(app, common, actions);
+  // A command's --help shows its own options only: it names those it takes
+  // from above as well.
+  const std::function<void(CLI::App*)> name_global_options = [&](CLI::App* parent) {
+    for (CLI::App* sub : parent->get_subcommands([](CLI::App*) { return true; })) {
+      sub->footer(
+          "Also, before or after the command: --config FILE, --redis-url URL, --amqp-url URL, --namespace NS "
+          "(ripen --help)");
+      name_global_options(sub);
+    }
+  };
+  name_global_options(&app);
 
   try {
     app.parse(argc, argv);

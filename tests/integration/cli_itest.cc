@@ -177,6 +177,18 @@ TEST_F(Cli, EnqueueFileWarnsOnceOfDueTimesAlreadyPast) {
   EXPECT_EQ(occurrences(r.err, "\n"), 1u) << r.err;
 }
 
+// A command's --help names the options every command takes, which it accepts.
+TEST_F(Cli, ACommandsHelpNamesTheGlobalOptions) {
+  for (const std::vector<std::string>& command : std::vector<std::vector<std::string>>{
+           {"stats", "--help"}, {"dlq", "purge", "--help"}, {"schedule", "list", "--help"}}) {
+    auto r = cli(command);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("before or after the command: --config FILE, --redis-url URL, --amqp-url URL, --namespace"),
+              std::string::npos)
+        << command.front() << ": " << r.out;
+  }
+}
+
 // reschedule --at in the past: moved and due now, with the same warning as enqueue.
 TEST_F(Cli, RescheduleToATimeAlreadyPastWarnsAndMakesItDueNow) {
   auto e = cli({"enqueue", "--queue", "default", "--type", "work", "--delay", "1h"});
