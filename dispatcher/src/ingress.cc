@@ -84,7 +84,6 @@ class Ingress::Impl {
         allowed_queues_(config.ingress.allowed_queues.empty() ? configured_queues(config)
                                                               : config.ingress.allowed_queues),
         producer_(config, clock),
-        probe_(redis_url_of(config), std::chrono::seconds(5), clock),
         amqp_(amqp_url_of(config), std::chrono::seconds(5), clock) {}
 
   void stop() { stopping_.store(true); }
@@ -263,14 +262,14 @@ class Ingress::Impl {
     spdlog::error(
         "ingress {}: Redis at {} is unreachable ({}); handing back {} messages and not consuming '{}' until it "
         "answers",
-        name_, probe_.url().redacted(), error, held + inbox_.size(), keys_.ingress_queue());
+        name_, producer_.redis().url().redacted(), error, held + inbox_.size(), keys_.ingress_queue());
   }
 
   bool redis_back() {
-    if (!probe_.ping()) return false;
+    if (!producer_.redis().ping()) return false;
     redis_down_ = false;
-    spdlog::warn("ingress {}: Redis at {} answers again; consuming '{}' again", name_, probe_.url().redacted(),
-                 keys_.ingress_queue());
+    spdlog::warn("ingress {}: Redis at {} answers again; consuming '{}' again", name_,
+                 producer_.redis().url().redacted(), keys_.ingress_queue());
     return true;
   }
 
@@ -401,7 +400,7 @@ class Ingress::Impl {
         }
       }
       if (again.empty()) break;
-      if (auto st = probe_.ping(); !st) {
+      if (auto st = producer_.redis().ping(); !st) {
         for (size_t i : again) outcomes[i].held = true;
         redis_lost(st.error().message, again.size());
         return true;
@@ -524,7 +523,6 @@ class Ingress::Impl {
   Keys keys_;
   const std::vector<std::string> allowed_queues_;  // ingress.allowed_queues, or the configured queues
   Producer producer_;
-  Redis probe_;              // asks whether Redis answers, when storing fails
   bool redis_down_ = false;  // Redis did not answer: not consuming (see redis_lost())
   Amqp amqp_;
   std::atomic<bool> stopping_{false};

@@ -157,23 +157,14 @@ Status ScheduleStore::record_trigger(const std::string& name, const std::string&
   constexpr int kTries = 5;
   for (int i = 0; i < kTries; ++i) {
     if (auto w = redis_.command({"WATCH", keys_.schedule_specs(), keys_.schedule_state()}); !w) return w.error();
-    redis_.append({"HEXISTS", keys_.schedule_specs(), name});
-    redis_.append({"HGET", keys_.schedule_state(), name});
-    auto read = redis_.flush();
-    if (!read) return read.error();
-    for (const auto& r : *read) {
-      if (!r) return r.error();
-    }
-    if ((*read)[0]->integer() == 0) {
+    auto stored = get(name);
+    if (!stored) {
       (void)redis_.command({"UNWATCH"});
-      return Error{Errc::not_found, "no schedule named '" + name + "'"};
+      return stored.error();
     }
     // No state yet (the leader has not looked at it): an empty version, which
     // the leader takes for a new spec, keeping the last task.
-    ScheduleState state;
-    if (!(*read)[1]->is_nil()) {
-      if (auto old = ScheduleState::decode((*read)[1]->str())) state = *old;
-    }
+    ScheduleState state = stored->state.value_or(ScheduleState{});
     state.last_task = task_id;
     redis_.append({"MULTI"});
     redis_.append({"HSET", keys_.schedule_state(), name, state.encode()});

@@ -5,7 +5,6 @@
 #include <charconv>
 #include <limits>
 #include <string>
-#include <utility>
 
 #include "ripen/untrusted.h"
 
@@ -153,11 +152,10 @@ std::string format_duration_ms(int64_t ms) {
 
 std::string approx_duration_ms(int64_t ms) {
   if (ms < 1000) return std::to_string(std::max<int64_t>(ms, 0)) + "ms";
-  static constexpr std::pair<const char*, int64_t> kUnits[] = {
-      {"d", 86'400'000}, {"h", 3'600'000}, {"m", 60'000}, {"s", 1000}};
   std::string out;
   int parts = 0;
-  for (const auto& [unit, scale] : kUnits) {
+  for (const char* unit : {"d", "h", "m", "s"}) {
+    const int64_t scale = unit_scale(unit);
     if (parts == 2 || (parts == 1 && ms < scale)) break;
     if (ms < scale) continue;
     out += (out.empty() ? "" : " ") + std::to_string(ms / scale) + unit;
